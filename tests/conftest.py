@@ -1,0 +1,34 @@
+"""Shared fixtures: where the real sample data lives, and GPU test skipping."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _shared_data_dir() -> Path:
+    """``../shared/data`` beside the checkout (CI has it), or ``$MONAI_GEN_SHARED_DATA``."""
+    return Path(os.environ.get("MONAI_GEN_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Folder of the real sample recordings (see its README for licences); skips when absent."""
+    folder = _shared_data_dir()
+    if not folder.is_dir():
+        pytest.skip(f"real sample data folder {folder} is absent (set MONAI_GEN_SHARED_DATA)")
+    return folder
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip_gpu = pytest.mark.skip(reason="no CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)
