@@ -1,0 +1,353 @@
+"""Phenotype conditions: what each condition means, and its encoding as ``(values, mask)`` tensors.
+
+A :class:`ConditionSpec` describes one phenotype (name, continuous or categorical, unit, valid range,
+normalisation statistics or categories). A :class:`ConditionSet` is the ordered list of specs a model was
+trained with: it turns a table row into the model's condition tensors and back, checks ranges, and is saved
+as JSON beside the weights so a bundle ships exactly the encoding it was trained with.
+
+Encoding (the project-wide condition contract, see ``docs/architecture.md``):
+
+- ``values``: float32 ``(P,)`` (or ``(N, P)`` for a table). Continuous phenotypes are z-scores
+  ``(x - mean) / std``; categorical phenotypes are category indices stored as floats.
+- ``mask``: float32, same shape, 1 where the phenotype is present and 0 where it is missing (its value is 0).
+
+With ``one_hot=True`` every categorical phenotype expands to one column per category (mask repeated).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from monai.utils import look_up_option
+
+from monai_gen.utils.atomic import atomic_write_json
+
+__all__ = ["ConditionKind", "ConditionSpec", "ConditionSet", "is_missing"]
+
+_FORMAT = "monai_gen.conditions/1"
+_MISSING_STRINGS = frozenset({"", "nan", "na", "n/a", "none", "null", "unknown", "?"})
+
+
+class ConditionKind(str, Enum):
+    """How a phenotype is encoded."""
+
+    CONTINUOUS = "continuous"
+    CATEGORICAL = "categorical"
+
+
+def is_missing(value: Any) -> bool:
+    """True for ``None``, NaN and the usual spellings of an unknown value in clinical tables."""
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return value.strip().lower() in _MISSING_STRINGS
+    if isinstance(value, (float, np.floating)):
+        return math.isnan(value)
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return bool(torch.isnan(value.float()))
+    return False
+
+
+@dataclasses.dataclass(frozen=True)
+class ConditionSpec:
+    """One phenotype a model is conditioned on.
+
+    Args:
+        name: the field name in tables and on the command line, e.g. ``"qt_interval_ms"``.
+        kind: ``"continuous"`` or ``"categorical"``.
+        unit: physical unit of a continuous value (``"ms"``, ``"bpm"``, ``"years"``, ``"kg/m^2"``); ``""``
+            for categorical or unit-less values.
+        valid_range: ``(low, high)`` a continuous value must lie in (inclusive); values outside are rejected.
+            The physiological range, not the training range.
+        mean, std: normalisation statistics of a continuous phenotype (from the training data).
+        observed_range: ``(min, max)`` seen in the training data; values outside it are extrapolation.
+        categories: ordered category labels of a categorical phenotype (index = position).
+        aliases: extra spellings of categories, e.g. ``{"m": "male", "f": "female"}`` (case-insensitive).
+        description: a short human-readable description for ``--help`` and bundle metadata.
+
+    Raises:
+        ValueError: an inconsistent specification (the message names the condition).
+    """
+
+    name: str
+    kind: str = ConditionKind.CONTINUOUS.value
+    unit: str = ""
+    valid_range: tuple[float, float] | None = None
+    mean: float = 0.0
+    std: float = 1.0
+    observed_range: tuple[float, float] | None = None
+    categories: tuple[str, ...] = ()
+    aliases: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        kind = look_up_option(str(self.kind).lower(), [k.value for k in ConditionKind])
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "categories", tuple(str(c) for c in self.categories))
+        object.__setattr__(self, "aliases", {str(k).lower(): str(v) for k, v in dict(self.aliases).items()})
+        for field in ("valid_range", "observed_range"):
+            value = getattr(self, field)
+            if value is not None:
+                low, high = (float(v) for v in value)
+                if not low <= high:
+                    raise ValueError(f"condition {self.name!r}: {field} must be (low, high) with low <= high, got {value}.")
+                object.__setattr__(self, field, (low, high))
+        self._check_kind_fields()
+
+    def _check_kind_fields(self) -> None:
+        if self.kind == ConditionKind.CATEGORICAL.value:
+            if len(self.categories) < 2 or len(set(self.categories)) != len(self.categories):
+                raise ValueError(
+                    f"condition {self.name!r} is categorical and needs at least two distinct categories, "
+                    f"got {list(self.categories)}."
+                )
+            unknown = sorted(set(self.aliases.values()) - set(self.categories))
+            if unknown:
+                raise ValueError(f"condition {self.name!r}: aliases point to unknown categories {unknown}.")
+        elif not (math.isfinite(self.std) and self.std > 0 and math.isfinite(self.mean)):
+            raise ValueError(f"condition {self.name!r}: std must be finite and > 0 and mean finite, got {self.mean}, {self.std}.")
+
+    @property
+    def is_categorical(self) -> bool:
+        return self.kind == ConditionKind.CATEGORICAL.value
+
+    @property
+    def num_categories(self) -> int:
+        """Number of categories (0 for a continuous phenotype): the network's per-phenotype encoder size."""
+        return len(self.categories) if self.is_categorical else 0
+
+    def encode_value(self, value: Any, *, where: str = "") -> float:
+        """Encode one present value: z-score (continuous) or category index (categorical).
+
+        Raises:
+            ValueError: not a number, out of ``valid_range``, or an unknown category; the message names the
+                condition, the value and ``where`` it came from (e.g. ``"table.csv, row 3"``).
+        """
+        if self.is_categorical:
+            return float(self._category_index(value, where))
+        number = self._as_number(value, where)
+        self._check_range(number, where)
+        return (number - self.mean) / self.std
+
+    def decode_value(self, encoded: float) -> float | str:
+        """Inverse of :meth:`encode_value`: physical value in ``unit``, or the category label."""
+        if self.is_categorical:
+            index = int(round(encoded))
+            if not 0 <= index < len(self.categories):
+                raise ValueError(f"condition {self.name!r}: encoded category index {encoded} is out of range.")
+            return self.categories[index]
+        return encoded * self.std + self.mean
+
+    def _as_number(self, value: Any, where: str) -> float:
+        try:
+            number = float(value.item() if isinstance(value, (torch.Tensor, np.ndarray)) else value)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{_where(where)}condition {self.name!r} must be a number, got {value!r}.") from err
+        if not math.isfinite(number):
+            raise ValueError(f"{_where(where)}condition {self.name!r} must be finite, got {value!r}.")
+        return number
+
+    def _check_range(self, number: float, where: str) -> None:
+        if self.valid_range is not None and not self.valid_range[0] <= number <= self.valid_range[1]:
+            raise ValueError(
+                f"{_where(where)}condition {self.name!r} = {number:g}{' ' + self.unit if self.unit else ''} is outside "
+                f"its valid range [{self.valid_range[0]:g}, {self.valid_range[1]:g}]."
+            )
+
+    def _category_index(self, value: Any, where: str) -> int:
+        """Strings match a category or alias (case-insensitive); integral numbers are category indices."""
+        if isinstance(value, (torch.Tensor, np.ndarray)):
+            value = value.item()
+        if isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and float(value).is_integer():
+            if 0 <= int(value) < len(self.categories):
+                return int(value)
+        else:
+            label = str(value).strip().lower()
+            canonical = {c.lower(): c for c in self.categories}.get(label) or self.aliases.get(label)
+            if canonical is not None:
+                return self.categories.index(canonical)
+        raise ValueError(
+            f"{_where(where)}condition {self.name!r} = {value!r} is not one of its categories {list(self.categories)}"
+            + (f" (aliases: {sorted(self.aliases)})" if self.aliases else "")
+            + f" or an index 0..{len(self.categories) - 1}."
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form (only the fields that matter for the kind)."""
+        record: dict[str, Any] = {"name": self.name, "kind": self.kind, "unit": self.unit, "description": self.description}
+        if self.is_categorical:
+            record.update(categories=list(self.categories), aliases=dict(self.aliases))
+        else:
+            record.update(mean=self.mean, std=self.std, valid_range=_listed(self.valid_range))
+            record["observed_range"] = _listed(self.observed_range)
+        return record
+
+
+class ConditionSet:
+    """The ordered phenotypes a model is conditioned on, with their encoding.
+
+    Args:
+        specs: one :class:`ConditionSpec` (or a dict of its fields) per phenotype, in token order.
+
+    Examples:
+        >>> conditions = ConditionSet([
+        ...     ConditionSpec("heart_rate_bpm", unit="bpm", valid_range=(30, 220), mean=70, std=15),
+        ...     ConditionSpec("sex", kind="categorical", categories=("female", "male")),
+        ... ])
+        >>> values, mask = conditions.encode({"heart_rate_bpm": 85, "sex": None})
+        >>> values.tolist(), mask.tolist()
+        ([1.0, 0.0], [1.0, 0.0])
+        >>> conditions.decode(values, mask)
+        {'heart_rate_bpm': 85.0, 'sex': None}
+    """
+
+    def __init__(self, specs: Sequence[ConditionSpec | Mapping[str, Any]]) -> None:
+        parsed = [s if isinstance(s, ConditionSpec) else ConditionSpec(**dict(s)) for s in specs]
+        names = [s.name for s in parsed]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if not parsed or duplicates:
+            raise ValueError(f"a ConditionSet needs at least one condition and unique names; duplicates: {duplicates}.")
+        self.specs: tuple[ConditionSpec, ...] = tuple(parsed)
+
+    @property
+    def names(self) -> list[str]:
+        return [s.name for s in self.specs]
+
+    @property
+    def num_categories(self) -> list[int]:
+        """Per phenotype: 0 for continuous, k for categorical with k classes (the network encoder's argument)."""
+        return [s.num_categories for s in self.specs]
+
+    def __len__(self) -> int:
+        return len(self.specs)
+
+    def __getitem__(self, name: str) -> ConditionSpec:
+        return self.specs[self.names.index(look_up_option(name, self.names))]
+
+    def encode(self, row: Mapping[str, Any], *, one_hot: bool = False, where: str = "") -> tuple[torch.Tensor, torch.Tensor]:
+        """Encode one row of phenotypes into ``(values, mask)``, float32 ``(P,)``.
+
+        A phenotype absent from ``row`` or holding a missing value (None, NaN, "", "unknown"...) is masked.
+        Keys of ``row`` that are not conditions are ignored.
+
+        Raises:
+            ValueError: a present value is invalid (see :meth:`ConditionSpec.encode_value`).
+        """
+        values, mask = [], []
+        for spec in self.specs:
+            raw = row.get(spec.name)
+            present = not is_missing(raw)
+            encoded = spec.encode_value(raw, where=where) if present else 0.0
+            if one_hot and spec.is_categorical:
+                values.extend(float(present and i == encoded) for i in range(spec.num_categories))
+                mask.extend([float(present)] * spec.num_categories)
+            else:
+                values.append(encoded)
+                mask.append(float(present))
+        return torch.tensor(values, dtype=torch.float32), torch.tensor(mask, dtype=torch.float32)
+
+    def encode_rows(
+        self, rows: Iterable[Mapping[str, Any]], *, one_hot: bool = False, source: str = "rows"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encode many rows into ``(values, mask)`` of shape ``(N, P)``; errors name ``source`` and the row."""
+        encoded = [self.encode(r, one_hot=one_hot, where=f"{source}, row {i + 1}") for i, r in enumerate(rows)]
+        if not encoded:
+            raise ValueError(f"{source} holds no rows to encode.")
+        return torch.stack([v for v, _ in encoded]), torch.stack([m for _, m in encoded])
+
+    def decode(self, values: torch.Tensor | np.ndarray, mask: torch.Tensor | np.ndarray | None = None) -> dict[str, Any]:
+        """Inverse of :meth:`encode` (index form) for one sample: physical values / labels, None where masked."""
+        values = torch.as_tensor(values, dtype=torch.float64).reshape(-1)
+        mask = torch.ones_like(values) if mask is None else torch.as_tensor(mask).reshape(-1)
+        if values.numel() != len(self):
+            raise ValueError(f"expected {len(self)} encoded values ({self.names}), got {values.numel()}.")
+        return {
+            s.name: s.decode_value(float(v)) if float(m) > 0.5 else None for s, v, m in zip(self.specs, values, mask, strict=True)
+        }
+
+    def fit(self, rows: Iterable[Mapping[str, Any]], *, source: str = "rows") -> ConditionSet:
+        """A copy whose continuous specs carry mean, std and observed range of ``rows`` (missing values skipped).
+
+        Values are range-checked first, so a training table with an impossible value fails loudly.
+
+        Raises:
+            ValueError: a continuous phenotype has fewer than two present values, or an invalid value.
+        """
+        rows = list(rows)
+        return ConditionSet([_fit_spec(spec, rows, source) for spec in self.specs])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": _FORMAT, "conditions": [s.to_dict() for s in self.specs]}
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the set as JSON (atomically) and return the path."""
+        return atomic_write_json(path, self.to_dict())
+
+    @classmethod
+    def from_dict(cls, record: Mapping[str, Any], *, source: str = "condition set") -> ConditionSet:
+        """Build from :meth:`to_dict` output (or a bundle config's plain list of spec dicts)."""
+        if isinstance(record, Mapping):
+            if record.get("format", _FORMAT) != _FORMAT:
+                raise ValueError(f"{source}: unsupported format {record.get('format')!r}, expected {_FORMAT!r}.")
+            record = record.get("conditions", [])
+        try:
+            return cls([ConditionSpec(**dict(spec)) for spec in record])
+        except TypeError as err:
+            raise ValueError(f"{source}: invalid condition specification: {err}.") from err
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> ConditionSet:
+        """Read a set saved with :meth:`save`.
+
+        Raises:
+            FileNotFoundError: no file at ``path``.
+            ValueError: the file is not valid JSON or not a condition set (the message names the file).
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"condition statistics file {path} does not exist.")
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"condition statistics file {path} is not valid JSON: {err}.") from err
+        return cls.from_dict(record, source=str(path))
+
+    def __repr__(self) -> str:
+        return f"ConditionSet({self.names})"
+
+
+def _fit_spec(spec: ConditionSpec, rows: list[Mapping[str, Any]], source: str) -> ConditionSpec:
+    """Validate every present value of ``spec`` in ``rows``; for a continuous spec also fit its statistics."""
+    present = [(i, row[spec.name]) for i, row in enumerate(rows) if not is_missing(row.get(spec.name))]
+    if spec.is_categorical:
+        for i, value in present:
+            spec.encode_value(value, where=f"{source}, row {i + 1}")
+        return spec
+    numbers = []
+    for i, value in present:
+        number = spec._as_number(value, f"{source}, row {i + 1}")
+        spec._check_range(number, f"{source}, row {i + 1}")
+        numbers.append(number)
+    if len(numbers) < 2:
+        raise ValueError(f"{source}: condition {spec.name!r} needs at least two present values to fit, got {len(numbers)}.")
+    values = np.asarray(numbers)
+    return dataclasses.replace(
+        spec, mean=float(values.mean()), std=float(values.std()) or 1.0, observed_range=(values.min(), values.max())
+    )
+
+
+def _where(where: str) -> str:
+    return f"{where}: " if where else ""
+
+
+def _listed(pair: tuple[float, float] | None) -> list[float] | None:
+    return None if pair is None else [pair[0], pair[1]]
