@@ -1,0 +1,234 @@
+"""Generation jobs: condition rows and seeds -> batches -> a sampling callable -> writers, a manifest and resume.
+
+A job is a list of :class:`SampleRequest` (output name, seed, requested phenotypes). :class:`GenerationJob`
+groups them into batches, asks ``generate_batch`` for the samples, hands each one to ``writer`` with its
+provenance, and keeps ``manifest.csv`` (one row per finished sample: files, seed, every condition, model id,
+sampler, steps) current after every batch. A sample is *finished* when its manifest row exists and all its
+files are on disk, so re-running a killed job generates only what is missing; because every sample draws its
+noise from its own seed, the resumed output is identical to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from monai_gen.data.provenance import to_json_compatible
+from monai_gen.utils.atomic import atomic_write_text
+
+__all__ = [
+    "SampleRequest",
+    "requests_from_rows",
+    "sweep_requests",
+    "read_manifest",
+    "GenerationJob",
+]
+
+logger = logging.getLogger(__name__)
+
+MANIFEST_NAME = "manifest.csv"
+_FIXED_COLUMNS = ("name", "files", "seed")
+
+
+@dataclass(frozen=True)
+class SampleRequest:
+    """One sample to generate.
+
+    Args:
+        name: output stem (file names derive from it), unique within a job, e.g. ``"ecg_0003"``.
+        seed: the seed of this sample's noise; the same seed gives the same sample whatever the batch.
+        conditions: requested phenotypes in physical units / labels, e.g. ``{"heart_rate_bpm": 75}``;
+            a phenotype absent here is left unconditioned (its null token).
+    """
+
+    name: str
+    seed: int
+    conditions: Mapping[str, Any] = field(default_factory=dict)
+
+
+def requests_from_rows(
+    rows: Sequence[Mapping[str, Any]], *, seed: int = 0, prefix: str = "sample", samples_per_row: int = 1
+) -> list[SampleRequest]:
+    """One request per row (times ``samples_per_row``), seeds ``seed, seed + 1, ...`` in order.
+
+    A row may carry its own ``seed`` (then that seed is used, plus the repeat index); other keys are
+    conditions.
+    """
+    if samples_per_row < 1:
+        raise ValueError(f"samples_per_row must be >= 1, got {samples_per_row}.")
+    requests, width = [], len(str(max(len(rows) * samples_per_row - 1, 1)))
+    for i, row in enumerate(rows):
+        conditions = {k: v for k, v in row.items() if k != "seed"}
+        row_seed = int(row["seed"]) if "seed" in row and str(row["seed"]).strip() else None
+        for r in range(samples_per_row):
+            index = i * samples_per_row + r
+            sample_seed = (row_seed + r) if row_seed is not None else seed + index
+            requests.append(SampleRequest(f"{prefix}_{index:0{width}d}", sample_seed, conditions))
+    return requests
+
+
+def sweep_requests(
+    name: str,
+    values: Sequence[float],
+    *,
+    seeds: Sequence[int],
+    fixed: Mapping[str, Any] | None = None,
+    prefix: str = "sweep",
+) -> list[SampleRequest]:
+    """A counterfactual sweep (xMADD Fig. 5): every value of phenotype ``name`` with every seed.
+
+    The same seeds are reused for every value, so a column of the sweep differs only in the phenotype.
+
+    Args:
+        name: the phenotype swept.
+        values: its values in physical units, e.g. ``numpy.linspace(50, 110, 5)``.
+        seeds: one seed per column.
+        fixed: other phenotypes held constant across the sweep.
+    """
+    if not len(values) or not len(seeds):
+        raise ValueError(f"a sweep needs at least one value and one seed, got values={list(values)}, seeds={list(seeds)}.")
+    fixed = dict(fixed or {})
+    return [
+        SampleRequest(f"{prefix}_{name}_{k:03d}_seed{seed}", int(seed), {**fixed, name: float(value)})
+        for k, value in enumerate(values)
+        for seed in seeds
+    ]
+
+
+def read_manifest(path: str | os.PathLike) -> list[dict[str, str]]:
+    """Rows of a manifest written by :class:`GenerationJob` (empty when the file does not exist)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+class GenerationJob:
+    """Generate ``requests`` in batches, write every sample, keep a manifest, resume after interruption.
+
+    Args:
+        requests: the samples to generate (names must be unique).
+        generate_batch: ``generate_batch(requests) -> Tensor (B, C, *spatial)``, sample ``i`` for
+            ``requests[i]``; it must draw sample ``i``'s noise from ``requests[i].seed`` only.
+        writer: ``writer(sample (C, *spatial), output_stem: Path, provenance: dict) -> list[Path]`` writes one
+            sample (plus its provenance sidecar) and returns the files written.
+        output_dir: folder for outputs and ``manifest.csv``; created if missing.
+        batch_size: samples per call of ``generate_batch``.
+        provenance: fields common to every sample (model id, sampler, steps, guidance...); they go to each
+            sample's sidecar and become manifest columns.
+        preview: optional ``preview(samples, requests, output_dir)`` called after each batch (e.g. a PNG
+            per sample); its failures are errors, not warnings.
+        progress: show a tqdm progress bar.
+    """
+
+    def __init__(
+        self,
+        requests: Sequence[SampleRequest],
+        *,
+        generate_batch: Callable[[list[SampleRequest]], torch.Tensor],
+        writer: Callable[[torch.Tensor, Path, dict[str, Any]], Sequence[os.PathLike | str]],
+        output_dir: str | os.PathLike,
+        batch_size: int = 16,
+        provenance: Mapping[str, Any] | None = None,
+        preview: Callable[[torch.Tensor, list[SampleRequest], Path], Any] | None = None,
+        progress: bool = True,
+    ) -> None:
+        names = [r.name for r in requests]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"generation requests must have unique names, repeated: {duplicates[:5]}.")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+        self.requests = list(requests)
+        self.generate_batch = generate_batch
+        self.writer = writer
+        self.output_dir = Path(output_dir)
+        self.batch_size = int(batch_size)
+        self.provenance = dict(provenance or {})
+        self.preview = preview
+        self.progress = progress
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.output_dir / MANIFEST_NAME
+
+    def finished(self) -> dict[str, dict[str, str]]:
+        """Manifest rows (by name) of samples whose files all exist; anything else will be generated again."""
+        done = {}
+        for row in read_manifest(self.manifest_path):
+            files = [self.output_dir / f for f in row.get("files", "").split(";") if f]
+            if files and all(f.is_file() for f in files):
+                done[row["name"]] = row
+        return done
+
+    def run(self) -> Path:
+        """Generate every request not finished yet; returns the manifest path."""
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        done = self.finished()
+        todo = [r for r in self.requests if r.name not in done]
+        if len(done):
+            logger.info("resuming: %d of %d samples already finished in %s", len(done), len(self.requests), self.output_dir)
+        rows = {name: row for name, row in done.items()}
+        with tqdm(total=len(self.requests), initial=len(self.requests) - len(todo), disable=not self.progress,
+                  desc="generating", unit="sample") as bar:
+            for start in range(0, len(todo), self.batch_size):
+                batch = todo[start : start + self.batch_size]
+                samples = self._generate(batch)
+                for request, sample in zip(batch, samples, strict=True):
+                    rows[request.name] = self._write(request, sample)
+                if self.preview is not None:
+                    self.preview(samples, batch, self.output_dir)
+                self._write_manifest(rows)
+                bar.update(len(batch))
+        self._write_manifest(rows)
+        return self.manifest_path
+
+    def _generate(self, batch: list[SampleRequest]) -> torch.Tensor:
+        samples = self.generate_batch(batch)
+        if samples.shape[0] != len(batch):
+            raise RuntimeError(f"generate_batch returned {samples.shape[0]} samples for a batch of {len(batch)}.")
+        if not torch.isfinite(samples).all():
+            raise RuntimeError(f"generation produced non-finite values for {[r.name for r in batch]}.")
+        return samples
+
+    def _write(self, request: SampleRequest, sample: torch.Tensor) -> dict[str, Any]:
+        provenance = {**self.provenance, "seed": request.seed, "conditions": dict(request.conditions)}
+        files = self.writer(sample, self.output_dir / request.name, provenance)
+        relative = [os.path.relpath(f, self.output_dir) for f in files]
+        row = {"name": request.name, "files": ";".join(relative), "seed": request.seed}
+        row.update({k: _cell(v) for k, v in request.conditions.items()})
+        row.update({k: _cell(v) for k, v in self.provenance.items()})
+        return row
+
+    def _write_manifest(self, rows: Mapping[str, Mapping[str, Any]]) -> None:
+        ordered = [rows[r.name] for r in self.requests if r.name in rows]
+        extra = [r for name, r in rows.items() if name not in {q.name for q in self.requests}]
+        columns = list(_FIXED_COLUMNS)
+        for row in ordered + extra:
+            columns.extend(k for k in row if k not in columns)
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(ordered + extra)
+        atomic_write_text(self.manifest_path, buffer.getvalue())
+
+
+def _cell(value: Any) -> Any:
+    """A manifest cell: plain scalars as they are, anything else as compact JSON-compatible text."""
+    value = to_json_compatible(value)
+    if isinstance(value, (list, dict)):
+        return str(value)
+    if isinstance(value, float) and np.isnan(value):
+        return ""
+    return value
