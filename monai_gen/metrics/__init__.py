@@ -1,5 +1,20 @@
-"""monai_gen.metrics"""
+"""Evaluation metrics: fidelity to the requested phenotype, distribution distances, memorisation."""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from .distribution import PCAFeatures, frechet_distance, linear_mmd
+from .fidelity import FidelityScore, PhenotypeProbe, auroc_fidelity, pearson_fidelity
+from .memorisation import MemorisationReport, memorisation_report, nearest_distances
+
+__all__ = [
+    "FidelityScore",
+    "pearson_fidelity",
+    "auroc_fidelity",
+    "PhenotypeProbe",
+    "PCAFeatures",
+    "frechet_distance",
+    "linear_mmd",
+    "MemorisationReport",
+    "memorisation_report",
+    "nearest_distances",
+]
