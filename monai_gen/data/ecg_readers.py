@@ -1,0 +1,260 @@
+"""ECG readers for MONAI's ``LoadImage``: WFDB, DICOM 12-lead waveform, and the CPSC 2018 MATLAB struct.
+
+Each reader is a MONAI :class:`~monai.data.ImageReader`, so ``LoadImage(reader=WFDBReader())`` and
+``LoadImaged(keys="ecg", reader=...)`` return the ECG contract of :mod:`monai_gen.data.ecg_meta`:
+a channel-first ``(leads, samples)`` float32 MetaTensor in mV, the rate in ``affine[0, 0] = 1 / fs``, and
+``lead_names`` / ``units`` / ``record_id`` / ``age`` / ``sex`` / ``dx_codes`` in the meta when known.
+``verify_suffix`` claims only files a reader can decode (the DICOM reader checks the SOP class, so CT / MR
+DICOM files are left to MONAI's image readers).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+import scipy.io
+import wfdb
+from monai.data import ImageReader, MetaTensor
+from monai.utils import ensure_tuple
+
+from monai_gen.data.ecg_meta import STANDARD_LEADS, make_ecg
+
+__all__ = ["canonical_lead_name", "WFDBReader", "DICOMECGReader", "CPSCMatReader"]
+
+_UNIT_TO_MV = {"mv": 1.0, "uv": 1e-3, "μv": 1e-3, "µv": 1e-3, "v": 1e3, "nv": 1e-6}
+_CANONICAL = {name.lower(): name for name in STANDARD_LEADS}
+_ECG_SOP_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.9.1.1",  # 12-lead ECG Waveform Storage
+    "1.2.840.10008.5.1.4.1.1.9.1.2",  # General ECG Waveform Storage
+    "1.2.840.10008.5.1.4.1.1.9.1.3",  # Ambulatory ECG Waveform Storage
+}
+
+
+def canonical_lead_name(name: str) -> str:
+    """Standard spelling of a lead name: ``"avr"`` -> ``"aVR"``, ``"Lead I (Einthoven)"`` -> ``"I"``."""
+    stripped = re.sub(r"\(.*?\)", "", str(name)).strip()
+    stripped = re.sub(r"^lead\s+", "", stripped, flags=re.IGNORECASE).strip()
+    return _CANONICAL.get(stripped.lower(), stripped)
+
+
+def _to_mv(unit: str, where: str) -> float:
+    factor = _UNIT_TO_MV.get(str(unit).strip().lower())
+    if factor is None:
+        raise ValueError(f"{where}: unsupported signal unit {unit!r}; expected one of mV, uV, V.")
+    return factor
+
+
+class _ECGReader(ImageReader):
+    """Shared ``read`` / ``get_data`` plumbing: ``_load(path) -> MetaTensor`` is the only per-format part."""
+
+    suffixes: tuple[str, ...] = ()
+
+    def verify_suffix(self, filename: Sequence[str | os.PathLike] | str | os.PathLike) -> bool:
+        return all(str(f).lower().endswith(self.suffixes) for f in ensure_tuple(filename))
+
+    def read(self, data: Sequence[str | os.PathLike] | str | os.PathLike, **kwargs: Any) -> list[MetaTensor]:
+        records = []
+        for name in ensure_tuple(data):
+            path = Path(name)
+            if not path.is_file():
+                raise FileNotFoundError(f"ECG file {path} does not exist.")
+            records.append(self._load(path))
+        return records
+
+    def get_data(self, img: MetaTensor | list[MetaTensor]) -> tuple[np.ndarray, dict]:
+        """Array ``(leads, samples)`` (records of equal shape concatenated along leads) and the first's meta."""
+        records = ensure_tuple(img)
+        shapes = {tuple(r.shape[1:]) for r in records}
+        if len(shapes) != 1:
+            raise ValueError(f"cannot stack ECG records of different lengths {sorted(shapes)}.")
+        meta = dict(records[0].meta)
+        meta["affine"] = records[0].affine.clone()
+        meta["spatial_shape"] = np.asarray(records[0].shape[1:])
+        meta["original_channel_dim"] = 0
+        if len(records) > 1:
+            meta["lead_names"] = [n for r in records for n in r.meta["lead_names"]]
+        return np.concatenate([r.numpy() for r in records], axis=0), meta
+
+    def _load(self, path: Path) -> MetaTensor:
+        raise NotImplementedError
+
+
+class WFDBReader(_ECGReader):
+    """WFDB records (``.hea`` header with ``.dat`` / ``.mat`` signal files), read with ``wfdb.rdrecord``.
+
+    Header comments ``Age:``, ``Sex:`` and ``Dx:`` (PhysioNet/CinC 2020-2021 convention, case-insensitive)
+    become ``age``, ``sex`` and ``dx_codes``. Lead names are given their standard spelling (``avr`` -> ``aVR``).
+    Pass the ``.hea`` file.
+    """
+
+    suffixes = (".hea",)
+
+    def _load(self, path: Path) -> MetaTensor:
+        record_path = str(path.with_suffix(""))
+        try:
+            header = wfdb.rdheader(record_path)
+        except Exception as err:  # wfdb raises bare ValueError / IndexError on a malformed header
+            raise ValueError(f"WFDB header {path} cannot be parsed: {err}") from err
+        for signal_file in sorted(set(header.file_name or [])):
+            if not (path.parent / signal_file).is_file():
+                raise FileNotFoundError(f"WFDB record {path}: signal file {path.parent / signal_file} is missing.")
+        try:
+            record = wfdb.rdrecord(record_path, physical=True)
+        except (ValueError, OSError, IndexError) as err:
+            raise ValueError(
+                f"WFDB record {path}: its signal file is truncated or corrupt ({err}); the header promises "
+                f"{header.sig_len} samples x {header.n_sig} leads."
+            ) from err
+        signal = record.p_signal.T * np.array([[_to_mv(u, str(path))] for u in record.units])
+        fields = _header_fields(record.comments or [])
+        return make_ecg(
+            signal, float(record.fs), [canonical_lead_name(n) for n in record.sig_name],
+            record_id=record.record_name, header=fields, source=str(path),
+        )
+
+
+def _header_fields(comments: Sequence[str]) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for line in comments:
+        key, sep, value = line.partition(":")
+        key, value = key.strip().lower(), value.strip()
+        if not sep or not value:
+            continue
+        if key == "age":
+            try:
+                fields["age"] = float(value)
+            except ValueError:
+                pass  # "Unknown" / "NaN": age stays unknown
+        elif key == "sex":
+            fields["sex"] = value
+        elif key == "dx":
+            fields["dx_codes"] = [c.strip() for c in value.split(",") if c.strip()]
+    return fields
+
+
+class DICOMECGReader(_ECGReader):
+    """DICOM waveform ECGs (12-lead, general and ambulatory ECG SOP classes), read with pydicom.
+
+    The multiplex group labelled ``RHYTHM`` (or the first group) is read and converted to mV with each
+    channel's sensitivity, correction factor and baseline (pydicom's ``waveform_array``) and unit.
+
+    Args:
+        group: index of the multiplex group to read; ``None`` picks the rhythm group.
+    """
+
+    suffixes = (".dcm", ".dicom")
+
+    def __init__(self, group: int | None = None) -> None:
+        super().__init__()
+        self.group = group
+
+    def verify_suffix(self, filename: Sequence[str | os.PathLike] | str | os.PathLike) -> bool:
+        """True only for DICOM files whose SOP class is an ECG waveform (CT / MR files are not claimed)."""
+        if not super().verify_suffix(filename):
+            return False
+        try:
+            return all(
+                str(pydicom.dcmread(f, stop_before_pixels=True, specific_tags=["SOPClassUID"]).get("SOPClassUID", ""))
+                in _ECG_SOP_CLASSES
+                for f in ensure_tuple(filename)
+            )
+        except (OSError, pydicom.errors.InvalidDicomError):
+            return False
+
+    def _load(self, path: Path) -> MetaTensor:
+        try:
+            ds = pydicom.dcmread(path)
+        except (pydicom.errors.InvalidDicomError, OSError, ValueError) as err:
+            raise ValueError(f"DICOM ECG {path} cannot be read: {err}") from err
+        if "WaveformSequence" not in ds:
+            raise ValueError(f"DICOM file {path} holds no waveform data (no WaveformSequence, SOP class {ds.get('SOPClassUID', '?')}).")
+        index = self._group_index(ds)
+        group = ds.WaveformSequence[index]
+        try:
+            samples = ds.waveform_array(index)  # (samples, channels) in each channel's sensitivity unit
+        except (ValueError, AttributeError, KeyError) as err:
+            raise ValueError(f"DICOM ECG {path}: waveform group {index} cannot be decoded: {err}") from err
+        channels = group.ChannelDefinitionSequence
+        names = [canonical_lead_name(ch.ChannelSourceSequence[0].CodeMeaning) for ch in channels]
+        units = [_channel_unit(ch) for ch in channels]
+        signal = samples.T * np.array([[_to_mv(u, f"{path} channel {n}")] for u, n in zip(units, names, strict=True)])
+        header = {"age": _dicom_age(ds.get("PatientAge")), "sex": ds.get("PatientSex")}
+        return make_ecg(
+            signal, float(group.SamplingFrequency), names,
+            record_id=str(ds.get("SOPInstanceUID", path.stem)), header=header, source=str(path),
+        )
+
+    def _group_index(self, ds: pydicom.Dataset) -> int:
+        groups = ds.WaveformSequence
+        if self.group is not None:
+            if not 0 <= self.group < len(groups):
+                raise ValueError(f"waveform group {self.group} requested but the file has {len(groups)} groups.")
+            return self.group
+        labels = [str(g.get("MultiplexGroupLabel", "")).upper() for g in groups]
+        return labels.index("RHYTHM") if "RHYTHM" in labels else 0
+
+
+def _channel_unit(channel: pydicom.Dataset) -> str:
+    units = channel.get("ChannelSensitivityUnitsSequence")
+    return str(units[0].CodeValue) if units else "uV"  # PS3.3: ECG sensitivity is in uV unless coded otherwise
+
+
+def _dicom_age(age: Any) -> float | None:
+    """DICOM Age String (e.g. ``"072Y"``, ``"006M"``) in years."""
+    match = re.fullmatch(r"(\d{1,3})([DWMY])", str(age or "").strip())
+    if not match:
+        return None
+    return int(match.group(1)) / {"D": 365.25, "W": 52.18, "M": 12.0, "Y": 1.0}[match.group(2)]
+
+
+class CPSCMatReader(_ECGReader):
+    """The China Physiological Signal Challenge 2018 MATLAB format: a struct ``ECG`` with ``sex``, ``age`` and
+    ``data`` (12 x samples, mV). The file has no rate or lead names: the rate is ``fs`` (500 Hz in CPSC 2018)
+    and the standard lead order I, II, III, aVR, aVL, aVF, V1-V6 is assumed, as the challenge documents.
+
+    ``verify_suffix`` claims a ``.mat`` file only when it holds that struct and no WFDB header sits beside it
+    (PhysioNet/CinC ``.mat`` signals belong to :class:`WFDBReader`).
+    """
+
+    suffixes = (".mat",)
+
+    def __init__(self, fs: float = 500.0) -> None:
+        super().__init__()
+        self.fs = float(fs)
+
+    def verify_suffix(self, filename: Sequence[str | os.PathLike] | str | os.PathLike) -> bool:
+        if not super().verify_suffix(filename):
+            return False
+        return all(not Path(f).with_suffix(".hea").exists() and _has_ecg_struct(Path(f)) for f in ensure_tuple(filename))
+
+    def _load(self, path: Path) -> MetaTensor:
+        try:
+            ecg = scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False)["ECG"]
+            signal = np.asarray(ecg.data, dtype=np.float64)
+        except (ValueError, OSError, KeyError, AttributeError, TypeError) as err:
+            raise ValueError(f"CPSC MATLAB ECG {path} cannot be read (expected a struct ECG with field data): {err}") from err
+        if signal.ndim != 2 or signal.shape[0] != len(STANDARD_LEADS):
+            raise ValueError(f"CPSC MATLAB ECG {path}: data must be 12 x samples, got shape {signal.shape}.")
+        header = {"age": _number_or_none(getattr(ecg, "age", None)), "sex": getattr(ecg, "sex", None)}
+        return make_ecg(signal, self.fs, STANDARD_LEADS, record_id=path.stem, header=header, source=str(path))
+
+
+def _has_ecg_struct(path: Path) -> bool:
+    try:
+        return "ECG" in {name for name, _, _ in scipy.io.whosmat(path)}
+    except (ValueError, OSError, TypeError):
+        return False
+
+
+def _number_or_none(value: Any) -> float | None:
+    try:
+        number = float(np.asarray(value).reshape(-1)[0])
+    except (TypeError, ValueError, IndexError):
+        return None
+    return number if np.isfinite(number) else None
