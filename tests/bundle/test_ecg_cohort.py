@@ -1,0 +1,77 @@
+"""The ECG beat cohort on real records: geometry, phenotypes, record-wise split, save / load."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from monai_gen.bundle.ecg_cohort import BeatCohort, build_beat_cohort, find_ecg_records, split_by_record
+
+
+@pytest.fixture(scope="module")
+def small_cohort(shared_data):
+    records = [
+        shared_data / "ecg/cinc2021/E07500.hea",
+        shared_data / "ecg/cinc2021/JS20013.hea",
+        shared_data / "ecg/ptb_s0010_re/s0010_re.hea",  # 1000 Hz, 15 leads
+        shared_data / "ecg/cpsc2018/A1980.mat",
+    ]
+    return build_beat_cohort(records, max_beats_per_record=12)
+
+
+def test_finds_every_format_and_only_ecg_files(shared_data):
+    found = find_ecg_records(shared_data / "ecg")
+    names = {p.name for p in found}
+    assert "E07500.hea" in names and "A1980.mat" in names and "s0010_re.hea" in names
+    assert "E07500.mat" not in names  # a WFDB signal file, read through its header
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        find_ecg_records(shared_data / "no_such_folder")
+
+
+def test_beats_are_r_aligned_12_lead_windows_with_record_phenotypes(small_cohort):
+    cohort = small_cohort
+    assert cohort.beats.shape[1:] == (12, 576) and cohort.beats.dtype == torch.float32
+    assert cohort.records() == ["A1980", "E07500", "JS20013", "s0010_re"]
+    magnitude = cohort.beats.square().mean(dim=1).sqrt()
+    assert (magnitude.argmax(dim=1) - 200).abs().float().median() <= 3
+    by_record = {r["record_id"]: r for r in cohort.rows}
+    assert by_record["s0010_re"]["age"] == 81.0 and by_record["s0010_re"]["sex"] == "female"
+    assert by_record["E07500"]["heart_rate"] == pytest.approx(57.2, abs=1.5)
+    assert by_record["JS20013"]["heart_rate"] > 120  # a fast record stays fast
+    assert all(len([r for r in cohort.rows if r["record_id"] == rec]) <= 12 for rec in cohort.records())
+
+
+def test_split_is_by_record_and_reproducible(small_cohort):
+    train, test = split_by_record(small_cohort, test_fraction=0.25, seed=3)
+    assert not set(train.records()) & set(test.records())
+    assert len(train) + len(test) == len(small_cohort) and len(test.records()) == 1
+    again, _ = split_by_record(small_cohort, test_fraction=0.25, seed=3)
+    assert again.records() == train.records()
+    with pytest.raises(ValueError, match="test_fraction"):
+        split_by_record(small_cohort, test_fraction=1.5)
+
+
+def test_save_load_round_trip_and_mismatch_detected(small_cohort, tmp_path):
+    path = small_cohort.save(tmp_path / "cohort")
+    loaded = BeatCohort.load(path)
+    torch.testing.assert_close(loaded.beats, small_cohort.beats)
+    assert loaded.rows == small_cohort.rows
+    (tmp_path / "cohort.csv").write_text("record_id,heart_rate,qrs,qt,age,sex\nx,60,80,400,50,male\n")
+    with pytest.raises(ValueError, match="beats but 1 rows"):
+        BeatCohort.load(path)
+    with pytest.raises(FileNotFoundError, match="other.safetensors does not exist"):
+        BeatCohort.load(tmp_path / "other")
+
+
+def test_unusable_records_are_skipped_with_the_reason(shared_data, caplog):
+    two_lead = sorted((shared_data / "ecg/cpsc2021_af").glob("*.hea"))[0]
+    with caplog.at_level(logging.WARNING):
+        cohort = build_beat_cohort([two_lead, shared_data / "ecg/cinc2021/E07501.hea"], max_beats_per_record=4)
+    assert cohort.records() == ["E07501"]
+    assert any(two_lead.name in m and "missing" in m for m in caplog.messages)
+    with pytest.raises(ValueError, match="no usable ECG beats"):
+        build_beat_cohort([two_lead])
+    assert np.isfinite(cohort.beats.numpy()).all()
