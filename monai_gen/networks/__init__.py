@@ -2,4 +2,6 @@
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from .conditioning import ConditionalDenoiser, EmbeddingEncoder, PhenotypeEncoder
+
+__all__: list[str] = ["ConditionalDenoiser", "EmbeddingEncoder", "PhenotypeEncoder"]

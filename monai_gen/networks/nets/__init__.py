@@ -2,4 +2,6 @@
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from .denoising_unet import DenoisingUNet
+
+__all__: list[str] = ["DenoisingUNet"]

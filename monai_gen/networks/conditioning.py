@@ -1,0 +1,289 @@
+"""Condition encoders (phenotypes, external embeddings) and the model-level conditional denoiser.
+
+Conditions arrive as the project's condition contract (``monai_gen.transforms.conditions``): ``values (B, P)``
+float32 (continuous phenotypes as z-scores, categorical ones as category indices stored as floats) and
+``mask (B, P)`` (1 = present, 0 = missing). Each encoder emits cross-attention tokens of width ``embed_dim``;
+a missing or dropped condition is replaced by its own learned null token, so classifier-free guidance can drop
+any one attribute at sampling time by zeroing its mask entry (:mod:`monai_gen.diffusion.guidance`).
+
+See: xMADD §3.1 (cross-attention over phenotype, autoencoder and paired-modality embeddings, Fig. 1C);
+Ho & Salimans 2022, "Classifier-Free Diffusion Guidance" (condition dropout in training).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from monai.utils import unsqueeze_right
+from torch import nn
+
+__all__ = ["CONDITION_MASK_KEYS", "PhenotypeEncoder", "EmbeddingEncoder", "ConditionalDenoiser"]
+
+#: mask argument of :meth:`ConditionalDenoiser.forward` -> the value argument it masks (guidance reads this).
+CONDITION_MASK_KEYS = {"condition_mask": "conditions", "embedding_mask": "embedding"}
+
+
+def _check_probability(name: str, value: float) -> float:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must lie in [0, 1], got {value!r}.")
+    return float(value)
+
+
+def _check_mask(mask: torch.Tensor | None, shape: tuple[int, ...], name: str, like: torch.Tensor) -> torch.Tensor:
+    """The mask as a bool tensor of ``shape`` (all present when None)."""
+    if mask is None:
+        return torch.ones(shape, dtype=torch.bool, device=like.device)
+    if tuple(mask.shape) != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {tuple(mask.shape)}.")
+    return mask.to(device=like.device) > 0.5
+
+
+def _drop(keep: torch.Tensor, prob: float, training: bool) -> torch.Tensor:
+    """Training-time condition dropout: each entry of ``keep`` is cleared with probability ``prob``."""
+    if not training or prob == 0.0:
+        return keep
+    return keep & (torch.rand(keep.shape, device=keep.device) >= prob)
+
+
+class PhenotypeEncoder(nn.Module):
+    """One cross-attention token per phenotype; missing phenotypes get that phenotype's learned null token.
+
+    A continuous phenotype ``p`` becomes ``MLP(v * w_p + b_p)``; a categorical one a row of its own embedding table.
+    The per-phenotype weights make tokens distinguishable without a separate position embedding.
+
+    Args:
+        num_categories: per phenotype, 0 = continuous, ``k >= 2`` = categorical with classes ``0 .. k-1``.
+        embed_dim: token width (the backbone's ``cross_attention_dim``).
+
+    Examples:
+        >>> enc = PhenotypeEncoder([0, 2], embed_dim=16)  # e.g. QT z-score, sex
+        >>> enc(torch.tensor([[0.3, 1.0]]), torch.tensor([[1.0, 0.0]])).shape
+        torch.Size([1, 2, 16])
+
+    See: xMADD §3.1 "Phenotype Conditioning".
+    """
+
+    def __init__(self, num_categories: Sequence[int], embed_dim: int) -> None:
+        super().__init__()
+        num_categories = [int(k) for k in num_categories]
+        if not num_categories or any(k < 0 or k == 1 for k in num_categories):
+            raise ValueError(
+                f"num_categories must be a non-empty list of 0 (continuous) or k >= 2, got {num_categories}."
+            )
+        if embed_dim < 1:
+            raise ValueError(f"embed_dim must be a positive integer, got {embed_dim!r}.")
+        self.num_categories = num_categories
+        self.embed_dim = embed_dim
+        num_p = len(num_categories)
+        self.register_buffer("is_categorical", torch.tensor([k > 0 for k in num_categories]), persistent=False)
+        self.register_buffer("num_classes", torch.tensor(num_categories), persistent=False)
+        offsets = torch.tensor([0, *num_categories[:-1]]).cumsum(0)
+        self.register_buffer("offsets", offsets, persistent=False)
+        self.category_table = nn.Embedding(max(sum(num_categories), 1), embed_dim)
+        self.value_weight = nn.Parameter(torch.randn(num_p, embed_dim))
+        self.value_bias = nn.Parameter(torch.zeros(num_p, embed_dim))
+        self.value_mlp = nn.Sequential(nn.SiLU(), nn.Linear(embed_dim, embed_dim))
+        self.null_tokens = nn.Parameter(torch.randn(num_p, embed_dim) * 0.02)
+
+    def _check_values(self, values: torch.Tensor, present: torch.Tensor) -> None:
+        missing = present & ~values.isfinite()
+        if missing.any():
+            b, p = (int(i) for i in missing.nonzero()[0])
+            raise ValueError(f"conditions[{b}, {p}] = {values[b, p].item()!r} is marked present; set its mask to 0.")
+        cat = present & self.is_categorical
+        bad = cat & ((values != values.round()) | (values < 0) | (values >= self.num_classes))
+        if bad.any():
+            b, p = (int(i) for i in bad.nonzero()[0])
+            raise ValueError(
+                f"conditions[{b}, {p}] = {values[b, p].item()!r} is not a category index in "
+                f"0..{self.num_categories[p] - 1} (phenotype {p} is categorical with {self.num_categories[p]} classes)."
+            )
+
+    def forward(self, values: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Encode phenotypes.
+
+        Args:
+            values: ``(B, P)`` z-scores / category indices (anything where ``mask`` is 0, NaN included).
+            mask: ``(B, P)``, 1 = present, 0 = missing or dropped; None = all present.
+
+        Returns:
+            Tokens ``(B, P, embed_dim)`` in the dtype of the encoder parameters.
+        """
+        if values.ndim != 2 or values.shape[1] != len(self.num_categories):
+            raise ValueError(f"conditions must have shape (B, {len(self.num_categories)}), got {tuple(values.shape)}.")
+        present = _check_mask(mask, tuple(values.shape), "condition_mask", values)
+        self._check_values(values, present)
+        values = torch.where(present, values, torch.zeros_like(values)).to(self.value_weight.dtype)
+        continuous = self.value_mlp(values.unsqueeze(-1) * self.value_weight + self.value_bias)
+        index = torch.where(self.is_categorical, values.long() + self.offsets, torch.zeros_like(self.offsets))
+        categorical = self.category_table(index)
+        tokens = torch.where(self.is_categorical.unsqueeze(-1), categorical, continuous)
+        return torch.where(present.unsqueeze(-1), tokens, self.null_tokens.expand_as(tokens))
+
+
+class EmbeddingEncoder(nn.Module):
+    """Tokens from an external embedding (autoencoder latent or paired-modality encoder output).
+
+    ``(B, D)`` is projected to ``num_tokens`` tokens; ``(B, N, D)`` token-wise to ``N`` tokens. A sample whose
+    embedding is missing / dropped gets learned null tokens instead.
+
+    Args:
+        in_dim: width ``D`` of the incoming embedding.
+        embed_dim: token width (the backbone's ``cross_attention_dim``).
+        num_tokens: tokens made from a ``(B, D)`` vector.
+
+    Examples:
+        >>> enc = EmbeddingEncoder(256, embed_dim=16, num_tokens=4)  # e.g. an ECG encoder conditioning cardiac MRI
+        >>> enc(torch.randn(2, 256)).shape
+        torch.Size([2, 4, 16])
+
+    See: xMADD §3.1 "Autoencoder Conditioning" and "Cross-Modal Conditioning".
+    """
+
+    def __init__(self, in_dim: int, embed_dim: int, *, num_tokens: int = 1) -> None:
+        super().__init__()
+        for name, value in (("in_dim", in_dim), ("embed_dim", embed_dim), ("num_tokens", num_tokens)):
+            if value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        self.in_dim, self.embed_dim, self.num_tokens = in_dim, embed_dim, num_tokens
+        self.vector_proj = nn.Linear(in_dim, num_tokens * embed_dim)
+        self.token_proj = nn.Linear(in_dim, embed_dim)
+        self.null_token = nn.Parameter(torch.randn(embed_dim) * 0.02)
+
+    def forward(self, embedding: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Encode an embedding.
+
+        Args:
+            embedding: ``(B, D)`` or ``(B, N, D)``.
+            mask: ``(B,)``, 1 = present, 0 = missing or dropped; None = all present.
+
+        Returns:
+            Tokens ``(B, num_tokens, embed_dim)`` or ``(B, N, embed_dim)``.
+        """
+        if embedding.ndim not in (2, 3) or embedding.shape[-1] != self.in_dim:
+            raise ValueError(
+                f"embedding must have shape (B, {self.in_dim}) or (B, N, {self.in_dim}), got {tuple(embedding.shape)}."
+            )
+        present = _check_mask(mask, (embedding.shape[0],), "embedding_mask", embedding)
+        embedding = torch.nan_to_num(embedding.to(self.token_proj.weight.dtype))
+        if embedding.ndim == 2:
+            tokens = self.vector_proj(embedding).unflatten(-1, (self.num_tokens, self.embed_dim))
+        else:
+            tokens = self.token_proj(embedding)
+        return torch.where(unsqueeze_right(present, 3), tokens, self.null_token.expand_as(tokens))
+
+
+class ConditionalDenoiser(nn.Module):
+    """A denoiser backbone plus condition encoders: the whole conditional model a bundle config builds.
+
+    The encoders' tokens are concatenated (phenotypes first, then embedding tokens) into the backbone's
+    cross-attention context. In training mode each phenotype, and each sample's embedding, is dropped
+    independently with probability ``condition_dropout``, and all conditions of a sample together with
+    probability ``drop_all_prob``; in eval mode nothing is dropped (guidance decides what to drop).
+
+    Args:
+        backbone: a network with ``forward(x, t, *, context=None, class_labels=None)``, e.g.
+            :class:`monai_gen.networks.nets.DenoisingUNet` with ``with_conditioning=True``.
+        phenotype_encoder: encodes ``conditions`` / ``condition_mask``.
+        embedding_encoder: encodes ``embedding`` / ``embedding_mask``.
+        condition_dropout: per-condition dropout probability in training.
+        drop_all_prob: probability of dropping every condition of a sample in training (unconditional pass).
+
+    Examples:
+        >>> from monai_gen.networks.nets import DenoisingUNet
+        >>> net = ConditionalDenoiser(
+        ...     DenoisingUNet(1, 12, 12, channels=(16, 32), attention_levels=(False, True), norm_num_groups=8,
+        ...                   with_conditioning=True, cross_attention_dim=16),
+        ...     phenotype_encoder=PhenotypeEncoder([0, 2], embed_dim=16))
+        >>> net(torch.randn(2, 12, 64), torch.rand(2), conditions=torch.tensor([[0.1, 1.0], [-1.2, 0.0]])).shape
+        torch.Size([2, 12, 64])
+
+    See: xMADD §3.1, Fig. 1C.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        *,
+        phenotype_encoder: PhenotypeEncoder | None = None,
+        embedding_encoder: EmbeddingEncoder | None = None,
+        condition_dropout: float = 0.1,
+        drop_all_prob: float = 0.1,
+    ) -> None:
+        super().__init__()
+        encoders = [e for e in (phenotype_encoder, embedding_encoder) if e is not None]
+        context_dim = getattr(backbone, "cross_attention_dim", None)
+        for enc in encoders:
+            if enc.embed_dim != context_dim:
+                raise ValueError(
+                    f"{type(enc).__name__}.embed_dim = {enc.embed_dim} must equal the backbone's cross_attention_dim "
+                    f"({context_dim}); build the backbone with with_conditioning=True and that cross_attention_dim."
+                )
+        self.backbone = backbone
+        self.phenotype_encoder = phenotype_encoder
+        self.embedding_encoder = embedding_encoder
+        self.condition_dropout = _check_probability("condition_dropout", condition_dropout)
+        self.drop_all_prob = _check_probability("drop_all_prob", drop_all_prob)
+
+    def _context(self, batch: int, like: torch.Tensor, cond: dict[str, torch.Tensor | None]) -> torch.Tensor | None:
+        keep_all = _drop(torch.ones(batch, dtype=torch.bool, device=like.device), self.drop_all_prob, self.training)
+        tokens = []
+        if self.phenotype_encoder is not None:
+            values = cond["conditions"]
+            if values is None:  # unconditional: every phenotype missing
+                values = like.new_zeros(batch, len(self.phenotype_encoder.num_categories))
+                cond["condition_mask"] = torch.zeros_like(values)
+            keep = _check_mask(cond["condition_mask"], tuple(values.shape), "condition_mask", like)
+            keep = _drop(keep, self.condition_dropout, self.training) & keep_all.unsqueeze(1)
+            tokens.append(self.phenotype_encoder(values, keep))
+        if self.embedding_encoder is not None:
+            embedding = cond["embedding"]
+            if embedding is None:
+                embedding = like.new_zeros(batch, self.embedding_encoder.in_dim)
+                cond["embedding_mask"] = torch.zeros(batch, device=like.device)
+            keep = _check_mask(cond["embedding_mask"], (batch,), "embedding_mask", like)
+            tokens.append(
+                self.embedding_encoder(embedding, _drop(keep, self.condition_dropout, self.training) & keep_all)
+            )
+        return torch.cat(tokens, dim=1).to(like.dtype) if tokens else None
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        *,
+        conditions: torch.Tensor | None = None,
+        condition_mask: torch.Tensor | None = None,
+        embedding: torch.Tensor | None = None,
+        embedding_mask: torch.Tensor | None = None,
+        class_labels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Run the backbone with the encoded conditions as cross-attention context.
+
+        Args:
+            x: noisy input ``(B, C, *spatial)``.
+            t: diffusion time ``(B,)`` in ``[0, 1]``.
+            conditions: phenotype values ``(B, P)``; None = all missing (unconditional).
+            condition_mask: ``(B, P)``, 1 = present; None = all present.
+            embedding: external embedding ``(B, D)`` or ``(B, N, D)``; None = missing.
+            embedding_mask: ``(B,)``, 1 = present; None = all present.
+            class_labels: integer classes ``(B,)`` for a backbone with a class embedding.
+
+        Returns:
+            The backbone's raw prediction ``(B, C_out, *spatial)``.
+        """
+        for name, given, encoder in (
+            ("conditions", conditions, self.phenotype_encoder),
+            ("embedding", embedding, self.embedding_encoder),
+        ):
+            if given is not None and encoder is None:
+                raise ValueError(f"{name} was given but this ConditionalDenoiser has no encoder for it.")
+        cond = {
+            "conditions": conditions,
+            "condition_mask": condition_mask,
+            "embedding": embedding,
+            "embedding_mask": embedding_mask,
+        }
+        context = self._context(x.shape[0], x, cond)
+        return self.backbone(x, t, context=context, class_labels=class_labels)

@@ -1,0 +1,206 @@
+"""Diffusion denoiser backbone for 1D signals, 2D images and 3D volumes on top of MONAI's ``DiffusionModelUNet``.
+
+MONAI 1.6's ``DiffusionModelUNet(spatial_dims=1)`` builds, but its forward crashes: ``DiffusionUNetResnetBlock.forward``
+broadcasts the time embedding with ``[:, :, None, None, None]`` for every ``spatial_dims != 2`` (a 5-D tensor added
+to a 3-D feature map), and ``SpatialTransformer.forward`` only flattens / restores 2-D and 3-D feature maps.
+:class:`DenoisingUNet` therefore runs a 1-D signal as a 2-D image of width one: it builds the 2-D MONAI network and
+turns every ``3 x 3`` convolution into ``k x 1``, every stride / pooling / upsampling factor ``2`` into ``(2, 1)``.
+A ``k x 1`` kernel on a width-one image has exactly the parameters and arithmetic of a width-``k`` 1-D kernel.
+The same pass makes the kernel size configurable in 2-D / 3-D (``k x k [x k]``); MONAI hard-codes 3.
+
+Upstream fix (MONAI): in ``DiffusionUNetResnetBlock.forward`` broadcast with
+``monai.utils.unsqueeze_right(temb, h.ndim)``; in ``SpatialTransformer.forward`` use
+``x.flatten(2).transpose(1, 2)`` and ``x.transpose(1, 2).reshape(batch, inner_dim, *spatial)``; thread a
+``kernel_size`` argument through the blocks. With that, the 1-D branch of this module reduces to nothing.
+
+Gradient checkpointing (MONAI 1.6 has none for this network) wraps each residual block and spatial transformer with
+``torch.distributed.algorithms._checkpoint.checkpoint_wrapper``, whose state-dict hooks keep parameter names
+unchanged, so weights move freely between checkpointed and plain models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from monai.networks.nets import DiffusionModelUNet
+from monai.networks.nets.diffusion_model_unet import DiffusionUNetResnetBlock, SpatialTransformer
+from torch import nn
+from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import apply_activation_checkpointing
+
+__all__ = ["DenoisingUNet"]
+
+SUPPORTED_SPATIAL_DIMS = (1, 2, 3)
+
+
+def _check_config(spatial_dims: int, kernel_size: int, time_scale: float) -> None:
+    if spatial_dims not in SUPPORTED_SPATIAL_DIMS:
+        raise ValueError(f"spatial_dims must be one of {SUPPORTED_SPATIAL_DIMS}, got {spatial_dims!r}.")
+    if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
+        raise ValueError(
+            f"kernel_size must be an odd positive integer (it keeps sizes with padding k // 2), got {kernel_size!r}."
+        )
+    if not time_scale > 0:
+        raise ValueError(f"time_scale must be positive, got {time_scale!r}.")
+
+
+def _resized_conv(conv: nn.Conv2d | nn.Conv3d, kernel: tuple[int, ...], stride: tuple[int, ...]) -> nn.Module:
+    """A fresh convolution like ``conv`` with a new kernel / stride; keeps MONAI's zero initialisation where used."""
+    new = type(conv)(
+        conv.in_channels,
+        conv.out_channels,
+        kernel,
+        stride=stride,
+        padding=tuple(k // 2 for k in kernel),
+        bias=conv.bias is not None,
+    )
+    if not conv.weight.detach().any():  # MONAI's zero_module (output convs of residual / attention branches)
+        nn.init.zeros_(new.weight)
+        if new.bias is not None:
+            nn.init.zeros_(new.bias)
+    return new
+
+
+def _set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    setattr(root.get_submodule(parent_name) if parent_name else root, child, module)
+
+
+def _adapt_layers(net: nn.Module, *, kernel_size: int, as_1d: bool) -> None:
+    """Resize ``3 x ...`` convolutions to ``kernel_size``; in 1-D mode also freeze the (unit) width axis."""
+    for name, module in list(net.named_modules()):
+        if isinstance(module, (nn.Conv2d, nn.Conv3d)) and module.kernel_size[0] == 3:
+            ndim = len(module.kernel_size)
+            kernel = (kernel_size, 1) if as_1d else (kernel_size,) * ndim
+            stride = (module.stride[0], 1) if as_1d else module.stride
+            _set_submodule(net, name, _resized_conv(module, kernel, stride))
+        elif as_1d and isinstance(module, nn.AvgPool2d):
+            module.kernel_size, module.stride = (2, 1), (2, 1)
+        elif as_1d and isinstance(module, nn.Upsample):
+            module.scale_factor = (2.0, 1.0)
+
+
+class DenoisingUNet(DiffusionModelUNet):
+    """Time- (and optionally class- / cross-attention-) conditioned U-Net for ``spatial_dims`` 1, 2 or 3.
+
+    One constructor and forward contract for ECG ``(B, 12, 576)``, slices ``(B, C, H, W)`` and volumes
+    ``(B, C, H, W, D)``. Time ``t`` is continuous in ``[0, 1]`` (0 clean, 1 noisiest); MONAI's sinusoidal embedding
+    receives ``time_scale * t`` (default 1000): its frequencies ``10000^(-i / half)`` were designed for integer steps
+    in ``[0, 1000]``, so the product spans the same range and every frequency band sees a varying input.
+
+    Args:
+        spatial_dims: 1, 2 or 3.
+        in_channels: channels of ``x`` (12 for a 12-lead ECG, latent channels in latent diffusion).
+        out_channels: channels of the prediction (usually ``in_channels``).
+        channels: feature channels per level (each a multiple of ``norm_num_groups``); the input length / size along
+            every spatial axis must be divisible by ``2 ** (len(channels) - 1)``.
+        num_res_blocks: residual blocks per level (one int or one per level).
+        attention_levels: per level, whether to add (cross-)attention.
+        norm_num_groups: GroupNorm groups.
+        num_head_channels: channels per attention head (one int or one per level).
+        kernel_size: odd convolution size along every spatial axis (xMADD used 7-17 for ECG medians).
+        with_conditioning: add cross-attention over a context ``(B, N, cross_attention_dim)``.
+        cross_attention_dim: token width of the context.
+        num_class_embeds: number of classes of an optional class embedding added to the time embedding.
+        transformer_num_layers: transformer layers per attention block.
+        resblock_updown: down / upsample with residual blocks instead of strided convolution / interpolation.
+        dropout_cattn: dropout inside cross-attention.
+        use_flash_attention: use ``torch.nn.functional.scaled_dot_product_attention``.
+        use_checkpointing: recompute residual / attention blocks in backward to save activation memory (3D).
+        time_scale: factor from ``t`` in ``[0, 1]`` to the embedding input.
+
+    Examples:
+        >>> net = DenoisingUNet(1, 12, 12, channels=(16, 32), attention_levels=(False, True), norm_num_groups=8,
+        ...                     kernel_size=9, with_conditioning=True, cross_attention_dim=16)
+        >>> net(torch.randn(2, 12, 576), torch.rand(2), context=torch.randn(2, 3, 16)).shape
+        torch.Size([2, 12, 576])
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        *,
+        channels: Sequence[int] = (32, 64, 64, 64),
+        num_res_blocks: Sequence[int] | int = 2,
+        attention_levels: Sequence[bool] = (False, False, True, True),
+        norm_num_groups: int = 32,
+        num_head_channels: int | Sequence[int] = 8,
+        kernel_size: int = 3,
+        with_conditioning: bool = False,
+        cross_attention_dim: int | None = None,
+        num_class_embeds: int | None = None,
+        transformer_num_layers: int = 1,
+        resblock_updown: bool = False,
+        dropout_cattn: float = 0.0,
+        use_flash_attention: bool = False,
+        use_checkpointing: bool = False,
+        time_scale: float = 1000.0,
+    ) -> None:
+        _check_config(spatial_dims, kernel_size, time_scale)
+        super().__init__(
+            spatial_dims=2 if spatial_dims == 1 else spatial_dims,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            num_res_blocks=num_res_blocks,
+            channels=channels,
+            attention_levels=attention_levels,
+            norm_num_groups=norm_num_groups,
+            resblock_updown=resblock_updown,
+            num_head_channels=num_head_channels,
+            with_conditioning=with_conditioning,
+            transformer_num_layers=transformer_num_layers,
+            cross_attention_dim=cross_attention_dim,
+            num_class_embeds=num_class_embeds,
+            dropout_cattn=dropout_cattn,
+            use_flash_attention=use_flash_attention,
+        )
+        self.spatial_dims = spatial_dims
+        self.kernel_size = kernel_size
+        self.cross_attention_dim = cross_attention_dim
+        self.time_scale = float(time_scale)
+        if spatial_dims == 1 or kernel_size != 3:
+            _adapt_layers(self, kernel_size=kernel_size, as_1d=spatial_dims == 1)
+        if use_checkpointing:
+            apply_activation_checkpointing(
+                self, check_fn=lambda m: isinstance(m, (DiffusionUNetResnetBlock, SpatialTransformer))
+            )
+
+    def _check_input(self, x: torch.Tensor, t: torch.Tensor) -> None:
+        if x.ndim != self.spatial_dims + 2:
+            raise ValueError(
+                f"x must have shape (B, C, *spatial) with {self.spatial_dims} spatial dims, got shape {tuple(x.shape)}."
+            )
+        factor = 2 ** (len(self.block_out_channels) - 1)
+        if any(size % factor for size in x.shape[2:]):
+            raise ValueError(
+                f"x spatial shape {tuple(x.shape[2:])} must be divisible by {factor} (2 ** (levels - 1)); pad or crop it."
+            )
+        if t.shape != (x.shape[0],):
+            raise ValueError(f"t must have shape (B,) = ({x.shape[0]},), got {tuple(t.shape)}.")
+
+    def forward(  # type: ignore[override]
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        *,
+        context: torch.Tensor | None = None,
+        class_labels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Predict from a noisy input.
+
+        Args:
+            x: noisy input ``(B, C, *spatial)``.
+            t: diffusion time ``(B,)`` in ``[0, 1]`` (0 clean, 1 noisiest).
+            context: cross-attention tokens ``(B, N, cross_attention_dim)``.
+            class_labels: integer classes ``(B,)`` when ``num_class_embeds`` is set.
+
+        Returns:
+            The raw network prediction ``(B, out_channels, *spatial)``; its meaning (epsilon, x0, v) is set by the
+            parameterisation wrapper in :mod:`monai_gen.networks.precond`.
+        """
+        self._check_input(x, t)
+        h = x.unsqueeze(-1) if self.spatial_dims == 1 else x
+        out = super().forward(h, t * self.time_scale, context=context, class_labels=class_labels)
+        return out.squeeze(-1) if self.spatial_dims == 1 else out

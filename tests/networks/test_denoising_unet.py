@@ -1,0 +1,120 @@
+"""DenoisingUNet: 1D/2D/3D forward + backward, receptive field of the kernel, batch independence, checkpointing."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from monai_gen.networks.nets import DenoisingUNet
+
+SHAPES = {1: (2, 3, 32), 2: (2, 2, 16, 16), 3: (2, 1, 8, 8, 8)}
+
+
+def _net(spatial_dims: int, **kwargs) -> DenoisingUNet:
+    args = dict(
+        channels=(8, 16),
+        attention_levels=(False, True),
+        num_res_blocks=1,
+        norm_num_groups=8,
+        num_head_channels=8,
+        with_conditioning=True,
+        cross_attention_dim=8,
+    )
+    args.update(kwargs)
+    channels = SHAPES[spatial_dims][1]
+    torch.manual_seed(0)
+    net = DenoisingUNet(spatial_dims, channels, channels, **args)
+    for module in net.modules():  # undo MONAI's zero init so every path carries signal and gradient
+        if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) and not module.weight.any():
+            nn.init.normal_(module.weight, std=0.1)
+    return net
+
+
+@pytest.mark.parametrize("spatial_dims", [1, 2, 3])
+def test_forward_backward_reaches_every_parameter(spatial_dims):
+    net = _net(spatial_dims, kernel_size=5 if spatial_dims == 1 else 3)
+    x = torch.randn(SHAPES[spatial_dims])
+    out = net(x, torch.tensor([0.1, 0.9]), context=torch.randn(2, 3, 8))
+    assert out.shape == x.shape and out.dtype == x.dtype and torch.isfinite(out).all()
+    out.square().mean().backward()
+    no_grad = [n for n, p in net.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert no_grad == []
+
+
+@pytest.mark.parametrize("kernel_size", [3, 9])
+def test_1d_convolutions_are_width_k_1d_convolutions(kernel_size):
+    net = _net(1, kernel_size=kernel_size)
+    spatial = [m for m in net.modules() if isinstance(m, nn.Conv2d) and m.kernel_size != (1, 1)]
+    assert spatial and all(m.kernel_size == (kernel_size, 1) and m.stride[1] == 1 for m in spatial)
+    x = torch.randn(2, 3, 32)
+    conv = net.conv_in.conv
+    expected = nn.functional.conv1d(x, conv.weight.squeeze(-1), conv.bias, padding=kernel_size // 2)
+    torch.testing.assert_close(net.conv_in(x.unsqueeze(-1)).squeeze(-1), expected)
+    # the length halves per level and the width stays one: a level's output reaches the next level unchanged
+    down = net.down_blocks[0].downsampler(net.conv_in(x.unsqueeze(-1)))
+    assert down.shape == (2, 8, 16, 1)
+
+
+@pytest.mark.parametrize("spatial_dims", [1, 2, 3])
+def test_samples_do_not_mix_across_the_batch(spatial_dims):
+    net = _net(spatial_dims).eval()
+    x, context, t = torch.randn(SHAPES[spatial_dims]), torch.randn(2, 3, 8), torch.tensor([0.2, 0.7])
+    with torch.no_grad():
+        both = net(x, t, context=context)
+        first = net(x[:1], t[:1], context=context[:1])
+        other_t = net(x[:1], t[1:], context=context[:1])
+        other_context = net(x[:1], t[:1], context=context[1:])
+    torch.testing.assert_close(both[:1], first, atol=1e-5, rtol=1e-4)
+    assert (first - other_t).abs().max() > 1e-3  # time reaches the output
+    assert (first - other_context).abs().max() > 1e-3  # cross-attention context reaches the output
+
+
+def test_class_labels_change_the_output():
+    net = _net(2, num_class_embeds=3).eval()
+    x, t = torch.randn(1, 2, 16, 16), torch.tensor([0.5])
+    with torch.no_grad():
+        a = net(x, t, context=torch.zeros(1, 1, 8), class_labels=torch.tensor([0]))
+        b = net(x, t, context=torch.zeros(1, 1, 8), class_labels=torch.tensor([2]))
+    assert (a - b).abs().max() > 1e-3
+
+
+def test_checkpointing_keeps_outputs_gradients_and_state_dict_keys():
+    plain, ckpt = _net(1), _net(1, use_checkpointing=True)
+    assert list(plain.state_dict()) == list(ckpt.state_dict())
+    ckpt.load_state_dict(plain.state_dict())
+    x, t, context = torch.randn(SHAPES[1]), torch.tensor([0.3, 0.6]), torch.randn(2, 2, 8)
+    outs = [net(x, t, context=context) for net in (plain, ckpt)]
+    torch.testing.assert_close(outs[0], outs[1])
+    for out in outs:
+        out.square().mean().backward()
+    for (name, p), q in zip(plain.named_parameters(), ckpt.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, msg=name)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({"spatial_dims": 4}, "spatial_dims must be one of"), ({"kernel_size": 4}, "kernel_size must be an odd")],
+)
+def test_bad_configuration_is_rejected(kwargs, match):
+    args = {
+        "spatial_dims": 1,
+        "in_channels": 1,
+        "out_channels": 1,
+        "channels": (8,),
+        "attention_levels": (False,),
+        "norm_num_groups": 8,
+    }
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        DenoisingUNet(**args)
+
+
+def test_bad_input_is_rejected():
+    net = _net(1)
+    with pytest.raises(ValueError, match="divisible by 2"):
+        net(torch.randn(1, 3, 33), torch.rand(1), context=torch.randn(1, 1, 8))
+    with pytest.raises(ValueError, match="1 spatial dims"):
+        net(torch.randn(1, 3, 32, 32), torch.rand(1), context=torch.randn(1, 1, 8))
+    with pytest.raises(ValueError, match=r"t must have shape \(B,\)"):
+        net(torch.randn(2, 3, 32), torch.rand(1), context=torch.randn(2, 1, 8))
