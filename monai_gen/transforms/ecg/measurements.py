@@ -112,8 +112,10 @@ def measure_median_beat(
     rr_samples = None if rr_ms is None or not np.isfinite(rr_ms) else rr_ms * fs / 1000.0
     cycle, r_in_cycle = _cycle(_detrended(beat), int(r_index), rr_samples)
     per_lead = [_lead_fiducials(lead, r_in_cycle, fs) for lead in _detrended(cycle) if np.ptp(lead) > 0]
-    fused = {k: np.nanmedian([f.get(k, np.nan) for f in per_lead]) if per_lead else np.nan
-             for k in ("ECG_P_Onsets", "ECG_R_Onsets", "ECG_R_Offsets", "ECG_T_Offsets")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN fiducial: measured as NaN, reported below
+        fused = {k: np.nanmedian([f.get(k, np.nan) for f in per_lead]) if per_lead else np.nan
+                 for k in ("ECG_P_Onsets", "ECG_R_Onsets", "ECG_R_Offsets", "ECG_T_Offsets")}
     to_ms = 1000.0 / fs
     rr = float(rr_ms) if rr_samples is not None else float("nan")
     qrs = _gate((fused["ECG_R_Offsets"] - fused["ECG_R_Onsets"]) * to_ms, *_QRS_RANGE_MS)
