@@ -3,6 +3,20 @@
 from __future__ import annotations
 
 from .objectives import DiffusionObjective, sigmoid_weight
+from .samplers import SAMPLERS, per_sample_generators, sample, sample_ddim, sample_ddpm, sample_dpmpp_2m, sample_noise
 from .schedules import CosineSchedule, DiscreteSchedule, time_grid
 
-__all__: list[str] = ["CosineSchedule", "DiffusionObjective", "DiscreteSchedule", "sigmoid_weight", "time_grid"]
+__all__: list[str] = [
+    "CosineSchedule",
+    "DiffusionObjective",
+    "DiscreteSchedule",
+    "SAMPLERS",
+    "per_sample_generators",
+    "sample",
+    "sample_ddim",
+    "sample_ddpm",
+    "sample_dpmpp_2m",
+    "sample_noise",
+    "sigmoid_weight",
+    "time_grid",
+]

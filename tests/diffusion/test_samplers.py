@@ -1,0 +1,141 @@
+"""Samplers: an oracle denoiser for a known Gaussian target, seeds, batch independence, callback, registry."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from monai.networks.schedulers import DDPMScheduler
+from monai.utils import unsqueeze_right
+
+from monai_gen.diffusion.samplers import SAMPLERS, per_sample_generators, sample, sample_ddim, sample_noise
+from monai_gen.diffusion.schedules import CosineSchedule, DiscreteSchedule, time_grid
+from monai_gen.networks import ConditionalDenoiser, PhenotypeEncoder, make_denoiser
+from monai_gen.networks.nets import DenoisingUNet
+
+MU = torch.tensor([1.5, -0.5, 0.0], dtype=torch.float64)
+STD = torch.tensor([0.5, 1.0, 0.2], dtype=torch.float64)
+N = 20000  # samples: standard error of the mean <= 1.0 / sqrt(N) = 0.007, of the std <= 0.5 %
+
+
+def _gaussian_oracle(schedule):
+    """The exact posterior mean E[x0 | z_t] for x0 ~ N(MU, diag(STD^2)) (a linear-Gaussian model)."""
+
+    def denoise(z, t):
+        alpha, sigma = (unsqueeze_right(v.double(), z.ndim) for v in schedule.alpha_sigma(t.double()))
+        gain = alpha * STD**2 / (alpha**2 * STD**2 + sigma**2)
+        return (MU + gain * (z - alpha * MU)).to(z.dtype)
+
+    return denoise
+
+
+def _marginal_at_one(schedule, generator):
+    """Exact samples of z_1 (the shifted schedule does not end at pure noise)."""
+    alpha, sigma = schedule.alpha_sigma(torch.tensor(1.0, dtype=torch.float64))
+    noise = sample_noise((N, 3), generator=generator, dtype=torch.float64)
+    return alpha * MU + (alpha**2 * STD**2 + sigma**2).sqrt() * noise
+
+
+# (sampler, steps, mean tolerance, relative std tolerance): measured errors were about half the tolerance
+CASES = [("dpmpp_2m", 50, 0.025, 0.03), ("ddim", 100, 0.025, 0.05), ("ddpm", 100, 0.025, 0.07)]
+
+
+@pytest.mark.parametrize("name, steps, mean_tol, std_tol", CASES)
+@pytest.mark.parametrize(
+    "schedule",
+    [CosineSchedule(0.05), DiscreteSchedule(DDPMScheduler(1000, schedule="scaled_linear_beta"))],
+    ids=["cosine", "monai_ddpm"],
+)
+def test_oracle_denoiser_reaches_gaussian_target(name, steps, mean_tol, std_tol, schedule):
+    generator = torch.Generator().manual_seed(0)
+    x_t = _marginal_at_one(schedule, generator)
+    out = SAMPLERS[name](
+        _gaussian_oracle(schedule), x_t, schedule, time_grid(steps, spacing="quadratic"), generator=generator
+    )
+    assert out.dtype == torch.float64
+    assert (out.mean(0) - MU).abs().max() < mean_tol
+    assert (out.std(0) / STD - 1).abs().max() < std_tol
+
+
+def _tiny_model():
+    torch.manual_seed(0)
+    backbone = DenoisingUNet(
+        1,
+        2,
+        2,
+        channels=(8,),
+        attention_levels=(True,),
+        num_res_blocks=1,
+        norm_num_groups=8,
+        num_head_channels=8,
+        with_conditioning=True,
+        cross_attention_dim=8,
+    )
+    for p in backbone.parameters():
+        if not p.any():
+            torch.nn.init.normal_(p, std=0.1)
+    model = ConditionalDenoiser(backbone, phenotype_encoder=PhenotypeEncoder([0, 2], 8)).eval()
+    return make_denoiser(model, CosineSchedule(0.05), "v_prediction")
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
+def test_seeds_reproduce_and_batch_of_four_equals_four_batches_of_one(name):
+    denoise = _tiny_model()
+    values = torch.tensor([[0.5, 1.0], [-1.0, 0.0], [0.0, 1.0], [2.0, 0.0]])
+    seeds = [11, 12, 13, 14]
+    kwargs = {"sampler": name, "num_steps": 4, "eta": 0.5}
+    batch = sample(denoise, CosineSchedule(0.05), (4, 2, 16), seeds=seeds, conditions=values, **kwargs)
+    again = sample(denoise, CosineSchedule(0.05), (4, 2, 16), seeds=seeds, conditions=values, **kwargs)
+    assert torch.equal(batch, again)
+    singles = [
+        sample(denoise, CosineSchedule(0.05), (1, 2, 16), seeds=[s], conditions=values[i : i + 1], **kwargs)
+        for i, s in enumerate(seeds)
+    ]
+    torch.testing.assert_close(batch, torch.cat(singles), atol=1e-5, rtol=1e-5)
+    other = sample(denoise, CosineSchedule(0.05), (1, 2, 16), seeds=[99], conditions=values[:1], **kwargs)
+    assert (other - singles[0]).abs().max() > 1e-2
+
+
+def test_stochastic_samplers_use_the_generator_each_step():
+    schedule = CosineSchedule(0.05)
+    denoise = _gaussian_oracle(schedule)
+    x = torch.zeros(2, 3, dtype=torch.float64)
+    a = SAMPLERS["ddpm"](denoise, x, schedule, time_grid(5), generator=per_sample_generators([1, 2]))
+    b = SAMPLERS["ddpm"](denoise, x, schedule, time_grid(5), generator=per_sample_generators([1, 3]))
+    assert torch.equal(a[0], b[0]) and not torch.equal(a[1], b[1])
+    det = [sample_ddim(denoise, x, schedule, time_grid(5), generator=per_sample_generators([s, s])) for s in (1, 2)]
+    assert torch.equal(det[0], det[1])  # eta = 0 draws nothing
+
+
+def test_callback_and_inference_mode():
+    seen = []
+    denoise = _tiny_model()
+    out = sample(
+        denoise,
+        CosineSchedule(),
+        (1, 2, 16),
+        num_steps=3,
+        seeds=[0],
+        callback=lambda step, total, x: seen.append((step, total, x.is_inference())),
+    )
+    assert seen == [(1, 3, True), (2, 3, True), (3, 3, True)]
+    assert out.is_inference()
+
+
+def test_errors():
+    denoise = _tiny_model()
+    with pytest.raises(ValueError, match="dpmpp_2m"):
+        sample(denoise, CosineSchedule(), (1, 2, 16), sampler="dpm++")
+    with pytest.raises(ValueError, match="seeds has 1 entries"):
+        sample(denoise, CosineSchedule(), (2, 2, 16), seeds=[0])
+    with pytest.raises(ValueError, match="list of 3 generators"):
+        sample_noise((2, 4), generator=per_sample_generators([0, 1, 2]))
+    with pytest.raises(ValueError, match="strictly descending"):
+        sample_ddim(denoise, torch.zeros(1, 2, 16), CosineSchedule(), torch.tensor([0.0, 1.0]))
+    with pytest.warns(UserWarning, match="eta = 1.5"):
+        sample_ddim(
+            _gaussian_oracle(CosineSchedule()),
+            torch.zeros(1, 3, dtype=torch.float64),
+            CosineSchedule(),
+            time_grid(2),
+            eta=1.5,
+        )
