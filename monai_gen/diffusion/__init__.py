@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .latent import LatentScaler, LatentSpace
 from .objectives import DiffusionObjective, sigmoid_weight
 from .samplers import SAMPLERS, per_sample_generators, sample, sample_ddim, sample_ddpm, sample_dpmpp_2m, sample_noise
 from .schedules import CosineSchedule, DiscreteSchedule, time_grid
@@ -10,6 +11,8 @@ __all__: list[str] = [
     "CosineSchedule",
     "DiffusionObjective",
     "DiscreteSchedule",
+    "LatentScaler",
+    "LatentSpace",
     "SAMPLERS",
     "per_sample_generators",
     "sample",
