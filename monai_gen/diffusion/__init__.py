@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from .guidance import ConditionGuidance
 from .latent import LatentScaler, LatentSpace
 from .objectives import DiffusionObjective, sigmoid_weight
 from .samplers import SAMPLERS, per_sample_generators, sample, sample_ddim, sample_ddpm, sample_dpmpp_2m, sample_noise
 from .schedules import CosineSchedule, DiscreteSchedule, time_grid
 
 __all__: list[str] = [
+    "ConditionGuidance",
     "CosineSchedule",
     "DiffusionObjective",
     "DiscreteSchedule",
