@@ -139,3 +139,15 @@ def test_errors():
             time_grid(2),
             eta=1.5,
         )
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
+def test_cuda_follows_x_and_matches_cpu(name):
+    denoise = _tiny_model()
+    kwargs = {"sampler": name, "num_steps": 3, "seeds": [5, 6], "conditions": torch.tensor([[0.5, 1.0], [0.0, 0.0]])}
+    cpu = sample(denoise, CosineSchedule(), (2, 2, 16), **kwargs)
+    kwargs["conditions"] = kwargs["conditions"].cuda()
+    gpu = sample(denoise.cuda(), CosineSchedule(), (2, 2, 16), device="cuda", **kwargs)
+    assert gpu.device.type == "cuda"
+    torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-4, rtol=1e-4)

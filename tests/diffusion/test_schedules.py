@@ -75,3 +75,15 @@ def test_time_grid():
         time_grid(0)
     with pytest.raises(ValueError, match="t_min < t_max"):
         time_grid(5, t_min=0.5, t_max=0.2)
+
+
+def test_quadratic_spacing_is_finer_near_clean_data():
+    grid = time_grid(10, spacing="quadratic")
+    assert grid[0] == 1.0 and grid[-1] == 0.0 and (grid.diff() < 0).all()
+    torch.testing.assert_close(grid, torch.linspace(1, 0, 11, dtype=torch.float64).square())
+    steps = -grid.diff()
+    assert (steps.diff() < 0).all()  # each step smaller than the one before
+    shifted = time_grid(4, spacing="quadratic", t_min=0.2, t_max=0.6)
+    assert shifted[0].item() == pytest.approx(0.6) and shifted[-1].item() == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="quadratic"):
+        time_grid(4, spacing="quadratc")
