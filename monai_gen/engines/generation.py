@@ -21,9 +21,17 @@ from typing import Any
 
 import numpy as np
 import torch
+from monai.inferers import Inferer
+from monai.utils import look_up_option
+from torch import nn
 from tqdm.auto import tqdm
 
 from monai_gen.data.provenance import to_json_compatible
+from monai_gen.diffusion.guidance import ALL_CONDITIONS, ConditionGuidance
+from monai_gen.diffusion.samplers import SAMPLERS, per_sample_generators, sample_noise
+from monai_gen.diffusion.schedules import time_grid
+from monai_gen.networks.precond import make_denoiser
+from monai_gen.transforms.conditions import ConditionSet
 from monai_gen.utils.atomic import atomic_write_text
 
 __all__ = [
@@ -32,6 +40,8 @@ __all__ = [
     "sweep_requests",
     "read_manifest",
     "GenerationJob",
+    "DiffusionSamplingInferer",
+    "ConditionalSampleGenerator",
 ]
 
 logger = logging.getLogger(__name__)
@@ -232,3 +242,103 @@ def _cell(value: Any) -> Any:
     if isinstance(value, float) and np.isnan(value):
         return ""
     return value
+
+
+class DiffusionSamplingInferer(Inferer):
+    """A MONAI ``Inferer`` that turns initial noise into samples with a named diffusion sampler.
+
+    ``inferer(noise, network, generator=..., conditions=..., condition_mask=...)``: the network is wrapped by its
+    parameterisation (:func:`monai_gen.networks.precond.make_denoiser`), then by classifier-free guidance when a
+    scale is not 1, then handed to the sampler (``"ddpm"``, ``"ddim"``, ``"dpmpp_2m"``) on a time grid of
+    ``num_steps`` steps, all under ``torch.inference_mode``.
+
+    Args:
+        schedule: the noise schedule the network was trained with.
+        prediction_type: ``"epsilon"``, ``"sample"`` or ``"v_prediction"``.
+        sampler: sampler name.
+        num_steps: network evaluations per sample (each batched over the guidance passes).
+        guidance_scale: one scale for all phenotypes together (1 = plain conditional sampling).
+        phenotype_guidance: optional per-phenotype scales ``{name: scale}``; needs ``condition_names``.
+        condition_names: phenotype names in the network's condition order.
+        spacing: time grid spacing, ``"quadratic"`` or ``"uniform"``.
+        eta: DDIM stochasticity.
+    """
+
+    def __init__(
+        self,
+        schedule,
+        *,
+        prediction_type: str = "v_prediction",
+        sampler: str = "dpmpp_2m",
+        num_steps: int = 25,
+        guidance_scale: float = 1.0,
+        phenotype_guidance: Mapping[str, float] | None = None,
+        condition_names: Sequence[str] = (),
+        spacing: str = "quadratic",
+        eta: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.sampler_fn = look_up_option(sampler, SAMPLERS)
+        self.schedule, self.prediction_type, self.sampler = schedule, prediction_type, sampler
+        self.ts = time_grid(int(num_steps), spacing=spacing)
+        self.eta = float(eta)
+        self.scales = self._scales(float(guidance_scale), dict(phenotype_guidance or {}), list(condition_names))
+
+    @staticmethod
+    def _scales(global_scale: float, per_phenotype: dict[str, float], names: list[str]) -> dict[str, Any]:
+        unknown = sorted(set(per_phenotype) - set(names))
+        if unknown:
+            raise ValueError(f"phenotype_guidance names {unknown} are not conditions of the model {names}.")
+        scales: dict[str, Any] = {ALL_CONDITIONS: global_scale} if global_scale != 1 else {}
+        if per_phenotype:
+            scales["condition_mask"] = [float(per_phenotype.get(n, 1.0)) for n in names]
+        return scales
+
+    def __call__(self, inputs: torch.Tensor, network: nn.Module, *args: Any, **kwargs: Any) -> torch.Tensor:
+        """Samples ``(B, C, *spatial)`` from noise ``inputs`` of that shape; ``generator`` and conditions in kwargs."""
+        generator = kwargs.pop("generator", None)
+        callback = kwargs.pop("callback", None)
+        denoise = make_denoiser(network, self.schedule, self.prediction_type)
+        if self.scales:
+            denoise = ConditionGuidance(denoise, self.scales)
+        options = {"eta": self.eta} if self.sampler == "ddim" else {}
+        ts = self.ts.to(inputs.device)
+        with torch.inference_mode():
+            return self.sampler_fn(denoise, inputs, self.schedule, ts, generator=generator, callback=callback, **options, **kwargs)
+
+
+class ConditionalSampleGenerator:
+    """``generate_batch`` for :class:`GenerationJob`: requests -> encoded conditions -> seeded noise -> samples.
+
+    Args:
+        network: the trained conditional network (set to eval mode here).
+        inferer: a :class:`DiffusionSamplingInferer`.
+        conditions: the model's :class:`ConditionSet` (with trained statistics); requests are validated by it.
+        sample_shape: ``(C, *spatial)`` of one sample in model space.
+        device: where the network runs.
+        output_scale: model space -> physical units (e.g. mV per model unit); samples are multiplied by it.
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        inferer: DiffusionSamplingInferer,
+        conditions: ConditionSet,
+        sample_shape: Sequence[int],
+        *,
+        device: torch.device | str = "cpu",
+        output_scale: float = 1.0,
+    ) -> None:
+        self.network = network.to(device).eval()
+        self.inferer, self.conditions = inferer, conditions
+        self.sample_shape, self.device, self.output_scale = tuple(int(s) for s in sample_shape), torch.device(device), float(output_scale)
+
+    def __call__(self, requests: Sequence[SampleRequest]) -> torch.Tensor:
+        values, mask = self.conditions.encode_rows([r.conditions for r in requests], source="generation request")
+        generators = per_sample_generators([r.seed for r in requests])
+        noise = sample_noise((len(requests), *self.sample_shape), generator=generators, device=self.device)
+        samples = self.inferer(
+            noise, self.network, generator=generators,
+            conditions=values.to(self.device), condition_mask=mask.to(self.device),
+        )
+        return samples.float().cpu() * self.output_scale

@@ -40,6 +40,7 @@ def atomic_output_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    os.chmod(tmp, _default_file_mode())  # mkstemp creates 0600; outputs get the usual umask-derived mode
     try:
         yield tmp
         _fsync_file(tmp)
@@ -92,6 +93,13 @@ def atomic_write_text(path: str | os.PathLike, text: str, *, encoding: str = "ut
 def atomic_write_json(path: str | os.PathLike, obj: Any, *, indent: int = 2) -> Path:
     """Serialise ``obj`` as JSON (keys sorted, UTF-8) and write it to ``path`` atomically."""
     return atomic_write_text(path, json.dumps(obj, indent=indent, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def _default_file_mode() -> int:
+    """``0o666`` minus the process umask: the mode ``open(path, "w")`` would give a new file."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def _commit_rank(name: str, commit_last: Sequence[str]) -> int:

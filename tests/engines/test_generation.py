@@ -118,3 +118,50 @@ def test_bad_requests_and_bad_generator_output_are_reported(tmp_path):
         make_job(tmp_path, requests, generate=lambda b: torch.full((len(b), 2, 8), float("nan"))).run()
     with pytest.raises(RuntimeError, match="returned 1 samples for a batch of 2"):
         make_job(tmp_path, requests, generate=lambda b: torch.zeros(1, 2, 8)).run()
+
+
+def tiny_model():
+    from monai_gen.networks.conditioning import ConditionalDenoiser, PhenotypeEncoder
+    from monai_gen.networks.nets import DenoisingUNet
+
+    torch.manual_seed(0)
+    backbone = DenoisingUNet(
+        1, 2, 2, channels=(8, 8), attention_levels=(False, True), num_res_blocks=1, norm_num_groups=8,
+        num_head_channels=8, with_conditioning=True, cross_attention_dim=8,
+    )
+    model = ConditionalDenoiser(backbone, phenotype_encoder=PhenotypeEncoder([0, 2], embed_dim=8))
+    with torch.no_grad():  # MONAI zero-initialises the attention output: give the conditions an effect
+        for parameter in model.parameters():
+            parameter.add_(0.1 * torch.randn_like(parameter))
+    return model
+
+
+def make_generator(**inferer_options):
+    from monai_gen.diffusion.schedules import CosineSchedule
+    from monai_gen.engines.generation import ConditionalSampleGenerator, DiffusionSamplingInferer
+    from monai_gen.transforms.conditions import ConditionSet
+
+    conditions = ConditionSet(
+        [
+            {"name": "heart_rate", "unit": "bpm", "valid_range": [30, 200], "mean": 70, "std": 15},
+            {"name": "sex", "kind": "categorical", "categories": ["male", "female"]},
+        ]
+    )
+    inferer = DiffusionSamplingInferer(CosineSchedule(0.05), num_steps=4, condition_names=conditions.names, **inferer_options)
+    return ConditionalSampleGenerator(tiny_model(), inferer, conditions, (2, 16), output_scale=0.25)
+
+
+def test_sampling_generator_is_seeded_per_sample_and_guidance_one_is_conditional():
+    requests = requests_from_rows([{"heart_rate": 60, "sex": "male"}, {"heart_rate": 90}, {"sex": "female"}], seed=5)
+    plain = make_generator()
+    batch = plain(requests)
+    assert batch.shape == (3, 2, 16) and torch.isfinite(batch).all()
+    one_by_one = torch.cat([plain([r]) for r in requests])
+    torch.testing.assert_close(batch, one_by_one, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(make_generator(guidance_scale=1.0, phenotype_guidance={"sex": 1.0})(requests), batch)
+    guided = make_generator(guidance_scale=3.0)(requests)
+    assert not torch.allclose(guided, batch)
+    with pytest.raises(ValueError, match="outside its valid range"):
+        plain(requests_from_rows([{"heart_rate": 500}]))
+    with pytest.raises(ValueError, match="not conditions of the model"):
+        make_generator(phenotype_guidance={"bmi": 2.0})

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import time
 import pytest
 
 from monai_gen.utils import atomic_output_dir, atomic_output_path, atomic_write_json
+from monai_gen.utils.atomic import atomic_write_text
 
 
 def test_failed_write_keeps_previous_file_and_leaves_no_temporary(tmp_path):
@@ -72,3 +74,12 @@ def test_sigkill_mid_write_never_leaves_a_partial_destination(tmp_path):
     proc.wait(timeout=10)
     time.sleep(0.05)
     assert target.read_bytes() == b"A" * 1000
+
+
+def test_outputs_get_the_umask_mode_not_the_private_temp_mode(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        written = atomic_write_text(tmp_path / "out.json", "{}")
+    finally:
+        os.umask(umask)
+    assert (written.stat().st_mode & 0o777) == 0o644
