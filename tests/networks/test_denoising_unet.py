@@ -31,9 +31,9 @@ def _net(spatial_dims: int, **kwargs) -> DenoisingUNet:
     return net
 
 
-@pytest.mark.parametrize("spatial_dims", [1, 2, 3])
-def test_forward_backward_reaches_every_parameter(spatial_dims):
-    net = _net(spatial_dims, kernel_size=5 if spatial_dims == 1 else 3)
+@pytest.mark.parametrize("spatial_dims, resblock_updown", [(1, False), (1, True), (2, False), (3, False)])
+def test_forward_backward_reaches_every_parameter(spatial_dims, resblock_updown):
+    net = _net(spatial_dims, kernel_size=5 if spatial_dims == 1 else 3, resblock_updown=resblock_updown)
     x = torch.randn(SHAPES[spatial_dims])
     out = net(x, torch.tensor([0.1, 0.9]), context=torch.randn(2, 3, 8))
     assert out.shape == x.shape and out.dtype == x.dtype and torch.isfinite(out).all()
@@ -54,6 +54,14 @@ def test_1d_convolutions_are_width_k_1d_convolutions(kernel_size):
     # the length halves per level and the width stays one: a level's output reaches the next level unchanged
     down = net.down_blocks[0].downsampler(net.conv_in(x.unsqueeze(-1)))
     assert down.shape == (2, 8, 16, 1)
+
+
+def test_per_axis_kernel_size_for_volumes():
+    net = _net(3, kernel_size=(3, 3, 1))  # Medical Diffusion's 3 x 3 x 1 convolutions
+    spatial = [m for m in net.modules() if isinstance(m, nn.Conv3d) and m.kernel_size != (1, 1, 1)]
+    assert spatial and all(m.kernel_size == (3, 3, 1) and m.padding == (1, 1, 0) for m in spatial)
+    x = torch.randn(SHAPES[3])
+    assert net(x, torch.rand(2), context=torch.randn(2, 1, 8)).shape == x.shape
 
 
 @pytest.mark.parametrize("spatial_dims", [1, 2, 3])
@@ -94,7 +102,11 @@ def test_checkpointing_keeps_outputs_gradients_and_state_dict_keys():
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [({"spatial_dims": 4}, "spatial_dims must be one of"), ({"kernel_size": 4}, "kernel_size must be an odd")],
+    [
+        ({"spatial_dims": 4}, "spatial_dims must be one of"),
+        ({"kernel_size": 4}, "kernel_size must be an odd"),
+        ({"kernel_size": (3, 3)}, r"kernel_size must be one int or 1 ints, got \(3, 3\)"),
+    ],
 )
 def test_bad_configuration_is_rejected(kwargs, match):
     args = {

@@ -6,7 +6,8 @@ to a 3-D feature map), and ``SpatialTransformer.forward`` only flattens / restor
 :class:`DenoisingUNet` therefore runs a 1-D signal as a 2-D image of width one: it builds the 2-D MONAI network and
 turns every ``3 x 3`` convolution into ``k x 1``, every stride / pooling / upsampling factor ``2`` into ``(2, 1)``.
 A ``k x 1`` kernel on a width-one image has exactly the parameters and arithmetic of a width-``k`` 1-D kernel.
-The same pass makes the kernel size configurable in 2-D / 3-D (``k x k [x k]``); MONAI hard-codes 3.
+The same pass makes the kernel size configurable in 2-D / 3-D (``k x k [x k]`` or per axis, e.g. Medical Diffusion's
+``3 x 3 x 1``); MONAI hard-codes 3.
 
 Upstream fix (MONAI): in ``DiffusionUNetResnetBlock.forward`` broadcast with
 ``monai.utils.unsqueeze_right(temb, h.ndim)``; in ``SpatialTransformer.forward`` use
@@ -25,6 +26,7 @@ from collections.abc import Sequence
 import torch
 from monai.networks.nets import DiffusionModelUNet
 from monai.networks.nets.diffusion_model_unet import DiffusionUNetResnetBlock, SpatialTransformer
+from monai.utils import ensure_tuple_rep
 from torch import nn
 from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import apply_activation_checkpointing
 
@@ -33,15 +35,22 @@ __all__ = ["DenoisingUNet"]
 SUPPORTED_SPATIAL_DIMS = (1, 2, 3)
 
 
-def _check_config(spatial_dims: int, kernel_size: int, time_scale: float) -> None:
+def _check_config(spatial_dims: int, kernel_size: int | Sequence[int], time_scale: float) -> tuple[int, ...]:
+    """Validate the arguments MONAI does not check; return the kernel size per spatial axis."""
     if spatial_dims not in SUPPORTED_SPATIAL_DIMS:
         raise ValueError(f"spatial_dims must be one of {SUPPORTED_SPATIAL_DIMS}, got {spatial_dims!r}.")
-    if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
+    try:
+        kernel = ensure_tuple_rep(kernel_size, spatial_dims)
+    except ValueError as err:
+        raise ValueError(f"kernel_size must be one int or {spatial_dims} ints, got {kernel_size!r}.") from err
+    if any(isinstance(k, bool) or not isinstance(k, int) or k < 1 or k % 2 == 0 for k in kernel):
         raise ValueError(
-            f"kernel_size must be an odd positive integer (it keeps sizes with padding k // 2), got {kernel_size!r}."
+            f"kernel_size must be an odd positive integer or one per spatial dim (it keeps sizes with padding k // 2), "
+            f"got {kernel_size!r}."
         )
     if not time_scale > 0:
         raise ValueError(f"time_scale must be positive, got {time_scale!r}.")
+    return kernel
 
 
 def _resized_conv(conv: nn.Conv2d | nn.Conv3d, kernel: tuple[int, ...], stride: tuple[int, ...]) -> nn.Module:
@@ -66,14 +75,12 @@ def _set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
     setattr(root.get_submodule(parent_name) if parent_name else root, child, module)
 
 
-def _adapt_layers(net: nn.Module, *, kernel_size: int, as_1d: bool) -> None:
-    """Resize ``3 x ...`` convolutions to ``kernel_size``; in 1-D mode also freeze the (unit) width axis."""
+def _adapt_layers(net: nn.Module, *, kernel: tuple[int, ...], as_1d: bool) -> None:
+    """Resize ``3 x ...`` convolutions to ``kernel``; in 1-D mode also freeze the (unit) width axis."""
     for name, module in list(net.named_modules()):
         if isinstance(module, (nn.Conv2d, nn.Conv3d)) and module.kernel_size[0] == 3:
-            ndim = len(module.kernel_size)
-            kernel = (kernel_size, 1) if as_1d else (kernel_size,) * ndim
             stride = (module.stride[0], 1) if as_1d else module.stride
-            _set_submodule(net, name, _resized_conv(module, kernel, stride))
+            _set_submodule(net, name, _resized_conv(module, (*kernel, 1) if as_1d else kernel, stride))
         elif as_1d and isinstance(module, nn.AvgPool2d):
             module.kernel_size, module.stride = (2, 1), (2, 1)
         elif as_1d and isinstance(module, nn.Upsample):
@@ -98,7 +105,8 @@ class DenoisingUNet(DiffusionModelUNet):
         attention_levels: per level, whether to add (cross-)attention.
         norm_num_groups: GroupNorm groups.
         num_head_channels: channels per attention head (one int or one per level).
-        kernel_size: odd convolution size along every spatial axis (xMADD used 7-17 for ECG medians).
+        kernel_size: odd convolution size, one for every spatial axis or one per axis (xMADD used 7-17 for ECG
+            medians; Medical Diffusion used ``(3, 3, 1)`` for volumes).
         with_conditioning: add cross-attention over a context ``(B, N, cross_attention_dim)``.
         cross_attention_dim: token width of the context.
         num_class_embeds: number of classes of an optional class embedding added to the time embedding.
@@ -127,7 +135,7 @@ class DenoisingUNet(DiffusionModelUNet):
         attention_levels: Sequence[bool] = (False, False, True, True),
         norm_num_groups: int = 32,
         num_head_channels: int | Sequence[int] = 8,
-        kernel_size: int = 3,
+        kernel_size: int | Sequence[int] = 3,
         with_conditioning: bool = False,
         cross_attention_dim: int | None = None,
         num_class_embeds: int | None = None,
@@ -138,7 +146,7 @@ class DenoisingUNet(DiffusionModelUNet):
         use_checkpointing: bool = False,
         time_scale: float = 1000.0,
     ) -> None:
-        _check_config(spatial_dims, kernel_size, time_scale)
+        kernel = _check_config(spatial_dims, kernel_size, time_scale)
         super().__init__(
             spatial_dims=2 if spatial_dims == 1 else spatial_dims,
             in_channels=in_channels,
@@ -157,11 +165,11 @@ class DenoisingUNet(DiffusionModelUNet):
             use_flash_attention=use_flash_attention,
         )
         self.spatial_dims = spatial_dims
-        self.kernel_size = kernel_size
+        self.kernel_size = kernel
         self.cross_attention_dim = cross_attention_dim
         self.time_scale = float(time_scale)
-        if spatial_dims == 1 or kernel_size != 3:
-            _adapt_layers(self, kernel_size=kernel_size, as_1d=spatial_dims == 1)
+        if spatial_dims == 1 or kernel != (3,) * spatial_dims:
+            _adapt_layers(self, kernel=kernel, as_1d=spatial_dims == 1)
         if use_checkpointing:
             apply_activation_checkpointing(
                 self, check_fn=lambda m: isinstance(m, (DiffusionUNetResnetBlock, SpatialTransformer))
