@@ -21,7 +21,9 @@ def sigmoid_weight(log_snr: torch.Tensor, bias: float = 3.0) -> torch.Tensor:
     """xMADD Eq. 2 weight of the x-space error: ``exp(-b) * sigmoid(lambda_t - b)``.
 
     With ``||eps - eps_hat||^2 = exp(lambda) ||x - x_hat||^2`` this equals Kingma & Gao's epsilon-space weight
-    ``sigmoid(b - lambda)`` times the constant ``exp(-2 b)``: same optimum, smaller loss scale.
+    ``sigmoid(b - lambda)`` (also what the xMADD authors' ml4h code applies to its epsilon loss) times the constant
+    ``exp(-2 b)``: the same weighting over noise levels and the same optimum, only a smaller loss scale (Adam is
+    insensitive to it).
 
     Args:
         log_snr: ``lambda_t`` ``(B,)``.
