@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .autoencoder_objectives import AutoencoderDiscriminatorLoss, AutoencoderGeneratorLoss
 from .guidance import ConditionGuidance
 from .latent import LatentScaler, LatentSpace
 from .objectives import DiffusionObjective, sigmoid_weight
@@ -9,6 +10,8 @@ from .samplers import SAMPLERS, per_sample_generators, sample, sample_ddim, samp
 from .schedules import CosineSchedule, DiscreteSchedule, time_grid
 
 __all__: list[str] = [
+    "AutoencoderDiscriminatorLoss",
+    "AutoencoderGeneratorLoss",
     "ConditionGuidance",
     "CosineSchedule",
     "DiffusionObjective",
