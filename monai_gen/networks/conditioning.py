@@ -279,6 +279,8 @@ class ConditionalDenoiser(nn.Module):
         ):
             if given is not None and encoder is None:
                 raise ValueError(f"{name} was given but this ConditionalDenoiser has no encoder for it.")
+            if given is not None and given.shape[0] != x.shape[0]:
+                raise ValueError(f"{name} has batch size {given.shape[0]} but x has {x.shape[0]}.")
         cond = {
             "conditions": conditions,
             "condition_mask": condition_mask,

@@ -144,5 +144,7 @@ def test_model_configuration_errors():
         ConditionalDenoiser(backbone, phenotype_encoder=_phenotypes())
     with pytest.raises(ValueError, match="condition_dropout must lie in"):
         ConditionalDenoiser(backbone, condition_dropout=1.5)
+    with pytest.raises(ValueError, match="conditions has batch size 3 but x has 2"):
+        _model()(torch.randn(2, 2, 16), torch.rand(2), conditions=torch.zeros(3, 3))
     with pytest.raises(ValueError, match="conditions was given but"):
         ConditionalDenoiser(backbone)(torch.randn(1, 2, 8), torch.rand(1), conditions=torch.zeros(1, 3))
