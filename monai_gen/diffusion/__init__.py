@@ -6,6 +6,7 @@ from .autoencoder_objectives import AutoencoderDiscriminatorLoss, AutoencoderGen
 from .guidance import ConditionGuidance
 from .latent import LatentScaler, LatentSpace
 from .objectives import DiffusionObjective, sigmoid_weight
+from .posthoc import LinearProbe
 from .samplers import SAMPLERS, per_sample_generators, sample, sample_ddim, sample_ddpm, sample_dpmpp_2m, sample_noise
 from .schedules import CosineSchedule, DiscreteSchedule, time_grid
 
@@ -18,6 +19,7 @@ __all__: list[str] = [
     "DiscreteSchedule",
     "LatentScaler",
     "LatentSpace",
+    "LinearProbe",
     "SAMPLERS",
     "per_sample_generators",
     "sample",
