@@ -171,7 +171,23 @@ class LatentSpace(nn.Module):
         self.tile_size, self.tile_overlap, self.halo = tile_size, tile_overlap, halo
         self.tile_device, self.output_device = tile_device, output_device
 
+    @property
+    def compression(self) -> int:
+        """Spatial compression factor ``f``: the product of the encoder's convolution strides (isotropic strides)."""
+        factor = 1
+        for module in getattr(self.autoencoder, "encoder", self.autoencoder).modules():
+            if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+                factor *= module.stride[0]
+        return factor
+
     def _raw_latent(self, x: torch.Tensor) -> torch.Tensor:
+        bad = [s for s in x.shape[2:] if s % self.compression]
+        if bad:
+            raise ValueError(
+                f"image spatial size {tuple(x.shape[2:])} must be divisible by the compression factor "
+                f"{self.compression} along every axis; pad or crop first (monai.transforms.DivisiblePad / "
+                f"CenterSpatialCrop)."
+            )
         # The one place the two MONAI APIs differ: a KL model's deterministic latent is its posterior mean.
         if isinstance(self.autoencoder, AutoencoderKL) and not self.sample_posterior:
             return self.autoencoder.encode(x)[0]

@@ -123,3 +123,10 @@ def test_latent_space_rejects_bad_configuration():
         LatentSpace(_vq(), tile_size=16, tile_overlap=0.5, halo=6)
     with pytest.raises(ValueError, match=r"tile_overlap must be in \[0, 1\), got 1.0"):
         LatentSpace(_vq(), tile_size=16, tile_overlap=1.0)
+
+
+def test_compression_factor_and_indivisible_input(volume):
+    assert LatentSpace(_kl()).compression == 4 and LatentSpace(_vq(1)).compression == 4
+    assert LatentSpace(kl_autoencoder(2, 1, channels=(8, 8, 8, 8), norm_num_groups=4)).compression == 8
+    with pytest.raises(ValueError, match=r"spatial size \(96, 80, 62\) must be divisible by the compression factor 4"):
+        LatentSpace(_kl()).encode(volume[..., :62])
