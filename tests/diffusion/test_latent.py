@@ -130,3 +130,16 @@ def test_compression_factor_and_indivisible_input(volume):
     assert LatentSpace(kl_autoencoder(2, 1, channels=(8, 8, 8, 8), norm_num_groups=4)).compression == 8
     with pytest.raises(ValueError, match=r"spatial size \(96, 80, 62\) must be divisible by the compression factor 4"):
         LatentSpace(_kl()).encode(volume[..., :62])
+
+
+@pytest.mark.gpu
+@torch.no_grad()
+def test_tiles_decoded_on_gpu_are_assembled_on_cpu(volume):
+    """Bounded device memory: each tile is decoded on the GPU, the full volume is assembled in host memory."""
+    ae = _vq()
+    z = LatentSpace(ae).encode(volume)
+    full = LatentSpace(ae).decode(z)
+    tiled = LatentSpace(ae.to("cuda"), tile_size=16, tile_overlap=0.75, halo=6, tile_device="cuda", output_device="cpu")
+    out = tiled.decode(z)
+    assert out.device.type == "cpu"
+    torch.testing.assert_close(out, full, atol=1e-4 * full.abs().max().item(), rtol=0)  # GPU vs CPU convolutions
