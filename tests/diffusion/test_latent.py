@@ -143,3 +143,35 @@ def test_tiles_decoded_on_gpu_are_assembled_on_cpu(volume):
     out = tiled.decode(z)
     assert out.device.type == "cpu"
     torch.testing.assert_close(out, full, atol=1e-4 * full.abs().max().item(), rtol=0)  # GPU vs CPU convolutions
+
+
+def test_latent_space_builds_from_a_bundle_config():
+    """Config first: autoencoder, scaler and wrapper come from plain `_target_` entries, as a bundle would write them."""
+    from monai.bundle import ConfigParser
+
+    config = {
+        "autoencoder": {
+            "_target_": "monai_gen.networks.autoencoders.vq_autoencoder",
+            "spatial_dims": 2,
+            "in_channels": 1,
+            "channels": [8, 16],
+            "num_embeddings": 32,
+            "embedding_dim": 4,
+        },
+        "latent_space": {
+            "_target_": "monai_gen.diffusion.latent.LatentSpace",
+            "autoencoder": "@autoencoder",
+            "scaler": {"_target_": "monai_gen.diffusion.latent.LatentScaler", "mode": "minmax"},
+            "tile_size": [16, 16],
+            "tile_overlap": 0.75,
+        },
+    }
+    space = ConfigParser(config).get_parsed_content("latent_space")
+    assert isinstance(space, LatentSpace) and space.scaler.mode == "minmax" and space.compression == 4
+    image = torch.rand(1, 1, 96, 80)
+    with torch.no_grad():
+        space.autoencoder.eval()
+        space.fit_scaler(image)
+        z = space.encode(image)
+        assert z.min() >= -1 - 1e-6 and z.max() <= 1 + 1e-6
+        torch.testing.assert_close(space.decode(z), LatentSpace(space.autoencoder, space.scaler).decode(z))
