@@ -131,7 +131,7 @@ def sample_ddim(
     """DDIM: ``z_s = alpha_s x0_hat + sqrt(sigma_s^2 - c^2) eps_hat + c noise``; ``eta = 0`` is deterministic.
 
     ``eps_hat = (z_t - alpha_t x0_hat) / sigma_t`` and
-    ``c = eta (sigma_s / sigma_t) sqrt(1 - (alpha_t sigma_s / (alpha_s sigma_t))^2)``; ``eta = 1`` is ancestral.
+    ``c = eta (sigma_s / sigma_t) sqrt(1 - alpha_t^2 / alpha_s^2)``; ``eta = 1`` is ancestral.
 
     See: Song et al. 2021, "Denoising Diffusion Implicit Models", Eq. 12 and Eq. 16.
     """
@@ -146,7 +146,7 @@ def sample_ddim(
             x = x0
         else:
             eps = (x - a_t * x0) / s_t
-            c = eta * (s_s / s_t) * math.sqrt(max(1.0 - (a_t * s_s / (a_s * s_t)) ** 2, 0.0))
+            c = eta * (s_s / s_t) * math.sqrt(max(1.0 - (a_t / a_s) ** 2, 0.0))
             x = a_s * x0 + math.sqrt(max(s_s**2 - c**2, 0.0)) * eps
             if c > 0:
                 x = x + c * sample_noise(x.shape, generator=generator, device=x.device, dtype=x.dtype)
