@@ -1,0 +1,8 @@
+"""Plots people look at: ECG paper print-outs, image grids, phenotype sweeps, training curves."""
+
+from __future__ import annotations
+
+from monai_gen.visualize.ecg import plot_ecg, plot_median_beats
+from monai_gen.visualize.figure import new_figure, save_figure
+
+__all__ = ["new_figure", "plot_ecg", "plot_median_beats", "save_figure"]

@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import wfdb
+from matplotlib.image import imread
+
+from monai_gen.data.ecg_meta import STANDARD_LEADS, make_ecg
+from monai_gen.visualize.ecg import RHYTHM_LAYOUT, plot_ecg, plot_median_beats, standard_leads
+
+FS = 500
+
+
+@pytest.fixture(scope="module")
+def record(shared_data):
+    """CinC 2021 record E07500: (12, 5000) mV at 500 Hz."""
+    rec = wfdb.rdrecord(str(shared_data / "ecg/cinc2021/E07500"))
+    assert rec.fs == FS and list(rec.sig_name) == list(STANDARD_LEADS)
+    return rec.p_signal.T.astype(np.float64)
+
+
+@pytest.fixture(scope="module")
+def page(record):
+    return plot_ecg(record, FS, record_id="E07500", caption="HR 75 bpm · synthetic")
+
+
+def _trace(ax):
+    lines = [line for line in ax.get_lines() if line.get_gid() != "calibration"]
+    assert len(lines) == 1
+    return lines[0]
+
+
+def test_layout_has_standard_panels_in_position(page):
+    labels = [ax.get_label() for ax in page.axes]
+    assert labels == [name for row in RHYTHM_LAYOUT for name in row] + ["II"]
+    boxes = [ax.get_position() for ax in page.axes]
+    for row in range(3):  # same row: same height on the page, left to right
+        row_boxes = boxes[4 * row : 4 * row + 4]
+        assert len({round(b.y0, 6) for b in row_boxes}) == 1
+        assert all(a.x1 == pytest.approx(b.x0) for a, b in zip(row_boxes[:-1], row_boxes[1:], strict=True))
+    assert boxes[0].y0 > boxes[4].y0 > boxes[8].y0 > boxes[12].y0  # rows top to bottom, rhythm strip last
+    visible = [[t.get_text() for t in ax.texts] for ax in page.axes]
+    assert visible == [[label] for label in labels]
+    caption = page.texts[0].get_text()
+    assert "E07500" in caption and "500 Hz" in caption and "HR 75 bpm · synthetic" in caption
+
+
+def test_v4_column_is_the_last_quarter_in_grid_units(page, record):
+    v4 = _trace(page.axes[3])  # row 0, column 4
+    np.testing.assert_allclose(v4.get_xdata() / 25.0 * FS, np.arange(3750, 5000), atol=1e-9)
+    np.testing.assert_allclose(v4.get_ydata(), 10.0 * record[STANDARD_LEADS.index("V4")][3750:5000])
+    aVR = _trace(page.axes[1])  # column 2 is seconds 2.5-5
+    np.testing.assert_allclose(aVR.get_xdata()[[0, -1]], [2.5 * 25, (5.0 - 1 / FS) * 25])
+    rhythm = _trace(page.axes[12])
+    np.testing.assert_allclose(rhythm.get_ydata(), 10.0 * record[1])
+
+
+def test_paper_grid_is_40_ms_by_100_uv_and_true_to_scale(page):
+    ax = page.axes[5]
+    for axis in (ax.xaxis, ax.yaxis):  # lines every 1 mm (0.04 s at 25 mm/s; 0.1 mV at 10 mm/mV), bold every 5
+        low, high = sorted(axis.get_view_interval())
+        major = [x for x in axis.get_majorticklocs() if low <= x <= high]
+        lines = np.union1d([x for x in axis.get_minorticklocs() if low <= x <= high], major)
+        assert len(lines) > 20 and np.diff(lines) == pytest.approx(1.0)
+        assert np.diff(major) == pytest.approx(5.0) and np.all(np.mod(major, 5.0) == 0.0)
+    assert all(line.get_visible() for line in ax.xaxis.get_gridlines())
+    width_in, height_in = page.get_size_inches()
+    box = ax.get_position()
+    x_mm_per_unit = box.width * width_in * 25.4 / np.ptp(ax.get_xlim())
+    y_mm_per_unit = box.height * height_in * 25.4 / np.ptp(ax.get_ylim())
+    assert x_mm_per_unit == pytest.approx(1.0) and y_mm_per_unit == pytest.approx(1.0)
+
+
+def test_calibration_pulse_is_one_millivolt_at_each_row_start(page):
+    for index in (0, 4, 8, 12):
+        (pulse,) = [line for line in page.axes[index].get_lines() if line.get_gid() == "calibration"]
+        assert np.ptp(pulse.get_ydata()) == pytest.approx(10.0)
+        assert pulse.get_xdata().max() <= 0.0  # before the first sample
+    assert not any(line.get_gid() == "calibration" for line in page.axes[1].get_lines())
+
+
+def test_png_has_requested_pixel_size(tmp_path, record):
+    figure = plot_ecg(record, FS, dpi=50, path=tmp_path / "out" / "ecg.png")
+    pixels = imread(tmp_path / "out" / "ecg.png")
+    width_in, height_in = figure.get_size_inches()
+    assert pixels.shape[:2] == (int(height_in * 50), int(width_in * 50))  # Agg truncates
+    assert pixels[..., :3].std() > 0.05  # something drawn
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["ecg.png"]  # no temporary left behind
+
+
+def test_metatensor_rate_names_and_order_from_meta(record):
+    order = [11 - i for i in range(12)]  # stored V6 ... I
+    ecg = make_ecg(torch.as_tensor(record[order]), 250.0, [STANDARD_LEADS[i].upper() for i in order], record_id="r")
+    np.testing.assert_allclose(standard_leads(ecg), record.astype(np.float32))
+    figure = plot_ecg(ecg, duration=4.0)  # 250 Hz read from the affine: 4 s = 1000 samples, 1 s per column
+    v4 = _trace(figure.axes[3])
+    np.testing.assert_allclose(v4.get_xdata()[[0, -1]], [3.0 * 25, (4.0 - 1 / 250) * 25])
+    assert figure.texts[0].get_text().startswith("r · 250 Hz")
+
+
+def test_median_beats_layouts(record):
+    beats = record[:, 1000:1576]
+    figure = plot_median_beats(beats, FS, layout="2x6")
+    assert [ax.get_label() for ax in figure.axes] == list(STANDARD_LEADS)
+    v1 = _trace(figure.axes[6])  # second row, first panel
+    np.testing.assert_allclose(v1.get_ydata(), 10.0 * beats[6])
+    np.testing.assert_allclose(np.diff(v1.get_xdata()), 25.0 / FS)
+    widths = {round(np.ptp(_trace(ax).get_xdata()), 6) for ax in figure.axes}
+    assert widths == {round(575 / FS * 25.0, 6)}  # every beat on the same paper scale
+    grid = plot_median_beats(beats, FS)
+    assert [ax.get_label() for ax in grid.axes] == [name for row in RHYTHM_LAYOUT for name in row]
+
+
+def test_errors(record):
+    with pytest.raises(ValueError, match=r"\(12, samples\).*\(11, 5000\)"):
+        plot_ecg(record[:11], FS)
+    with pytest.raises(ValueError, match="do not fit the 12-lead layout"):
+        plot_ecg(record, FS, lead_names=["I"] * 12)
+    broken = record.copy()
+    broken[9, 100] = np.nan
+    with pytest.raises(ValueError, match=r"\['V4'\].*NaN"):
+        plot_ecg(broken, FS)
+    with pytest.raises(ValueError, match="fs .* must be given"):
+        plot_ecg(record)
+    with pytest.raises(ValueError, match="does not fit a record of 5000 samples"):
+        plot_ecg(record, FS, start=5.0, duration=10.0)
+    with pytest.raises(ValueError, match="layout must be one of"):
+        plot_median_beats(record[:, :576], FS, layout="4x3")
