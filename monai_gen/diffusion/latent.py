@@ -17,7 +17,6 @@ from collections.abc import Iterable, Sequence
 
 import torch
 from monai.data.utils import dense_patch_slices
-from monai.networks.nets import AutoencoderKL
 from monai.utils import ensure_tuple, ensure_tuple_rep, look_up_option
 from torch import nn
 
@@ -37,6 +36,9 @@ class LatentScaler(nn.Module):
         mode: ``"std"`` or ``"minmax"``.
         scale: initial scale (e.g. a published scale factor such as 0.18215); replaced by :meth:`fit`.
         shift: initial shift; replaced by :meth:`fit`.
+
+    Medical Diffusion takes the min-max range from the VQ codebook instead of data:
+    ``LatentScaler("minmax").fit(vqvae.quantizer.quantizer.embedding.weight)``.
 
     Examples:
         >>> scaler = LatentScaler("minmax").fit(latents)  # latents: (N, C, *spatial) or an iterable of batches
@@ -110,7 +112,8 @@ def _core_weights(tile: tuple[slice, ...], spatial: Sequence[int], halo: int, zo
 class LatentSpace(nn.Module):
     """An autoencoder plus a :class:`LatentScaler`: ``encode(x) -> z_n`` and ``decode(z_n) -> x``, tiled on request.
 
-    Works with MONAI's ``AutoencoderKL`` and ``VQVAE`` (their ``encode_stage_2_inputs`` / ``decode_stage_2_outputs``).
+    Works with MONAI's ``AutoencoderKL`` and ``VQVAE`` (their ``encode`` / ``encode_stage_2_inputs`` /
+    ``decode_stage_2_outputs``).
     Put the autoencoder in ``eval()`` mode for inference: a ``VQVAE`` in training mode updates its codebook on every
     call.
 
@@ -123,9 +126,11 @@ class LatentSpace(nn.Module):
     decoders match only approximately (closer for larger tiles).
 
     Args:
-        autoencoder: a MONAI ``AutoencoderKL`` or ``VQVAE`` (or any module with the two stage-2 methods).
+        autoencoder: a MONAI ``AutoencoderKL`` or ``VQVAE`` (or any module with those three methods).
         scaler: latent normalisation; an identity ``LatentScaler()`` if omitted (fit it with :meth:`fit_scaler`).
-        sample_posterior: KL models only: encode with a sample ``mu + sigma * eps`` instead of the mean ``mu``.
+        sample_posterior: encode with MONAI's ``encode_stage_2_inputs`` (KL: a posterior sample ``mu + sigma * eps``;
+            VQ: the quantised latents) instead of the deterministic encoder output (KL: the posterior mean ``mu``; VQ:
+            the pre-quantisation features, which LDM and Medical Diffusion diffuse; ``decode`` quantises them).
         tile_size: latent tile size per spatial axis (int or sequence); ``None`` decodes the whole latent at once.
         tile_overlap: fraction of ``tile_size`` shared by neighbouring tiles; needs ``overlap * tile >= 2 * halo``.
         halo: rim width in latent voxels whose decoded output is discarded at cuts inside the volume; at least the
@@ -152,10 +157,10 @@ class LatentSpace(nn.Module):
         output_device: torch.device | str | None = None,
     ) -> None:
         super().__init__()
-        for name in ("encode_stage_2_inputs", "decode_stage_2_outputs"):
+        for name in ("encode", "encode_stage_2_inputs", "decode_stage_2_outputs"):
             if not callable(getattr(autoencoder, name, None)):
                 raise TypeError(
-                    f"autoencoder must have a {name}() method (MONAI AutoencoderKL / VQVAE), got "
+                    f"autoencoder must have the method {name}() (MONAI AutoencoderKL / VQVAE), got "
                     f"{type(autoencoder).__name__}."
                 )
         if not 0.0 <= tile_overlap < 1.0:
@@ -188,10 +193,11 @@ class LatentSpace(nn.Module):
                 f"{self.compression} along every axis; pad or crop first (monai.transforms.DivisiblePad / "
                 f"CenterSpatialCrop)."
             )
-        # The one place the two MONAI APIs differ: a KL model's deterministic latent is its posterior mean.
-        if isinstance(self.autoencoder, AutoencoderKL) and not self.sample_posterior:
-            return self.autoencoder.encode(x)[0]
-        return self.autoencoder.encode_stage_2_inputs(x)
+        if self.sample_posterior:
+            return self.autoencoder.encode_stage_2_inputs(x)
+        # deterministic: AutoencoderKL.encode gives (z_mu, z_sigma), VQVAE.encode the pre-quantisation features
+        encoded = self.autoencoder.encode(x)
+        return encoded[0] if isinstance(encoded, (tuple, list)) else encoded
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``(B, C, *spatial)`` -> scaled latents ``(B, C_z, *spatial / f)``."""

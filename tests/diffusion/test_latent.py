@@ -86,6 +86,20 @@ def test_latent_space_encode_is_scaled_posterior_mean_unless_sampling(volume):
     assert space.decode(z).shape == volume.shape
 
 
+@torch.no_grad()
+def test_vq_latents_are_pre_quantisation_features_scaled_by_the_codebook_range(volume):
+    """Medical Diffusion: diffuse the unquantised features, min-max scaled by the codebook's range; decode quantises."""
+    ae = _vq()
+    codebook = ae.quantizer.quantizer.embedding.weight
+    space = LatentSpace(ae, LatentScaler("minmax").fit(codebook))
+    z = space.encode(volume)
+    torch.testing.assert_close(space.scaler.inverse(z), ae.encode(volume))
+    torch.testing.assert_close(space.scaler(codebook).aminmax(), (torch.tensor(-1.0), torch.tensor(1.0)))
+    torch.testing.assert_close(space.decode(z), ae(volume)[0])  # eval mode: decode quantises like forward
+    quantised = LatentSpace(ae, space.scaler, sample_posterior=True).encode(volume)
+    torch.testing.assert_close(space.scaler.inverse(quantised), ae.encode_stage_2_inputs(volume))
+
+
 @pytest.mark.parametrize("spatial_dims", [1, 2, 3])
 @torch.no_grad()
 def test_tiled_decode_equals_full_decode_for_convolutional_decoder(volume, spatial_dims):
@@ -117,7 +131,7 @@ def test_tiled_kl_decode_is_exact_for_one_tile_and_approximate_otherwise(volume)
 
 
 def test_latent_space_rejects_bad_configuration():
-    with pytest.raises(TypeError, match="decode_stage_2_outputs|encode_stage_2_inputs"):
+    with pytest.raises(TypeError, match=r"must have the method encode\(\) \(MONAI AutoencoderKL / VQVAE\), got Conv2d"):
         LatentSpace(torch.nn.Conv2d(1, 1, 1))
     with pytest.raises(ValueError, match=r"tile_overlap \* tile_size must be >= 2 \* halo"):
         LatentSpace(_vq(), tile_size=16, tile_overlap=0.5, halo=6)
