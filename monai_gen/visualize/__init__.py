@@ -4,5 +4,6 @@ from __future__ import annotations
 
 from monai_gen.visualize.ecg import plot_ecg, plot_median_beats
 from monai_gen.visualize.figure import new_figure, save_figure
+from monai_gen.visualize.images import plot_image_grid
 
-__all__ = ["new_figure", "plot_ecg", "plot_median_beats", "save_figure"]
+__all__ = ["new_figure", "plot_ecg", "plot_image_grid", "plot_median_beats", "save_figure"]
