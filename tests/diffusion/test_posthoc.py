@@ -9,7 +9,12 @@ import wfdb
 
 from monai_gen.diffusion.latent import LatentScaler, LatentSpace
 from monai_gen.diffusion.posthoc import LinearProbe
+from monai_gen.diffusion.samplers import sample
+from monai_gen.diffusion.schedules import CosineSchedule
 from monai_gen.networks.autoencoders import kl_autoencoder
+from monai_gen.networks.conditioning import ConditionalDenoiser, EmbeddingEncoder
+from monai_gen.networks.nets import DenoisingUNet
+from monai_gen.networks.precond import make_denoiser
 
 
 @pytest.fixture(scope="module")
@@ -96,31 +101,28 @@ def test_probe_state_dict_round_trip(embeddings):
 def test_steered_embeddings_condition_a_latent_diffusion_model(embeddings, ecg_space):
     """End to end: the swept embeddings are the `embedding` condition of the colleague's ConditionalDenoiser, sampled
     in latent space and decoded to ECG; the same seed with different probe values gives different ECGs."""
-    conditioning = pytest.importorskip("monai_gen.networks.conditioning")
-    nets = pytest.importorskip("monai_gen.networks.nets")
-    precond = pytest.importorskip("monai_gen.networks.precond")
-    samplers = pytest.importorskip("monai_gen.diffusion.samplers")
-    schedules = pytest.importorskip("monai_gen.diffusion.schedules")
     probe = LinearProbe(alpha=1e-2).fit(embeddings, embeddings.double().sum(1))
     path = probe.sweep(embeddings[:1], -1.0, 1.0, steps=3)
     torch.manual_seed(0)
-    backbone = nets.DenoisingUNet(
+    backbone = DenoisingUNet(
         1, 2, 2, channels=(8, 8), attention_levels=(False, True), norm_num_groups=4,
         with_conditioning=True, cross_attention_dim=8,
     )  # fmt: skip
-    model = conditioning.ConditionalDenoiser(
-        backbone, embedding_encoder=conditioning.EmbeddingEncoder(embeddings.shape[1], 8, num_tokens=2)
+    model = ConditionalDenoiser(
+        backbone, embedding_encoder=EmbeddingEncoder(embeddings.shape[1], 8, num_tokens=2)
     ).eval()
     with torch.no_grad():  # MONAI zero-initialises output and attention projections: give the untrained net a voice
         for p in model.parameters():
             if not p.any():
                 p.normal_(std=0.1)
-    schedule = schedules.CosineSchedule()
-    denoise = precond.make_denoiser(model, schedule)
+    schedule = CosineSchedule()
+    denoise = make_denoiser(model, schedule)
     with torch.no_grad():
-        z = samplers.sample(denoise, schedule, (3, 2, 16), num_steps=3, seeds=[7, 7, 7], embedding=path)
+        z = sample(denoise, schedule, (3, 2, 16), num_steps=3, seeds=[7, 7, 7], embedding=path)
+        alone = sample(denoise, schedule, (1, 2, 16), num_steps=3, seeds=[7], embedding=path[2:])
         ecg = ecg_space.decode(z)
     assert ecg.shape == (3, 12, 128) and torch.isfinite(ecg).all()
+    torch.testing.assert_close(alone[0], z[2])  # the condition, not the batch, decides the sample
     assert not torch.allclose(ecg[0], ecg[2])  # same noise, different probe value
 
 
