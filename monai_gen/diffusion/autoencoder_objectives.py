@@ -82,7 +82,7 @@ class AutoencoderGeneratorLoss(nn.Module):
         adversarial_criterion: ``"least_squares"``, ``"hinge"`` or ``"bce"`` (MONAI ``PatchAdversarialLoss``).
         perceptual_weight: weight of the perceptual term; 0 (default) disables it and loads nothing.
         perceptual_weights: local ResNet-50 state-dict file for MONAI's ``PerceptualLoss`` (needed when
-            ``perceptual_weight > 0``; never downloaded).
+            ``perceptual_weight > 0``; never downloaded; needs torchvision; expects images in [0, 1], 2D or 2.5D).
         perceptual_state_dict_key: key of the state dict inside that file, if nested.
         spatial_dims: spatial dims of the images; only needed for the perceptual term.
 
