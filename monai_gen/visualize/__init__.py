@@ -5,5 +5,15 @@ from __future__ import annotations
 from monai_gen.visualize.ecg import plot_ecg, plot_median_beats
 from monai_gen.visualize.figure import new_figure, save_figure
 from monai_gen.visualize.images import plot_image_grid
+from monai_gen.visualize.sweep import plot_image_sweep, plot_signal_sweep, plot_sweep
 
-__all__ = ["new_figure", "plot_ecg", "plot_image_grid", "plot_median_beats", "save_figure"]
+__all__ = [
+    "new_figure",
+    "plot_ecg",
+    "plot_image_grid",
+    "plot_image_sweep",
+    "plot_median_beats",
+    "plot_signal_sweep",
+    "plot_sweep",
+    "save_figure",
+]

@@ -42,7 +42,8 @@ def test_chosen_slice_axis_and_index(volumes):
 
 def test_shared_and_per_image_windows(volumes):
     batch = volumes[:2, :, :, :, 45].copy()
-    batch[1] = 3.0 * batch[0]  # the same image brighter: shared window shows it brighter, per-image windows hide the difference
+    # the same image brighter: the shared window shows it brighter, per-image windows hide the difference
+    batch[1] = 3.0 * batch[0]
     shared = [ax.get_images()[0].get_clim() for ax in plot_image_grid(batch).axes]
     assert shared[0] == shared[1]
     assert shared[0] == pytest.approx(tuple(np.percentile(batch[:, 0], [0.5, 99.5])))
