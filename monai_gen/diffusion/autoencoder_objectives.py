@@ -7,9 +7,9 @@ requested, loads its network only from a local weights file. The loop that alter
 the engines; these classes are the callables it uses.
 
 See:
-    Rombach et al. 2022 (LDM), App. G: autoencoder trained with L1 + LPIPS + patch-GAN + KL (weight ~1e-6).
-    Medical Diffusion (Khader et al. 2023), §2: VQ-GAN with commitment and patch-adversarial losses.
-    Medfusion (Müller-Franzes et al. 2023), §2: VAE with reconstruction, KL and perceptual losses.
+    Rombach et al. 2022 (LDM; not in shared/papers): autoencoder trained with L1 + LPIPS + patch-GAN + small KL.
+    Medical Diffusion (Khader et al. 2023), §2.3 "VQ-GAN": commitment (EMA codebook) and patch-adversarial losses.
+    Medfusion (Müller-Franzes et al. 2023), Methods: VAE with reconstruction, KL and perceptual losses.
 """
 
 from __future__ import annotations

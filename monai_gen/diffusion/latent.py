@@ -7,8 +7,9 @@ in bounded memory: peak memory is one tile's decoder activations plus the assemb
 another device).
 
 See:
-    Rombach et al. 2022 (LDM), §4.3.2 / App. D.1: rescale latents by ``1 / std(z)`` estimated on the first batch.
-    Medical Diffusion (Khader et al. 2023), §2: latents min-max normalised to [-1, 1] before the DDPM.
+    Rombach et al. 2022 (LDM; not in shared/papers): rescale KL latents by ``1 / std(z)`` estimated on data.
+    Medical Diffusion (Khader et al. 2023), §2.3 "Putting It All Together": unquantised latents min-max normalised
+    to [-1, 1] with the codebook range; sampled latents are quantised, then decoded.
 """
 
 from __future__ import annotations

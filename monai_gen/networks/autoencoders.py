@@ -11,8 +11,8 @@ rank-generic, so :func:`vq_autoencoder` builds the 1D model through a 2D one and
 ``Encoder`` / ``Decoder``. Upstream fix: allow ``spatial_dims`` 1 in ``EMAQuantizer.__init__``.
 
 See:
-    Medfusion (Müller-Franzes et al. 2023), §2: 2D VAE with 8x compression and 4 or 8 latent channels.
-    Medical Diffusion (Khader et al. 2023), §2: 3D VQ-GAN, compression factor 4 keeps anatomy, 8 loses it.
+    Medfusion (Müller-Franzes et al. 2023), Results and Figs. 1-2: 2D VAE, 8x compression, 4 or 8 latent channels.
+    Medical Diffusion (Khader et al. 2023), §2.3 "VQ-GAN" and §3.3: 3D VQ-GAN; compression 4 keeps anatomy, 8 loses it.
 """
 
 from __future__ import annotations
