@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from monai_gen.visualize.curves import plot_training_curves, read_scalars
 from monai_gen.visualize.ecg import plot_ecg, plot_median_beats
 from monai_gen.visualize.figure import new_figure, save_figure
 from monai_gen.visualize.images import plot_image_grid
@@ -15,5 +16,7 @@ __all__ = [
     "plot_median_beats",
     "plot_signal_sweep",
     "plot_sweep",
+    "plot_training_curves",
+    "read_scalars",
     "save_figure",
 ]
