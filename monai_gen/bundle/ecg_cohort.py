@@ -30,11 +30,22 @@ from scipy.signal import butter, resample_poly, sosfiltfilt
 
 from monai_gen.data.ecg_meta import STANDARD_LEADS, ecg_sampling_rate
 from monai_gen.data.ecg_readers import CPSCMatReader, DICOMECGReader, WFDBReader
+from monai_gen.transforms.conditions import ConditionSet
 from monai_gen.transforms.ecg.functional import MEDIAN_BEAT_R_INDEX, MEDIAN_BEAT_SAMPLES, beat_windows, detect_r_peaks
 from monai_gen.transforms.ecg.measurements import measure_ecg
 from monai_gen.utils.atomic import atomic_output_path, atomic_write_text
 
-__all__ = ["BEAT_FS", "PHENOTYPES", "BeatCohort", "find_ecg_records", "build_beat_cohort", "split_by_record"]
+__all__ = [
+    "BEAT_FS",
+    "PHENOTYPES",
+    "BeatCohort",
+    "find_ecg_records",
+    "build_beat_cohort",
+    "split_by_record",
+    "load_split_cohort",
+    "fit_conditions",
+    "training_items",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -190,3 +201,47 @@ def split_by_record(cohort: BeatCohort, *, test_fraction: float = 0.2, seed: int
     test = [i for i, row in enumerate(cohort.rows) if row["record_id"] in test_records]
     train = [i for i, row in enumerate(cohort.rows) if row["record_id"] not in test_records]
     return cohort.subset(train), cohort.subset(test)
+
+
+def load_split_cohort(
+    dataset_dir: str | os.PathLike,
+    cache_dir: str | os.PathLike,
+    *,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    max_beats_per_record: int | None = 40,
+) -> tuple[BeatCohort, BeatCohort]:
+    """The train / test cohorts of every record under ``dataset_dir``, built once and cached in ``cache_dir``.
+
+    The cache (``cohort.safetensors`` + ``cohort.csv``) is reused when present; delete it to rebuild.
+    """
+    cache = Path(cache_dir) / "cohort"
+    if cache.with_suffix(".csv").is_file() and cache.with_suffix(".safetensors").is_file():
+        cohort = BeatCohort.load(cache)
+    else:
+        cohort = build_beat_cohort(find_ecg_records(dataset_dir), max_beats_per_record=max_beats_per_record)
+        cohort.save(cache)
+    return split_by_record(cohort, test_fraction=test_fraction, seed=seed)
+
+
+def fit_conditions(specs: ConditionSet | Sequence[Any], cohort: BeatCohort, save_to: str | os.PathLike | None = None) -> ConditionSet:
+    """The condition set with statistics fitted on ``cohort``'s rows (one row per record, not per beat).
+
+    Fitting per record keeps records with many beats from weighting the statistics. Saved as JSON when
+    ``save_to`` is given (the bundle ships it beside the weights).
+    """
+    conditions = specs if isinstance(specs, ConditionSet) else ConditionSet.from_dict(list(specs))
+    per_record = {row["record_id"]: row for row in cohort.rows}
+    fitted = conditions.fit(per_record.values(), source="ECG training cohort")
+    if save_to is not None:
+        fitted.save(save_to)
+    return fitted
+
+
+def training_items(cohort: BeatCohort, conditions: ConditionSet, *, amplitude_scale_mv: float) -> list[dict[str, torch.Tensor]]:
+    """MONAI dataset items ``{"image": (12, 576) beat / scale, "conditions": (P,), "condition_mask": (P,)}``."""
+    if not amplitude_scale_mv > 0:
+        raise ValueError(f"amplitude_scale_mv must be > 0, got {amplitude_scale_mv}.")
+    values, mask = conditions.encode_rows(cohort.rows, source="ECG training cohort")
+    beats = cohort.beats / float(amplitude_scale_mv)
+    return [{"image": beats[i], "conditions": values[i], "condition_mask": mask[i]} for i in range(len(cohort))]

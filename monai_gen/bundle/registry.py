@@ -1,0 +1,156 @@
+"""Finding bundles (by name or path), reading their conditions, and running their configs as MONAI workflows.
+
+``monai-gen`` and ``python -m monai.bundle run`` do the same thing because both end in
+:func:`run_bundle_workflow`, a MONAI :class:`~monai.bundle.ConfigWorkflow` over the bundle's own config files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from monai.bundle import ConfigParser, ConfigWorkflow
+
+from monai_gen.transforms.conditions import ConditionSet
+
+__all__ = [
+    "BUNDLE_PATH_ENV",
+    "BundleInfo",
+    "bundle_search_path",
+    "find_bundle",
+    "list_bundles",
+    "read_bundle_info",
+    "bundle_component",
+    "run_bundle_workflow",
+]
+
+BUNDLE_PATH_ENV = "MONAI_GEN_BUNDLE_PATH"
+"""Environment variable: extra folders (``os.pathsep``-separated) holding bundles, searched first."""
+
+_SHIPPED = Path(__file__).resolve().parents[2] / "bundles"
+_WORKFLOW_TYPES = {"inference": "inference", "evaluate": "inference", "train": "train", "multi_gpu_train": "train"}
+
+
+@dataclass(frozen=True)
+class BundleInfo:
+    """What ``monai-gen bundles`` prints about one bundle.
+
+    Args:
+        name: folder name.
+        root: bundle folder.
+        version, task: from ``configs/metadata.json``.
+        conditions: the phenotypes it is conditioned on (with trained statistics when the weights ship them).
+    """
+
+    name: str
+    root: Path
+    version: str
+    task: str
+    conditions: ConditionSet
+
+
+def bundle_search_path() -> list[Path]:
+    """Folders searched for bundles: ``$MONAI_GEN_BUNDLE_PATH`` entries, then the shipped ``bundles/``."""
+    extra = [Path(p) for p in os.environ.get(BUNDLE_PATH_ENV, "").split(os.pathsep) if p]
+    return [*extra, _SHIPPED]
+
+
+def find_bundle(name_or_path: str | os.PathLike) -> Path:
+    """The root folder of a bundle given by path or by name.
+
+    Raises:
+        FileNotFoundError: no such bundle; the message lists the bundles that exist.
+    """
+    candidate = Path(name_or_path).expanduser()
+    if (candidate / "configs" / "metadata.json").is_file():
+        return candidate.resolve()
+    for folder in bundle_search_path():
+        if (folder / str(name_or_path) / "configs" / "metadata.json").is_file():
+            return (folder / str(name_or_path)).resolve()
+    known = [info.name for info in list_bundles()]
+    raise FileNotFoundError(
+        f"no bundle {str(name_or_path)!r}: not a folder with configs/metadata.json and not a known bundle name "
+        f"(known: {known}; searched {[str(p) for p in bundle_search_path()]})."
+    )
+
+
+def list_bundles() -> list[BundleInfo]:
+    """Every bundle on :func:`bundle_search_path`, sorted by name (the first of equal names wins)."""
+    found: dict[str, BundleInfo] = {}
+    for folder in bundle_search_path():
+        for meta in sorted(folder.glob("*/configs/metadata.json")):
+            root = meta.parent.parent
+            if root.name not in found:
+                found[root.name] = read_bundle_info(root)
+    return [found[name] for name in sorted(found)]
+
+
+def read_bundle_info(root: Path) -> BundleInfo:
+    """Read a bundle's metadata and conditions (trained ``models/conditions.json`` if present, else metadata)."""
+    meta_file = root / "configs" / "metadata.json"
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"bundle metadata {meta_file} cannot be read: {err}.") from err
+    trained = root / "models" / "conditions.json"
+    if trained.is_file():
+        conditions = ConditionSet.load(trained)
+    else:
+        conditions = ConditionSet.from_dict(meta.get("conditions", []), source=str(meta_file))
+    return BundleInfo(root.name, root, str(meta.get("version", "")), str(meta.get("task", "")), conditions)
+
+
+@lru_cache(maxsize=8)
+def _common_parser(bundle_root: str, config: str) -> ConfigParser:
+    parser = ConfigParser()
+    parser.read_meta(Path(bundle_root) / "configs" / "metadata.json")
+    parser.read_config(Path(bundle_root) / config)
+    parser["bundle_root"] = bundle_root
+    return parser
+
+
+def bundle_component(bundle_root: str | os.PathLike, component_id: str, *, config: str = "configs/common.json") -> Any:
+    """Instantiate ``component_id`` from the bundle's shared config, resolved against ``bundle_root``.
+
+    This lets ``inference.json``, ``train.json`` and ``evaluate.json`` each run alone
+    (``python -m monai.bundle run --config_file configs/inference.json``) while sharing one definition of the
+    network, conditions and schedule, instead of a copy in every file. Each call builds a fresh object.
+    """
+    parser = _common_parser(str(Path(bundle_root).resolve()), config)
+    if component_id not in parser:
+        raise KeyError(f"{Path(bundle_root) / config} has no id {component_id!r}.")
+    return parser.get_parsed_content(component_id, instantiate=True, lazy=False)
+
+
+def run_bundle_workflow(
+    bundle: str | os.PathLike, config: str = "inference", overrides: Mapping[str, Any] | None = None
+) -> ConfigWorkflow:
+    """Run ``configs/<config>.json`` of a bundle as ``python -m monai.bundle run`` would, and return the workflow.
+
+    Args:
+        bundle: bundle name or folder.
+        config: ``"inference"``, ``"evaluate"``, ``"train"`` or ``"multi_gpu_train"``.
+        overrides: config ids to override, e.g. ``{"heart_rate": 75, "num_samples": 4}``.
+    """
+    root = find_bundle(bundle)
+    config_file = root / "configs" / f"{config}.json"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"bundle {root.name} has no {config_file.relative_to(root)}.")
+    logging_file = root / "configs" / "logging.conf"
+    workflow = ConfigWorkflow(
+        config_file=str(config_file),
+        meta_file=str(root / "configs" / "metadata.json"),
+        logging_file=str(logging_file) if logging_file.is_file() else None,
+        workflow_type=_WORKFLOW_TYPES.get(config, "inference"),
+        bundle_root=str(root),
+        **dict(overrides or {}),
+    )
+    workflow.initialize()
+    workflow.run()
+    workflow.finalize()
+    return workflow

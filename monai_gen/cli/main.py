@@ -1,0 +1,251 @@
+"""``monai-gen``: the command line. Parse and validate arguments, then run the bundle's own config.
+
+Every sub-command ends in :func:`monai_gen.bundle.registry.run_bundle_workflow`, so
+``monai-gen generate ecg_generative_diffusion --heart_rate 75`` and
+``python -m monai.bundle run --config_file configs/inference.json --heart_rate 75`` (from the bundle folder)
+do the same thing. Phenotype options are read from the chosen bundle, so ``monai-gen generate <bundle> --help``
+lists that bundle's phenotypes with their units and valid ranges.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from monai_gen.bundle.registry import find_bundle, list_bundles, read_bundle_info, run_bundle_workflow
+from monai_gen.transforms.conditions import ConditionSet, ConditionSpec, read_condition_table
+
+__all__ = ["main", "build_parser"]
+
+_DESCRIPTION = "monai_gen: conditional generative synthesis of medical data with MONAI bundles."
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``monai-gen``; returns the process exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_bundle_conditions(argv))
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except (ValueError, FileNotFoundError, KeyError) as err:
+        parser.exit(2, f"monai-gen {args.command}: error: {err}\n")
+
+
+def build_parser(conditions: ConditionSet | None = None) -> argparse.ArgumentParser:
+    """The argument parser; ``conditions`` (of the bundle named on the command line) adds phenotype options."""
+    parser = argparse.ArgumentParser(prog="monai-gen", description=_DESCRIPTION)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    listing = commands.add_parser("bundles", help="list the shipped bundles with their conditions and ranges")
+    listing.set_defaults(handler=_list_bundles)
+
+    generate = commands.add_parser("generate", help="generate samples for given phenotypes or a condition table")
+    _add_generation_options(generate, conditions)
+    generate.add_argument("--num-samples", type=_positive_int, default=None, help="samples to generate (per row of --conditions-csv)")
+    generate.add_argument("--conditions-csv", type=Path, default=None, help="CSV with one row of phenotypes per sample")
+    generate.set_defaults(handler=_generate)
+
+    sweep = commands.add_parser("sweep", help="sweep one phenotype from --start to --stop with fixed seeds (xMADD Fig. 5)")
+    _add_generation_options(sweep, conditions)
+    sweep.add_argument("--phenotype", required=True, help="the phenotype to sweep")
+    sweep.add_argument("--start", type=float, required=True, help="first value, in the phenotype's unit")
+    sweep.add_argument("--stop", type=float, required=True, help="last value, in the phenotype's unit")
+    sweep.add_argument("--num-values", type=_positive_int, default=5, help="values from start to stop (default 5)")
+    sweep.add_argument("--num-seeds", type=_positive_int, default=3, help="samples (columns) per value (default 3)")
+    sweep.set_defaults(handler=_sweep)
+
+    train = commands.add_parser("train", help="train the bundle's model (on its data or --dataset-dir)")
+    _add_bundle_options(train)
+    train.add_argument("--dataset-dir", type=Path, default=None, help="folder of training records")
+    train.add_argument("--output-dir", type=Path, default=None, help="folder for checkpoints and logs")
+    train.add_argument("--max-epochs", type=_positive_int, default=None, help="training epochs")
+    train.add_argument("--distributed", action="store_true", help="use configs/multi_gpu_train.json (run under torchrun)")
+    train.set_defaults(handler=_train)
+
+    evaluate = commands.add_parser("evaluate", help="fidelity, realism and memorisation report of the bundle's weights")
+    _add_bundle_options(evaluate)
+    evaluate.add_argument("--dataset-dir", type=Path, default=None, help="folder of real records to evaluate against")
+    evaluate.add_argument("--output-dir", type=Path, default=None, help="folder for the report")
+    evaluate.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0")
+    evaluate.set_defaults(handler=_evaluate)
+
+    plot = commands.add_parser("plot", help="plot ECG records (WFDB .hea) on the clinical grid, or images as a grid")
+    plot.add_argument("files", nargs="+", type=Path, help="WFDB headers (.hea) or NIfTI / DICOM images")
+    plot.add_argument("--output", type=Path, required=True, help="PNG to write")
+    plot.set_defaults(handler=_plot)
+    return parser
+
+
+def _add_bundle_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("bundle", help="bundle name (see `monai-gen bundles`) or bundle folder")
+    parser.add_argument(
+        "--override", action="append", default=[], metavar="ID=VALUE",
+        help="any other config id of the bundle, e.g. --override batch_size=8 (repeatable)",
+    )
+
+
+def _add_generation_options(parser: argparse.ArgumentParser, conditions: ConditionSet | None) -> None:
+    _add_bundle_options(parser)
+    parser.add_argument("--output-dir", type=Path, default=None, help="folder for outputs, previews and manifest.csv")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the first sample (sample i uses seed + i)")
+    parser.add_argument("--sampler", default=None, help="ddpm, ddim or dpmpp_2m")
+    parser.add_argument("--steps", type=_positive_int, default=None, help="sampling steps")
+    parser.add_argument("--guidance-scale", type=float, default=None, help="classifier-free guidance scale (1 = none)")
+    parser.add_argument("--batch-size", type=_positive_int, default=None, help="samples per forward pass")
+    parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0")
+    group = parser.add_argument_group("phenotypes" if conditions else "phenotypes (name a bundle to list them)")
+    for spec in conditions.specs if conditions else ():
+        group.add_argument(f"--{spec.name}", default=None, metavar=_metavar(spec), help=_describe(spec))
+
+
+def _metavar(spec: ConditionSpec) -> str:
+    return "{" + ",".join(spec.categories) + "}" if spec.is_categorical else (spec.unit or "VALUE").upper()
+
+
+def _describe(spec: ConditionSpec) -> str:
+    parts = [spec.description or spec.name]
+    if spec.is_categorical:
+        parts.append(f"one of {', '.join(spec.categories)}")
+    else:
+        if spec.valid_range:
+            parts.append(f"valid {spec.valid_range[0]:g}-{spec.valid_range[1]:g} {spec.unit}".rstrip())
+        if spec.observed_range:
+            parts.append(f"trained on {spec.observed_range[0]:g}-{spec.observed_range[1]:g} {spec.unit}".rstrip())
+    return "; ".join(parts) + "; unset = unconditioned"
+
+
+def _bundle_conditions(argv: list[str]) -> ConditionSet | None:
+    """Conditions of the bundle named after ``generate`` / ``sweep`` (None when absent or unknown)."""
+    if len(argv) < 2 or argv[0] not in ("generate", "sweep") or argv[1].startswith("-"):
+        return None
+    try:
+        return read_bundle_info(find_bundle(argv[1])).conditions
+    except (FileNotFoundError, ValueError):
+        return None  # reported properly when the command runs
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for item in args.override:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--override expects ID=VALUE, got {item!r}.")
+        overrides[key] = _literal(value)
+    return overrides
+
+
+def _literal(text: str) -> Any:
+    """A command-line value as the config would hold it: number, bool, null or string."""
+    lowered = text.strip().lower()
+    if lowered in ("none", "null"):
+        return None
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _generation_overrides(args: argparse.Namespace, conditions: ConditionSet) -> dict[str, Any]:
+    chosen = {
+        "output_dir": str(args.output_dir) if args.output_dir else None,
+        "seed": args.seed,
+        "sampler": args.sampler,
+        "num_inference_steps": args.steps,
+        "guidance_scale": args.guidance_scale,
+        "batch_size": args.batch_size,
+        "device": f"$torch.device('{args.device}')" if args.device else None,
+    }
+    values = {spec.name: getattr(args, spec.name, None) for spec in conditions.specs}
+    present = {k: v for k, v in values.items() if v is not None}
+    conditions.encode(present, where="command line")  # range / category check with a clear message
+    chosen.update({k: _literal(v) if not conditions[k].is_categorical else v for k, v in present.items()})
+    return {**{k: v for k, v in chosen.items() if v is not None}, **_overrides(args)}
+
+
+def _list_bundles(args: argparse.Namespace) -> int:
+    bundles = list_bundles()
+    if not bundles:
+        print("no bundles found")
+    for info in bundles:
+        print(f"{info.name} {info.version}: {info.task}")
+        for spec in info.conditions.specs:
+            print(f"    --{spec.name:<14} {_describe(spec)}")
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    info = read_bundle_info(find_bundle(args.bundle))
+    overrides = _generation_overrides(args, info.conditions)
+    if args.conditions_csv is not None:
+        rows = read_condition_table(args.conditions_csv)
+        info.conditions.encode_rows(rows, source=str(args.conditions_csv))
+        overrides["conditions_csv"] = str(args.conditions_csv)
+    if args.num_samples is not None:
+        overrides["num_samples"] = args.num_samples
+    workflow = run_bundle_workflow(info.root, "inference", overrides)
+    print(f"wrote {workflow.parser.get_parsed_content('output_dir')}")
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    info = read_bundle_info(find_bundle(args.bundle))
+    if args.phenotype not in info.conditions.names:
+        raise ValueError(f"--phenotype {args.phenotype!r} is not a condition of {info.name}; choose from {info.conditions.names}.")
+    for end in (args.start, args.stop):
+        info.conditions.encode({args.phenotype: end}, where=f"--phenotype {args.phenotype}")
+    overrides = _generation_overrides(args, info.conditions)
+    overrides.update(
+        sweep=args.phenotype, sweep_start=args.start, sweep_stop=args.stop,
+        sweep_num_values=args.num_values, sweep_num_seeds=args.num_seeds,
+    )
+    workflow = run_bundle_workflow(info.root, "inference", overrides)
+    print(f"wrote {workflow.parser.get_parsed_content('output_dir')}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    overrides = {
+        "dataset_dir": str(args.dataset_dir) if args.dataset_dir else None,
+        "output_dir": str(args.output_dir) if args.output_dir else None,
+        "max_epochs": args.max_epochs,
+    }
+    overrides = {**{k: v for k, v in overrides.items() if v is not None}, **_overrides(args)}
+    run_bundle_workflow(args.bundle, "multi_gpu_train" if args.distributed else "train", overrides)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    overrides = {
+        "dataset_dir": str(args.dataset_dir) if args.dataset_dir else None,
+        "output_dir": str(args.output_dir) if args.output_dir else None,
+        "device": f"$torch.device('{args.device}')" if args.device else None,
+    }
+    overrides = {**{k: v for k, v in overrides.items() if v is not None}, **_overrides(args)}
+    workflow = run_bundle_workflow(args.bundle, "evaluate", overrides)
+    print(f"wrote {workflow.parser.get_parsed_content('output_dir')}")
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from monai_gen.cli.plotting import plot_files  # imports matplotlib only when plotting
+
+    print(f"wrote {plot_files(args.files, args.output)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
