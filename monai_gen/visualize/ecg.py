@@ -72,21 +72,26 @@ class _Panel:
 
 
 def standard_leads(ecg: np.ndarray | torch.Tensor, lead_names: Sequence[str] | None = None) -> np.ndarray:
-    """The 12 leads of ``ecg`` as a ``(12, samples)`` float array in the standard order ``I … V6``.
+    """The 12 standard leads of ``ecg`` as a ``(12, samples)`` float array in the order ``I … V6``.
 
-    Lead names come from ``lead_names``, else ``ecg.meta["lead_names"]``, else the standard order is assumed.
-    Names match case-insensitively (``AVR`` = ``aVR``), so a record stored in another order is reordered.
+    Lead names come from ``lead_names``, else ``ecg.meta["lead_names"]``, else the standard order is assumed
+    (then exactly 12 channels are required). Names match case-insensitively (``AVR`` = ``aVR``), so a record
+    stored in another order is reordered, and extra named leads (e.g. Frank ``vx, vy, vz``) are left out.
 
     Raises:
-        ValueError: not ``(12, samples)``; names missing, repeated or not the 12 standard leads; NaN / inf.
+        ValueError: not ``(leads, samples)``; names missing, repeated or not covering the 12 standard leads;
+            NaN / inf samples.
     """
     array = convert_to_numpy(ecg, dtype=np.float64)
-    if array.ndim != 2 or array.shape[0] != len(STANDARD_LEADS):
-        raise ValueError(f"a 12-lead ECG must be (12, samples) in mV; got shape {tuple(array.shape)}.")
     names = list(lead_names) if lead_names is not None else _meta(ecg).get(LEAD_NAMES) or list(STANDARD_LEADS)
+    if array.ndim != 2 or array.shape[0] != len(names):
+        raise ValueError(
+            f"a 12-lead ECG must be (leads, samples) in mV with one name per lead; got shape {tuple(array.shape)} "
+            f"for lead names {list(names)}."
+        )
     folded = [str(n).casefold() for n in names]
     missing = [lead for lead in STANDARD_LEADS if folded.count(lead.casefold()) != 1]
-    if len(names) != array.shape[0] or missing:
+    if missing:
         raise ValueError(
             f"lead names {list(names)} do not fit the 12-lead layout: each of {list(STANDARD_LEADS)} must appear "
             f"exactly once (missing or repeated: {missing})."
@@ -118,7 +123,8 @@ def plot_ecg(
     the whole window. Paper speed 25 mm/s, gain 10 mm/mV, a 1 mV calibration pulse at the start of each row.
 
     Args:
-        ecg: ``(12, samples)`` in mV (numpy, torch or MetaTensor), leads named as in :func:`standard_leads`.
+        ecg: ``(leads, samples)`` in mV (numpy, torch or MetaTensor) holding the 12 standard leads; see
+            :func:`standard_leads` for names and order.
         fs: sampling rate in Hz; read from a MetaTensor's affine (``affine[0, 0] = 1 / fs``) when None.
         lead_names: channel names, overriding ``meta["lead_names"]``.
         start: first second shown.

@@ -4,9 +4,12 @@ import numpy as np
 import pytest
 import torch
 import wfdb
+from matplotlib import pyplot as plt
 from matplotlib.image import imread
+from monai.transforms import LoadImage
 
 from monai_gen.data.ecg_meta import STANDARD_LEADS, make_ecg
+from monai_gen.data.ecg_readers import WFDBReader
 from monai_gen.visualize.ecg import RHYTHM_LAYOUT, plot_ecg, plot_median_beats, standard_leads
 
 FS = 500
@@ -99,6 +102,18 @@ def test_metatensor_rate_names_and_order_from_meta(record):
     assert figure.texts[0].get_text().startswith("r · 250 Hz")
 
 
+def test_loaded_record_with_extra_leads_at_1000_hz(shared_data):
+    ecg = LoadImage(reader=WFDBReader(), image_only=True)(shared_data / "ecg/ptb_s0010_re/s0010_re.hea")
+    assert ecg.shape[0] == 15  # 12 standard leads + Frank vx, vy, vz
+    figure = plot_ecg(ecg, duration=2.0)
+    assert len(figure.axes) == 13
+    v6 = _trace(figure.axes[11])  # last column: samples 1500-2000 at 1000 Hz
+    np.testing.assert_allclose(v6.get_ydata(), 10.0 * ecg[11, 1500:2000].numpy(), rtol=1e-6)
+    np.testing.assert_allclose(v6.get_xdata()[[0, -1]], [1.5 * 25, 1.999 * 25])
+    assert "s0010_re · 1000 Hz" in figure.texts[0].get_text()
+    assert plt.get_fignums() == []  # nothing leaked into pyplot's registry
+
+
 def test_median_beats_layouts(record):
     beats = record[:, 1000:1576]
     figure = plot_median_beats(beats, FS, layout="2x6")
@@ -113,7 +128,7 @@ def test_median_beats_layouts(record):
 
 
 def test_errors(record):
-    with pytest.raises(ValueError, match=r"\(12, samples\).*\(11, 5000\)"):
+    with pytest.raises(ValueError, match=r"\(leads, samples\).*\(11, 5000\)"):
         plot_ecg(record[:11], FS)
     with pytest.raises(ValueError, match="do not fit the 12-lead layout"):
         plot_ecg(record, FS, lead_names=["I"] * 12)
