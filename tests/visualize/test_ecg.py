@@ -29,7 +29,7 @@ def page(record):
 
 
 def _trace(ax):
-    lines = [line for line in ax.get_lines() if line.get_gid() != "calibration"]
+    lines = [line for line in ax.get_lines() if line.get_gid() is None]  # not calibration / separator marks
     assert len(lines) == 1
     return lines[0]
 
@@ -80,7 +80,9 @@ def test_calibration_pulse_is_one_millivolt_at_each_row_start(page):
         (pulse,) = [line for line in page.axes[index].get_lines() if line.get_gid() == "calibration"]
         assert np.ptp(pulse.get_ydata()) == pytest.approx(10.0)
         assert pulse.get_xdata().max() <= 0.0  # before the first sample
-    assert not any(line.get_gid() == "calibration" for line in page.axes[1].get_lines())
+    assert [line.get_gid() for line in page.axes[1].get_lines()] == [None, "separator"]  # lead change, no pulse
+    (mark,) = [line for line in page.axes[1].get_lines() if line.get_gid() == "separator"]
+    np.testing.assert_array_equal(mark.get_xdata(), [2.5 * 25, 2.5 * 25])  # where aVR takes over from I
 
 
 def test_png_has_requested_pixel_size(tmp_path, record):
