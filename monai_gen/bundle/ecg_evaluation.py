@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from monai_gen.bundle.ecg_cohort import BEAT_FS, BeatCohort
+from monai_gen.engines.generation import SampleRequest
 from monai_gen.metrics import (
     PCAFeatures,
     PhenotypeProbe,
@@ -38,7 +39,7 @@ from monai_gen.transforms.ecg.functional import MEDIAN_BEAT_R_INDEX
 from monai_gen.transforms.ecg.measurements import measure_median_beat
 from monai_gen.utils.atomic import atomic_output_path, atomic_write_json, atomic_write_text
 
-__all__ = ["measure_beats", "evaluate_ecg_generator", "report_markdown"]
+__all__ = ["measure_beats", "evaluate_ecg_generator", "report_markdown", "ECGGeneratorEvaluation"]
 
 GenerateFn = Callable[[Sequence[dict[str, Any]], Sequence[int]], torch.Tensor]
 
@@ -210,3 +211,41 @@ def _plot_examples(synthetic: torch.Tensor, test: BeatCohort, path: Path, count:
     figure.axes[0].legend(fontsize=7)
     with atomic_output_path(path) as tmp:
         figure.savefig(tmp, format="png")
+
+
+class ECGGeneratorEvaluation:
+    """The ``evaluator`` of the bundle's ``evaluate.json``: ``run()`` generates and writes the report.
+
+    Args:
+        sample_generator: ``sample_generator(requests) -> (B, 12, 576)`` in mV, e.g.
+            :class:`monai_gen.engines.generation.ConditionalSampleGenerator`.
+        cohorts: ``(train, test)`` real cohorts (disjoint records).
+        output_dir, max_samples, seed, model_id: see :func:`evaluate_ecg_generator`.
+        batch_size: samples per generator call.
+    """
+
+    def __init__(
+        self,
+        sample_generator: Callable[[list[SampleRequest]], torch.Tensor],
+        cohorts: tuple[BeatCohort, BeatCohort],
+        *,
+        output_dir: str | os.PathLike,
+        max_samples: int | None = 128,
+        seed: int = 0,
+        batch_size: int = 32,
+        model_id: str = "",
+    ) -> None:
+        self.sample_generator, (self.train, self.test) = sample_generator, cohorts
+        self.output_dir, self.max_samples, self.seed = output_dir, max_samples, seed
+        self.batch_size, self.model_id = int(batch_size), model_id
+
+    def generate(self, rows: Sequence[dict[str, Any]], seeds: Sequence[int]) -> torch.Tensor:
+        requests = [SampleRequest(f"eval_{i}", int(s), r) for i, (r, s) in enumerate(zip(rows, seeds, strict=True))]
+        chunks = [requests[i : i + self.batch_size] for i in range(0, len(requests), self.batch_size)]
+        return torch.cat([self.sample_generator(chunk) for chunk in chunks])
+
+    def run(self) -> dict[str, Any]:
+        return evaluate_ecg_generator(
+            self.generate, self.train, self.test, output_dir=self.output_dir, max_samples=self.max_samples,
+            seed=self.seed, model_id=self.model_id,
+        )

@@ -15,7 +15,7 @@ from monai_gen.data.wfdb_writer import write_wfdb
 from monai_gen.engines.generation import SampleRequest, requests_from_rows, sweep_requests
 from monai_gen.transforms.conditions import ConditionSet, is_missing, read_condition_table
 from monai_gen.visualize.ecg import plot_median_beats
-from monai_gen.visualize.figure import new_figure, save_figure
+from monai_gen.visualize.sweep import plot_signal_sweep
 
 __all__ = ["build_requests", "wfdb_sample_writer", "ecg_preview"]
 
@@ -110,19 +110,13 @@ def ecg_preview(
 def _sweep_strip(
     requests: Sequence[SampleRequest], name: str, unit: str, fs: float, lead_names: Sequence[str], folder: Path
 ) -> None:
-    """Lead II of every sweep sample: rows = phenotype values, columns = seeds (xMADD Fig. 5)."""
+    """Lead II of every sweep sample, read back from the records: rows = values, columns = seeds (xMADD Fig. 5)."""
     values = sorted({float(r.conditions[name]) for r in requests})
     seeds = sorted({r.seed for r in requests})
-    figure = new_figure(2.6 * len(seeds), 1.5 * len(values) + 0.4)
-    axes = figure.subplots(len(values), len(seeds), squeeze=False, sharex=True, sharey=True)
-    lead = list(lead_names).index("II")
+    grid: list[list[np.ndarray | None]] = [[None] * len(seeds) for _ in values]
     for r in requests:
-        signal = wfdb.rdrecord(str(folder / r.name)).p_signal[:, lead]
-        row, col = values.index(float(r.conditions[name])), seeds.index(r.seed)
-        axes[row, col].plot(np.arange(signal.size) / fs, signal, color="black", lw=0.8)
-        axes[row, 0].set_ylabel(f"{name} {values[row]:g} {unit}".rstrip() + "\nlead II (mV)", fontsize=8)
-        axes[0, col].set_title(f"seed {r.seed}", fontsize=8)
-    for ax in axes[-1]:
-        ax.set_xlabel("time (s)", fontsize=8)
-    figure.suptitle(f"synthetic ECG beats: sweep of {name}", fontsize=10)
-    save_figure(figure, folder / f"sweep_{name}.png")
+        grid[values.index(float(r.conditions[name]))][seeds.index(r.seed)] = wfdb.rdrecord(str(folder / r.name)).p_signal.T
+    plot_signal_sweep(
+        np.asarray(grid), values, name=name, unit=unit, seeds=seeds, fs=fs, lead="II", lead_names=lead_names,
+        path=folder / f"sweep_{name}.png",
+    )

@@ -200,7 +200,8 @@ class DenoisingUNet(DiffusionModelUNet):
 
         Args:
             x: noisy input ``(B, C, *spatial)``.
-            t: diffusion time ``(B,)`` in ``[0, 1]`` (0 clean, 1 noisiest).
+            t: diffusion time ``(B,)`` in ``[0, 1]`` (0 clean, 1 noisiest); a scalar applies to the whole batch
+                (so ``python -m monai.bundle verify_net_in_out --extra_forward_args "{'t': 0.5}"`` works).
             context: cross-attention tokens ``(B, N, cross_attention_dim)``.
             class_labels: integer classes ``(B,)`` when ``num_class_embeds`` is set.
 
@@ -208,6 +209,8 @@ class DenoisingUNet(DiffusionModelUNet):
             The raw network prediction ``(B, out_channels, *spatial)``; its meaning (epsilon, x0, v) is set by the
             parameterisation wrapper in :mod:`monai_gen.networks.precond`.
         """
+        t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
+        t = t.expand(x.shape[0]) if t.ndim == 0 else t
         self._check_input(x, t)
         h = x.unsqueeze(-1) if self.spatial_dims == 1 else x
         out = super().forward(h, t * self.time_scale, context=context, class_labels=class_labels)
