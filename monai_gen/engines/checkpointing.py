@@ -1,0 +1,219 @@
+"""Atomic training checkpoints, exact resume and the random-number states they need.
+
+MONAI's ``CheckpointSaver`` writes through ignite's ``DiskSaver(atomic=False)``, so a run killed while saving
+leaves a truncated file that the next ``CheckpointLoader`` chokes on. :class:`AtomicCheckpointSaver` writes each
+checkpoint through :func:`monai_gen.utils.atomic.atomic_output_path` (temporary file, fsync, ``os.replace``) and
+only on rank 0; :class:`ResumeFromLatest` loads the newest checkpoint of a folder that reads back completely
+(``torch.load(..., weights_only=True)``) through MONAI's ``CheckpointLoader``, so "resume if present" is one
+handler. :class:`RandomStates` puts the torch (CPU and CUDA), numpy and python ``random`` states into a checkpoint
+as tensors, which survive ``weights_only=True`` loading.
+
+Exact resume also needs the data order: use a seeded sampler whose epoch MONAI's workflow sets at every epoch
+start (:func:`monai_gen.engines.distributed.seeded_sampler`), and checkpoint at epoch boundaries (ignite restarts
+an interrupted epoch from its first batch).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import ignite.distributed as idist
+import numpy as np
+import torch
+from ignite.engine import Engine, Events
+from monai.handlers import CheckpointLoader
+from torch.nn.parallel import DistributedDataParallel
+
+from monai_gen.utils.atomic import atomic_output_path
+
+__all__ = ["AtomicCheckpointSaver", "RandomStates", "ResumeFromLatest", "find_latest_checkpoint", "list_checkpoints"]
+
+_NAME = re.compile(r"^(?P<prefix>.+)_(?P<iteration>\d+)\.pt$")
+logger = logging.getLogger(__name__)
+
+
+class RandomStates:
+    """The global random-number states as a ``state_dict`` of tensors (checkpointable, ``weights_only``-safe).
+
+    Covers torch's CPU generator, every visible CUDA device's generator, numpy's legacy global ``RandomState`` (used
+    by MONAI's ``set_determinism``) and python's ``random``. Put an instance into the checkpoint dictionary.
+    """
+
+    def state_dict(self) -> dict[str, Any]:
+        kind, keys, pos, has_gauss, gauss = np.random.get_state()
+        version, internal, gauss_next = random.getstate()
+        states = {
+            "torch": torch.get_rng_state(),
+            "numpy_keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "numpy_extra": torch.tensor([pos, has_gauss], dtype=torch.int64),
+            "numpy_gauss": torch.tensor(gauss, dtype=torch.float64),
+            "python": torch.tensor(internal, dtype=torch.int64),
+            "python_extra": torch.tensor([version, gauss_next is not None], dtype=torch.int64),
+            "python_gauss": torch.tensor(0.0 if gauss_next is None else gauss_next, dtype=torch.float64),
+        }
+        if torch.cuda.is_available():
+            states["cuda"] = torch.stack(torch.cuda.get_rng_state_all())
+        return states
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        missing = {"torch", "numpy_keys", "numpy_extra", "numpy_gauss", "python", "python_extra"} - set(state)
+        if missing:
+            raise ValueError(f"random-state checkpoint entry lacks {sorted(missing)}; keys: {sorted(state)}.")
+        torch.set_rng_state(state["torch"].cpu().to(torch.uint8))
+        pos, has_gauss = (int(v) for v in state["numpy_extra"])
+        keys = state["numpy_keys"].cpu().numpy().astype(np.uint32)
+        np.random.set_state(("MT19937", keys, pos, has_gauss, float(state["numpy_gauss"])))
+        version, has_next = (int(v) for v in state["python_extra"])
+        gauss_next = float(state["python_gauss"]) if has_next else None
+        random.setstate((version, tuple(int(v) for v in state["python"]), gauss_next))
+        if "cuda" in state and torch.cuda.is_available():
+            saved = list(state["cuda"].cpu().to(torch.uint8))
+            torch.cuda.set_rng_state_all(saved[: torch.cuda.device_count()])
+
+
+def list_checkpoints(folder: str | os.PathLike, *, prefix: str = "checkpoint") -> list[tuple[int, Path]]:
+    """``(iteration, path)`` of the checkpoints ``<prefix>_<iteration>.pt`` in ``folder``, oldest first.
+
+    Hidden temporary files of interrupted atomic writes (``.<name>.*.tmp.pt``) are not listed.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = []
+    for path in folder.iterdir():
+        match = _NAME.match(path.name)
+        if match and match["prefix"] == prefix and path.is_file():
+            found.append((int(match["iteration"]), path))
+    return sorted(found)
+
+
+def find_latest_checkpoint(
+    folder: str | os.PathLike, *, prefix: str = "checkpoint", required_keys: tuple[str, ...] = ()
+) -> Path | None:
+    """Newest checkpoint in ``folder`` that loads completely and holds ``required_keys``; None if there is none.
+
+    Unreadable files (truncated by a crash of an older, non-atomic writer, or damaged) are skipped with a warning.
+    """
+    for iteration, path in reversed(list_checkpoints(folder, prefix=prefix)):
+        try:
+            content = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # any unpickling / zip error means the file is unusable
+            logger.warning("skipping unreadable checkpoint %s (iteration %d): %s", path, iteration, err)
+            continue
+        lacking = [k for k in required_keys if k not in content]
+        if lacking:
+            logger.warning("skipping checkpoint %s: it lacks %s", path, lacking)
+            continue
+        return path
+    return None
+
+
+def _state_dicts(save_dict: Mapping[str, Any]) -> dict[str, Any]:
+    """``{name: state_dict}``, unwrapping DDP so single- and multi-process checkpoints are interchangeable."""
+    out = {}
+    for name, obj in save_dict.items():
+        module = obj.module if isinstance(obj, DistributedDataParallel) else obj
+        out[name] = module.state_dict()
+    return out
+
+
+class AtomicCheckpointSaver:
+    """Save ``save_dict`` every ``every`` iterations (and at the end) atomically, keeping the newest ``n_saved``.
+
+    Files are ``<save_dir>/<prefix>_<iteration>.pt``, each a dictionary of ``state_dict()`` of the objects
+    (networks, EMA model, optimizer, LR scheduler, the trainer itself, :class:`RandomStates`). In a distributed
+    run only rank 0 writes. Leftover temporary files of a run killed while saving are removed on attach.
+
+    Args:
+        save_dir: checkpoint folder (created if missing).
+        save_dict: ``{name: object with state_dict()}``.
+        every: save every this many iterations (>= 1).
+        n_saved: newest checkpoints to keep (None keeps all).
+        prefix: file name prefix.
+        save_final: also save when the run completes.
+    """
+
+    def __init__(
+        self,
+        save_dir: str | os.PathLike,
+        save_dict: Mapping[str, Any],
+        *,
+        every: int,
+        n_saved: int | None = 2,
+        prefix: str = "checkpoint",
+        save_final: bool = True,
+    ) -> None:
+        if int(every) < 1:
+            raise ValueError(f"checkpoint interval 'every' must be >= 1, got {every!r}.")
+        if n_saved is not None and int(n_saved) < 1:
+            raise ValueError(f"n_saved must be >= 1 or None, got {n_saved!r}.")
+        if not save_dict:
+            raise ValueError("save_dict is empty: nothing to checkpoint.")
+        self.save_dir, self.save_dict, self.every = Path(save_dir), dict(save_dict), int(every)
+        self.n_saved, self.prefix, self.save_final = n_saved, prefix, save_final
+
+    def attach(self, engine: Engine) -> None:
+        """Save on ``ITERATION_COMPLETED(every=...)`` and, if asked, on ``COMPLETED``."""
+        if idist.get_rank() == 0:
+            self.save_dir.mkdir(parents=True, exist_ok=True)
+            for stale in self.save_dir.glob(f".{self.prefix}_*.tmp*"):
+                stale.unlink(missing_ok=True)
+        engine.add_event_handler(Events.ITERATION_COMPLETED(every=self.every), self)
+        if self.save_final:
+            engine.add_event_handler(Events.COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        """Write the checkpoint of the current iteration (rank 0 only) and drop the oldest beyond ``n_saved``."""
+        if idist.get_rank() != 0:
+            return
+        path = self.save_dir / f"{self.prefix}_{engine.state.iteration}.pt"
+        if path.exists():  # COMPLETED right after an interval save of the same iteration
+            return
+        with atomic_output_path(path) as tmp:
+            torch.save(_state_dicts(self.save_dict), tmp)
+        if self.n_saved is not None:
+            for _, old in list_checkpoints(self.save_dir, prefix=self.prefix)[: -self.n_saved]:
+                old.unlink(missing_ok=True)
+
+
+class ResumeFromLatest:
+    """At ``STARTED``, load the newest complete checkpoint of ``save_dir`` into ``load_dict``, if there is one.
+
+    Loading goes through MONAI's ``CheckpointLoader`` (``weights_only=True``, strict keys), so the trainer's
+    iteration / epoch and every listed object come back. With no checkpoint the run starts from scratch.
+
+    Args:
+        save_dir: folder written by :class:`AtomicCheckpointSaver`.
+        load_dict: ``{name: object with load_state_dict()}``, the same names as the saver's ``save_dict``.
+        prefix: file name prefix.
+        map_location: passed to ``torch.load``.
+    """
+
+    def __init__(
+        self,
+        save_dir: str | os.PathLike,
+        load_dict: Mapping[str, Any],
+        *,
+        prefix: str = "checkpoint",
+        map_location: Any = "cpu",
+    ) -> None:
+        self.save_dir, self.load_dict, self.prefix, self.map_location = Path(save_dir), dict(load_dict), prefix, map_location
+        self.loaded_from: Path | None = None
+
+    def attach(self, engine: Engine) -> None:
+        """Run at ``STARTED``, before the first iteration."""
+        engine.add_event_handler(Events.STARTED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        path = find_latest_checkpoint(self.save_dir, prefix=self.prefix, required_keys=tuple(self.load_dict))
+        if path is None:
+            return
+        targets = {k: v.module if isinstance(v, DistributedDataParallel) else v for k, v in self.load_dict.items()}
+        CheckpointLoader(load_path=str(path), load_dict=targets, map_location=self.map_location)(engine)
+        self.loaded_from = path
