@@ -1,0 +1,160 @@
+"""Encode a data set once with a frozen autoencoder; train the stage-2 diffusion model on the cached latents.
+
+:func:`build_latent_cache` runs the encoder over the data set in batches (no gradients, eval mode) and writes one
+safetensors file holding the latents ``(N, C_z, *spatial_z)`` and the per-sample tensors kept alongside them
+(the conditions ``"conditions"`` / ``"condition_mask"`` by default), atomically. Its metadata records the item
+count and a fingerprint of the encoder's weights, so a later call reuses a complete cache built by the same
+encoder and rebuilds a missing, truncated or stale one. :class:`LatentCacheDataset` serves the items as dicts
+with the latent under ``"image"``, ready for :class:`~monai_gen.engines.diffusion_trainer.DiffusionIteration`.
+
+See: Rombach et al. 2022 (LDM), §3-4: the diffusion model is trained in the frozen autoencoder's latent space.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from monai.data import DataLoader
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+from torch.utils.data import Dataset
+
+from monai_gen.utils.atomic import atomic_output_path
+
+__all__ = ["LatentCacheDataset", "build_latent_cache", "encoder_fingerprint"]
+
+CACHE_NAME = "latents.safetensors"
+logger = logging.getLogger(__name__)
+
+
+def encoder_fingerprint(encode: Callable[[torch.Tensor], torch.Tensor]) -> str:
+    """SHA-256 of the weights of the module behind ``encode`` (a module or a bound method of one); else its name."""
+    owner = getattr(encode, "__self__", encode)
+    digest = hashlib.sha256(getattr(encode, "__qualname__", type(encode).__qualname__).encode())
+    if isinstance(owner, torch.nn.Module):
+        for name, tensor in owner.state_dict().items():
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _read_metadata(path: Path) -> dict[str, str] | None:
+    """The cache's metadata if the file is a complete safetensors file, else None."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        load_file(str(path))  # reads every tensor: a truncated file fails here
+    except (SafetensorError, OSError, RuntimeError, ValueError) as err:
+        logger.warning("latent cache %s is unreadable: %s", path, err)
+        return None
+    return metadata
+
+
+def build_latent_cache(
+    dataset: Sequence[dict[str, Any]],
+    encode: Callable[[torch.Tensor], torch.Tensor],
+    cache_dir: str | os.PathLike,
+    *,
+    image_key: str = "image",
+    keep_keys: Sequence[str] = ("conditions", "condition_mask"),
+    batch_size: int = 8,
+    device: str | torch.device = "cpu",
+    fingerprint: str | None = None,
+) -> Path:
+    """Encode ``dataset`` once into ``cache_dir/latents.safetensors``; reuse the file if it is complete and current.
+
+    Args:
+        dataset: items (dicts) with ``image_key`` ``(C, *spatial)`` tensors; ``keep_keys`` present in the first
+            item are stored too (each must be a tensor of the same shape in every item).
+        encode: ``(B, C, *spatial) -> (B, C_z, *spatial_z)``, e.g. ``LatentSpace(...).encode``; run without
+            gradients, with its module in eval mode.
+        cache_dir: folder of the cache (created if missing).
+        image_key: input key; the latents are stored under the same key.
+        keep_keys: per-item tensors stored alongside (conditions).
+        batch_size: encoding batch size.
+        device: where the encoder runs.
+        fingerprint: identifies the encoder; default :func:`encoder_fingerprint` (its weights).
+
+    Returns:
+        The cache file's path.
+
+    Raises:
+        ValueError: the data set is empty or an item lacks ``image_key``.
+    """
+    if len(dataset) == 0:
+        raise ValueError("cannot build a latent cache of an empty data set.")
+    path = Path(cache_dir) / CACHE_NAME
+    fingerprint = fingerprint or encoder_fingerprint(encode)
+    wanted = {"count": str(len(dataset)), "fingerprint": fingerprint, "image_key": image_key}
+    if path.is_file():
+        metadata = _read_metadata(path)
+        if metadata is not None and all(metadata.get(k) == v for k, v in wanted.items()):
+            return path
+    tensors = _encode_all(dataset, encode, image_key=image_key, keep_keys=keep_keys, batch_size=batch_size,
+                          device=torch.device(device))
+    with atomic_output_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=wanted)
+    return path
+
+
+def _encode_all(
+    dataset: Sequence[dict[str, Any]], encode: Callable, *, image_key: str, keep_keys: Sequence[str],
+    batch_size: int, device: torch.device,
+) -> dict[str, torch.Tensor]:
+    first = dataset[0]
+    if image_key not in first:
+        raise ValueError(f"latent cache: data set items have no {image_key!r}; keys: {sorted(first)}.")
+    kept = [k for k in keep_keys if k in first and k != image_key]
+    owner = getattr(encode, "__self__", encode)
+    was_training = owner.training if isinstance(owner, torch.nn.Module) else False
+    if isinstance(owner, torch.nn.Module):
+        owner.eval()
+    chunks: dict[str, list[torch.Tensor]] = {k: [] for k in [image_key, *kept]}
+    try:
+        with torch.no_grad():
+            for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+                chunks[image_key].append(torch.as_tensor(encode(batch[image_key].to(device))).detach().cpu())
+                for key in kept:
+                    chunks[key].append(torch.as_tensor(batch[key]).cpu())
+    finally:
+        if isinstance(owner, torch.nn.Module):
+            owner.train(was_training)
+    return {k: torch.cat(v).contiguous() for k, v in chunks.items()}
+
+
+class LatentCacheDataset(Dataset):
+    """Items of a cache written by :func:`build_latent_cache`: ``{"image": (C_z, *spatial_z), <kept keys>: ...}``.
+
+    Args:
+        path: the cache file, or the folder holding ``latents.safetensors``.
+
+    Raises:
+        FileNotFoundError: no cache file there.
+        ValueError: the file is not a complete cache.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        path = Path(path)
+        path = path / CACHE_NAME if path.is_dir() else path
+        if not path.is_file():
+            raise FileNotFoundError(f"latent cache {path} does not exist; build it with build_latent_cache().")
+        metadata = _read_metadata(path)
+        if metadata is None or "count" not in metadata:
+            raise ValueError(f"latent cache {path} is incomplete or not a latent cache; rebuild it.")
+        self.path, self.tensors = path, load_file(str(path))
+        self.image_key = metadata.get("image_key", "image")
+        self.length = int(metadata["count"])
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if not -self.length <= index < self.length:
+            raise IndexError(f"latent cache {self.path} has {self.length} items, got index {index}.")
+        return {key: value[index] for key, value in self.tensors.items()}
