@@ -71,14 +71,22 @@ def seeded_sampler(
     )
 
 
-def wrap_distributed(network: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+def wrap_distributed(
+    network: torch.nn.Module, device: torch.device, *, find_unused_parameters: bool = False
+) -> torch.nn.Module:
     """Wrap ``network`` in ``DistributedDataParallel`` when a process group with more than one rank is running.
+
+    DDP broadcasts rank 0's weights on construction and averages gradients across ranks in ``backward``.
 
     Args:
         network: the model, already on ``device``.
         device: this process's device (from :func:`init_distributed`).
+        find_unused_parameters: needed when some parameters get no gradient in a step (e.g. condition
+            embeddings of a batch without conditions).
     """
     if idist.get_world_size() <= 1:
         return network
     ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(network, device_ids=ids, output_device=ids[0] if ids else None)
+    return DistributedDataParallel(
+        network, device_ids=ids, output_device=ids[0] if ids else None, find_unused_parameters=find_unused_parameters
+    )

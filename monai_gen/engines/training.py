@@ -19,7 +19,8 @@ import ignite.distributed as idist
 import torch
 from ignite.handlers import EMAHandler
 from monai.engines import SupervisedTrainer
-from monai.handlers import LrScheduleHandler, TensorBoardStatsHandler, from_engine
+from monai.handlers import LrScheduleHandler, TensorBoardStatsHandler
+from monai.utils import CommonKeys
 
 from monai_gen.engines.checkpointing import AtomicCheckpointSaver, RandomStates, ResumeFromLatest
 from monai_gen.engines.diffusion_trainer import DiffusionIteration
@@ -82,7 +83,8 @@ def build_diffusion_trainer(
         ema_momentum: ignite EMA momentum (weight of the new parameters per iteration); None = no EMA.
         max_grad_norm: gradient-clipping norm; None = no clipping.
         amp: mixed precision (worth it on GPUs; on CPU bf16 autocast is usually slower than fp32).
-        seed: base seed of the per-iteration noise / time draws.
+        seed: base seed of the per-iteration noise / time draws (``seed * world_size + rank`` on each rank, so
+            DDP ranks draw independent noise; a single process uses ``seed`` itself).
         image_key: batch key of the clean data.
         checkpoint_dir: folder of atomic checkpoints; None = no checkpoints, no resume.
         checkpoint_every: checkpoint interval in iterations (0 = only the final one); use a multiple of the
@@ -103,10 +105,12 @@ def build_diffusion_trainer(
         raise ValueError(f"ema_momentum must be in (0, 1], got {ema_momentum!r}.")
     ema = None if ema_momentum is None else EMAHandler(network, momentum=float(ema_momentum))
     built = _handlers(ema, lr_scheduler, log_dir) + list(handlers)
-    step = DiffusionIteration(objective, image_key=image_key, max_grad_norm=max_grad_norm, seed=seed)
+    rank_seed = int(seed) * idist.get_world_size() + idist.get_rank()  # ranks draw different noise / times
+    step = DiffusionIteration(objective, image_key=image_key, max_grad_norm=max_grad_norm, seed=rank_seed)
     trainer = SupervisedTrainer(
         device=torch.device(device), max_epochs=int(max_epochs), train_data_loader=train_loader, network=network,
         optimizer=optimizer, loss_function=torch.nn.MSELoss(), iteration_update=step, train_handlers=built, amp=amp,
+        decollate=False,  # the output stays {"image": x0, "loss": scalar}
     )
     setup = DiffusionTraining(trainer, ema, _checkpoint_dict(trainer, ema, lr_scheduler))
     if checkpoint_dir is not None:
@@ -125,9 +129,13 @@ def _handlers(ema: EMAHandler | None, lr_scheduler: Any, log_dir: str | os.PathL
         out.append(LrScheduleHandler(lr_scheduler, print_lr=False, epoch_level=False))
     if log_dir is not None and idist.get_rank() == 0:
         out.append(TensorBoardStatsHandler(
-            log_dir=str(log_dir), tag_name="train_loss", output_transform=from_engine(["loss"], first=True),
+            log_dir=str(log_dir), tag_name="train_loss", output_transform=_loss_value,
         ))
     return out
+
+
+def _loss_value(output: dict[str, torch.Tensor]) -> float:
+    return float(output[CommonKeys.LOSS])
 
 
 def _checkpoint_dict(trainer: SupervisedTrainer, ema: EMAHandler | None, lr_scheduler: Any) -> dict[str, Any]:

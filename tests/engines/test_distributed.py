@@ -1,0 +1,114 @@
+"""DDP on CPU: ``torchrun --nproc_per_node 2`` (gloo) trains real ECG windows; ranks agree; only rank 0 writes."""
+
+from __future__ import annotations
+
+import os
+import runpy
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from monai_gen.engines.checkpointing import list_checkpoints
+from monai_gen.engines.distributed import init_distributed, seeded_sampler, wrap_distributed
+
+SCRIPT = '''
+import sys
+import ignite.distributed as idist
+import numpy as np, torch, wfdb
+from monai.data import DataLoader, Dataset
+from monai_gen.diffusion.objectives import DiffusionObjective
+from monai_gen.diffusion.schedules import CosineSchedule
+from monai_gen.engines.distributed import init_distributed, seeded_sampler, wrap_distributed
+from monai_gen.engines.training import build_diffusion_trainer
+from monai_gen.networks.nets import DenoisingUNet
+
+
+def train(data_dir, out_dir, global_batch=4):
+    torch.set_num_threads(1)
+    device = init_distributed()
+    rank, world = idist.get_rank(), idist.get_world_size()
+    torch.manual_seed(rank)  # different initial weights per rank: DDP must broadcast rank 0's
+    signal = wfdb.rdrecord(f"{data_dir}/ecg/cinc2021/E07502").p_signal.T.astype(np.float32)
+    dataset = Dataset([{"image": torch.from_numpy(signal[:, i * 128:(i + 1) * 128].copy())} for i in range(8)])
+    loader = DataLoader(dataset, batch_size=global_batch // world, sampler=seeded_sampler(dataset, seed=1))
+    network = wrap_distributed(
+        DenoisingUNet(1, 12, 12, channels=(8, 8), attention_levels=(False, False), num_res_blocks=1,
+                      norm_num_groups=4).to(device), device)
+    setup = build_diffusion_trainer(
+        network, DiffusionObjective(CosineSchedule(0.05)), loader, optimizer=torch.optim.Adam(network.parameters(), 1e-3),
+        max_epochs=2, ema_momentum=0.2, checkpoint_dir=f"{out_dir}/ckpt_rank{rank}", checkpoint_every=2,
+        log_dir=f"{out_dir}/tb_rank{rank}",
+    )
+    setup.trainer.run()
+    module = network.module if hasattr(network, "module") else network
+    torch.save({"network": module.state_dict(), "ema": setup.ema.ema_model.state_dict(),
+                "iteration": setup.trainer.state.iteration, "samples": len(loader.sampler)},
+               f"{out_dir}/final_rank{rank}.pt")
+    if world > 1:
+        torch.distributed.destroy_process_group()
+
+
+if __name__ == "__main__":
+    train(sys.argv[1], sys.argv[2])
+'''
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_process_gloo_run_matches_one_process_structure(shared_data, tmp_path):
+    script = tmp_path / "ddp_script.py"
+    script.write_text(SCRIPT)
+    ddp, single = tmp_path / "ddp", tmp_path / "single"
+    ddp.mkdir()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(_free_port()), str(script), str(shared_data), str(ddp)]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [torch.load(ddp / f"final_rank{r}.pt", weights_only=True) for r in (0, 1)]
+    for part in ("network", "ema"):
+        for key, value in ranks[0][part].items():
+            assert torch.equal(value, ranks[1][part][key]), (part, key)
+    assert ranks[0]["samples"] == ranks[1]["samples"] == 4  # each rank saw its half of the 8 windows
+    assert not (ddp / "ckpt_rank1").exists() and not (ddp / "tb_rank1").exists()  # only rank 0 writes
+    assert [i for i, _ in list_checkpoints(ddp / "ckpt_rank0")] == [2, 4]
+    assert any((ddp / "tb_rank0").iterdir())
+
+    single.mkdir()
+    runpy.run_path(str(script), run_name="single")["train"](str(shared_data), str(single))
+    one = torch.load(single / "final_rank0.pt", weights_only=True)
+    assert one["iteration"] == ranks[0]["iteration"] == 4 and one["samples"] == 8
+    assert [i for i, _ in list_checkpoints(single / "ckpt_rank0")] == [2, 4]
+    two_ckpt = torch.load(ddp / "ckpt_rank0" / "checkpoint_4.pt", weights_only=True)
+    one_ckpt = torch.load(single / "ckpt_rank0" / "checkpoint_4.pt", weights_only=True)
+    assert two_ckpt.keys() == one_ckpt.keys()
+    assert {k: v.shape for k, v in two_ckpt["network"].items()} == {k: v.shape for k, v in one_ckpt["network"].items()}
+    assert not any(torch.equal(v, ranks[0]["network"][k]) for k, v in one["network"].items() if v.numel() > 8)
+
+
+def test_single_process_helpers_are_no_ops(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert init_distributed() == torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    layer = torch.nn.Linear(2, 2)
+    assert wrap_distributed(layer, torch.device("cpu")) is layer
+    sampler = seeded_sampler(range(10), seed=4)
+    sampler.set_epoch(3)
+    first = list(sampler)
+    sampler.set_epoch(3)
+    assert list(sampler) == first and sorted(first) == list(range(10))
+    sampler.set_epoch(4)
+    assert list(sampler) != first
+
+
+def test_bad_torchrun_environment_is_named(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "two")
+    with pytest.raises(ValueError, match="must be integers.*'two'"):
+        init_distributed()
