@@ -25,12 +25,12 @@ from monai.utils import CommonKeys
 from monai_gen.engines.checkpointing import AtomicCheckpointSaver, RandomStates, ResumeFromLatest
 from monai_gen.engines.diffusion_trainer import DiffusionIteration
 
-__all__ = ["DiffusionTraining", "build_diffusion_trainer"]
+__all__ = ["AutoencoderIteration", "TrainingSetup", "build_autoencoder_trainer", "build_diffusion_trainer"]
 
 
 @dataclass
-class DiffusionTraining:
-    """What :func:`build_diffusion_trainer` assembled.
+class TrainingSetup:
+    """What :func:`build_diffusion_trainer` / :func:`build_autoencoder_trainer` assembled.
 
     Attributes:
         trainer: the MONAI ``SupervisedTrainer``; ``trainer.run()`` trains (resuming first if set up).
@@ -67,7 +67,7 @@ def build_diffusion_trainer(
     resume: bool = True,
     log_dir: str | os.PathLike | None = None,
     handlers: Sequence[Any] = (),
-) -> DiffusionTraining:
+) -> TrainingSetup:
     """Build a diffusion ``SupervisedTrainer`` with EMA, LR schedule, TensorBoard, atomic checkpoints and resume.
 
     Args:
@@ -97,6 +97,22 @@ def build_diffusion_trainer(
     Raises:
         ValueError: ``max_epochs`` < 1, ``checkpoint_every`` < 0, or ``ema_momentum`` outside (0, 1].
     """
+    rank_seed = int(seed) * idist.get_world_size() + idist.get_rank()  # ranks draw different noise / times
+    step = DiffusionIteration(objective, image_key=image_key, max_grad_norm=max_grad_norm, seed=rank_seed)
+    return _assemble(
+        network, step, train_loader, optimizer=optimizer, max_epochs=max_epochs, device=device,
+        lr_scheduler=lr_scheduler, ema_momentum=ema_momentum, amp=amp, checkpoint_dir=checkpoint_dir,
+        checkpoint_every=checkpoint_every, n_saved=n_saved, resume=resume, log_dir=log_dir, handlers=handlers,
+    )
+
+
+def _assemble(
+    network: torch.nn.Module, step: Any, train_loader: Any, *, optimizer: torch.optim.Optimizer, max_epochs: int,
+    device: str | torch.device, lr_scheduler: Any, ema_momentum: float | None, amp: bool,
+    checkpoint_dir: str | os.PathLike | None, checkpoint_every: int, n_saved: int | None, resume: bool,
+    log_dir: str | os.PathLike | None, handlers: Sequence[Any], extra_state: dict[str, Any] | None = None,
+) -> TrainingSetup:
+    """``SupervisedTrainer(iteration_update=step)`` with the EMA / LR / TensorBoard / checkpoint handlers."""
     if int(max_epochs) < 1:
         raise ValueError(f"max_epochs must be >= 1, got {max_epochs!r}.")
     if int(checkpoint_every) < 0:
@@ -104,15 +120,13 @@ def build_diffusion_trainer(
     if ema_momentum is not None and not 0.0 < float(ema_momentum) <= 1.0:
         raise ValueError(f"ema_momentum must be in (0, 1], got {ema_momentum!r}.")
     ema = None if ema_momentum is None else EMAHandler(network, momentum=float(ema_momentum))
-    built = _handlers(ema, lr_scheduler, log_dir) + list(handlers)
-    rank_seed = int(seed) * idist.get_world_size() + idist.get_rank()  # ranks draw different noise / times
-    step = DiffusionIteration(objective, image_key=image_key, max_grad_norm=max_grad_norm, seed=rank_seed)
     trainer = SupervisedTrainer(
         device=torch.device(device), max_epochs=int(max_epochs), train_data_loader=train_loader, network=network,
-        optimizer=optimizer, loss_function=torch.nn.MSELoss(), iteration_update=step, train_handlers=built, amp=amp,
-        decollate=False,  # the output stays {"image": x0, "loss": scalar}
+        optimizer=optimizer, loss_function=torch.nn.MSELoss(), iteration_update=step, amp=amp,
+        train_handlers=_handlers(ema, lr_scheduler, log_dir) + list(handlers),
+        decollate=False,  # the output stays a dict of batch tensors and scalar losses
     )
-    setup = DiffusionTraining(trainer, ema, _checkpoint_dict(trainer, ema, lr_scheduler))
+    setup = TrainingSetup(trainer, ema, _checkpoint_dict(trainer, ema, lr_scheduler) | (extra_state or {}))
     if checkpoint_dir is not None:
         if resume:
             setup.resume = ResumeFromLatest(checkpoint_dir, setup.checkpoint_dict, map_location=torch.device(device))
@@ -121,6 +135,125 @@ def build_diffusion_trainer(
         setup.saver = AtomicCheckpointSaver(checkpoint_dir, setup.checkpoint_dict, every=every, n_saved=n_saved)
         setup.saver.attach(trainer)
     return setup
+
+
+class AutoencoderIteration:
+    """``iteration_update(engine, batch)`` for stage 1: an autoencoder step, then an optional discriminator step.
+
+    The generator loss sees the autoencoder's forward output (``(x_hat, mu, sigma)`` of ``AutoencoderKL`` or
+    ``(x_hat, vq_loss)`` of ``VQVAE``); the discriminator trains on real images and detached reconstructions once
+    ``discriminator_loss.active(iteration)``. Randomness (the KL posterior sample) is seeded by
+    ``(seed, iteration)`` as in :class:`~monai_gen.engines.diffusion_trainer.DiffusionIteration`.
+
+    Args:
+        generator_loss: ``generator_loss(x, outputs, *, discriminator, iteration) -> loss``
+            (:class:`monai_gen.diffusion.autoencoder_objectives.AutoencoderGeneratorLoss`).
+        discriminator: MONAI ``PatchDiscriminator`` (or None: no adversarial training).
+        discriminator_loss: :class:`~monai_gen.diffusion.autoencoder_objectives.AutoencoderDiscriminatorLoss`.
+        discriminator_optimizer: optimizer over the discriminator's parameters.
+        image_key: batch key of the images ``(B, C, *spatial)``.
+        max_grad_norm: gradient-clipping norm for both networks (None = none).
+        seed: base seed of the per-iteration generators.
+
+    See: Rombach et al. 2022 (LDM), §3 and App. G: perceptual compression with a patch-based adversarial objective.
+    """
+
+    def __init__(
+        self,
+        generator_loss: Any,
+        *,
+        discriminator: torch.nn.Module | None = None,
+        discriminator_loss: Any = None,
+        discriminator_optimizer: torch.optim.Optimizer | None = None,
+        image_key: str = "image",
+        max_grad_norm: float | None = 1.0,
+        seed: int = 0,
+    ) -> None:
+        parts = (discriminator, discriminator_loss, discriminator_optimizer)
+        if any(p is None for p in parts) and any(p is not None for p in parts):
+            given = [n for n, p in zip(("discriminator", "discriminator_loss", "discriminator_optimizer"), parts, strict=True)
+                     if p is not None]
+            raise ValueError(f"give all of discriminator, discriminator_loss, discriminator_optimizer or none; got {given}.")
+        self.generator_loss, self.image_key, self.max_grad_norm, self.seed = generator_loss, image_key, max_grad_norm, seed
+        self.discriminator, self.discriminator_loss, self.discriminator_optimizer = parts
+
+    def __call__(self, engine: Any, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if self.image_key not in batch:
+            raise KeyError(f"training batch has no {self.image_key!r}; keys: {sorted(batch)}.")
+        x, iteration = batch[self.image_key].to(engine.state.device), engine.state.iteration
+        torch.manual_seed(int(self.seed) * 1_000_003 + iteration)  # MONAI's KL sampling uses the global RNG
+        engine.network.train()
+        engine.optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
+        with torch.autocast(x.device.type, enabled=bool(engine.amp)):
+            outputs = engine.network(x)
+            loss = self.generator_loss(x, outputs, discriminator=self.discriminator, iteration=iteration)
+        self._step(engine, loss, engine.optimizer, engine.network, iteration)
+        result = {CommonKeys.IMAGE: x, CommonKeys.PRED: outputs[0].detach(), CommonKeys.LOSS: loss.detach()}
+        if self.discriminator is not None and self.discriminator_loss.active(iteration):
+            self.discriminator.train()
+            self.discriminator_optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(x.device.type, enabled=bool(engine.amp)):
+                d_loss = self.discriminator_loss(x, outputs[0], self.discriminator, iteration=iteration)
+            self._step(engine, d_loss, self.discriminator_optimizer, self.discriminator, iteration)
+            result["discriminator_loss"] = d_loss.detach()
+        if engine.amp and engine.scaler is not None:
+            engine.scaler.update()
+        return result
+
+    def _step(self, engine: Any, loss: torch.Tensor, optimizer: Any, network: torch.nn.Module, iteration: int) -> None:
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"autoencoder loss became {loss.item()} at iteration {iteration}.")
+        scaler = engine.scaler if engine.amp and engine.scaler is not None else None
+        (loss if scaler is None else scaler.scale(loss)).backward()
+        if scaler is not None:
+            scaler.unscale_(optimizer)
+        if self.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(network.parameters(), self.max_grad_norm)
+        if scaler is None:
+            optimizer.step()
+        else:
+            scaler.step(optimizer)  # scaler.update() once per iteration, after both steps
+
+
+def build_autoencoder_trainer(
+    autoencoder: torch.nn.Module,
+    generator_loss: Any,
+    train_loader: Any,
+    *,
+    optimizer: torch.optim.Optimizer,
+    max_epochs: int,
+    discriminator: torch.nn.Module | None = None,
+    discriminator_loss: Any = None,
+    discriminator_optimizer: torch.optim.Optimizer | None = None,
+    max_grad_norm: float | None = 1.0,
+    seed: int = 0,
+    image_key: str = "image",
+    **options: Any,
+) -> TrainingSetup:
+    """Build a stage-1 autoencoder ``SupervisedTrainer`` (:class:`AutoencoderIteration`) with the same handlers.
+
+    Args:
+        autoencoder: MONAI ``AutoencoderKL`` / ``VQVAE`` (e.g. from :mod:`monai_gen.networks.autoencoders`).
+        generator_loss, discriminator, discriminator_loss, discriminator_optimizer, max_grad_norm, seed, image_key:
+            see :class:`AutoencoderIteration`.
+        train_loader, optimizer, max_epochs: as in :func:`build_diffusion_trainer`.
+        options: ``device``, ``lr_scheduler``, ``ema_momentum``, ``amp``, ``checkpoint_dir``, ``checkpoint_every``,
+            ``n_saved``, ``resume``, ``log_dir``, ``handlers`` of :func:`build_diffusion_trainer`. The
+            discriminator and its optimizer are checkpointed too.
+    """
+    step = AutoencoderIteration(
+        generator_loss, discriminator=discriminator, discriminator_loss=discriminator_loss,
+        discriminator_optimizer=discriminator_optimizer, image_key=image_key, max_grad_norm=max_grad_norm,
+        seed=int(seed) * idist.get_world_size() + idist.get_rank(),
+    )
+    extra = {} if discriminator is None else {"discriminator": discriminator, "d_optimizer": discriminator_optimizer}
+    settings = {"device": "cpu", "lr_scheduler": None, "ema_momentum": None, "amp": False, "checkpoint_dir": None,
+                "checkpoint_every": 0, "n_saved": 2, "resume": True, "log_dir": None, "handlers": ()}
+    unknown = set(options) - set(settings)
+    if unknown:
+        raise TypeError(f"build_autoencoder_trainer got unknown options {sorted(unknown)}; allowed: {sorted(settings)}.")
+    return _assemble(autoencoder, step, train_loader, optimizer=optimizer, max_epochs=max_epochs,
+                     extra_state=extra, **(settings | options))
 
 
 def _handlers(ema: EMAHandler | None, lr_scheduler: Any, log_dir: str | os.PathLike | None) -> list[Any]:
