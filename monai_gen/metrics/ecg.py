@@ -5,10 +5,13 @@ from __future__ import annotations
 import numpy as np
 from scipy.signal import find_peaks
 
+from monai_gen.data.ecg_meta import STANDARD_LEADS
+from monai_gen.transforms.ecg.array import LIMB_LEAD_COEFFICIENTS
+
 __all__ = ["limb_lead_residual", "next_beat_rr_ms"]
 
-# standard order I, II, III, aVR, aVL, aVF: each derived lead as a combination of I and II
-_DERIVED = {2: (-1.0, 1.0), 3: (-0.5, -0.5), 4: (1.0, -0.5), 5: (-0.5, 1.0)}
+# channel of each derived limb lead (III, aVR, aVL, aVF) in the standard order -> (a, b) of a * I + b * II
+_DERIVED = {STANDARD_LEADS.index(name): ab for name, ab in LIMB_LEAD_COEFFICIENTS.items()}
 
 
 def limb_lead_residual(beats: np.ndarray) -> np.ndarray:

@@ -10,6 +10,7 @@ from monai.transforms import LoadImage
 
 from monai_gen.data.ecg_meta import STANDARD_LEADS, ecg_sampling_rate, make_ecg
 from monai_gen.data.ecg_readers import WFDBReader
+from monai_gen.metrics.ecg import limb_lead_residual
 from monai_gen.transforms.ecg.array import (
     BandPassECG,
     FixedLengthECG,
@@ -55,6 +56,12 @@ def test_derived_limb_leads_match_recorded_ones_on_every_cinc_record(cinc_signal
     for name, signal in cinc_signals.items():
         out = StandardiseLeads(RECORDED)(signal[index])
         np.testing.assert_allclose(out, signal, atol=0.004, rtol=0, err_msg=name)
+
+
+def test_derived_leads_satisfy_the_residual_metric_exactly(record):
+    derived = StandardiseLeads(RECORDED)(record[[STANDARD_LEADS.index(n) for n in RECORDED]])
+    assert limb_lead_residual(derived)[0] < 1e-12  # same coefficients as the metric, shared not copied
+    assert limb_lead_residual(record)[0] < 0.01
 
 
 def test_ptb_drops_frank_leads_and_derives_nothing(ptb):
