@@ -27,7 +27,7 @@ from monai.data.meta_obj import get_track_meta
 from monai.transforms import CenterSpatialCrop, SpatialCrop, SpatialPad
 from monai.transforms.inverse import InvertibleTransform
 from monai.transforms.transform import Transform
-from monai.utils import TransformBackends, convert_to_dst_type, convert_to_tensor, look_up_option
+from monai.utils import TraceKeys, TransformBackends, convert_to_dst_type, convert_to_tensor, look_up_option
 from scipy.signal import butter, resample_poly, sosfiltfilt
 
 from monai_gen.data.ecg_meta import LEAD_NAMES, STANDARD_LEADS, UNITS
@@ -46,6 +46,10 @@ __all__ = [
     "MedianBeat",
     "NormaliseAmplitude",
     "MeasureECG",
+    "N_BEATS",
+    "R_PEAK_INDEX",
+    "RR_MS",
+    "MEASUREMENTS",
 ]
 
 LIMB_LEAD_COEFFICIENTS: dict[str, tuple[float, float]] = {
@@ -59,10 +63,11 @@ LIMB_LEAD_COEFFICIENTS: dict[str, tuple[float, float]] = {
 AMPLITUDE_METHODS = ("max_abs", "std", "fixed")
 """Options of :class:`NormaliseAmplitude`."""
 
+# meta keys written by MedianBeat and MeasureECG
 R_PEAK_INDEX = "r_peak_index"  # int, sample of R in a median beat
 N_BEATS = "n_beats"  # int, beats the median was taken over
-RR_MS = "rr_ms"  # float, median RR interval of the rhythm in ms
-MEASUREMENTS = "measurements"  # dict of ECGMeasurements.as_dict()
+RR_MS = "rr_ms"  # float, median RR interval of the rhythm in ms (NaN with a single beat)
+MEASUREMENTS = "measurements"  # dict of ECGMeasurements.as_dict(): ms and bpm
 
 
 def _where(img: Any) -> str:
@@ -157,6 +162,8 @@ class StandardiseLeads(Transform):
         if len(names) != signal.shape[0]:
             raise ValueError(f"{where}: {signal.shape[0]} leads but {len(names)} lead names {list(names)}.")
         rows = {canonical_lead_name(n): row for n, row in zip(names, signal, strict=True)}
+        if len(rows) != len(names):
+            raise ValueError(f"{where}: duplicate lead names {list(names)}; each lead must appear once.")
         derived = [n for n in LIMB_LEAD_COEFFICIENTS if n not in rows]
         missing = [n for n in STANDARD_LEADS if n not in rows and not (n in derived and {"I", "II"} <= rows.keys())]
         if missing:
@@ -273,7 +280,7 @@ class RemoveBaselineWander(BandPassECG):
         super().__init__(cutoff_hz, None, order=order, fs=fs)
 
 
-class FixedLengthECG(Transform):
+class FixedLengthECG(InvertibleTransform):
     """Crop or pad an ECG to ``n_samples`` with MONAI's ``SpatialPad`` / ``CenterSpatialCrop`` / ``SpatialCrop``.
 
     Args:
@@ -281,7 +288,9 @@ class FixedLengthECG(Transform):
         align: ``"center"`` (crop the middle, pad both ends) or ``"start"`` (keep the start, pad at the end).
         pad_mode: padding mode of ``SpatialPad`` (``"constant"`` = zeros, ``"edge"``, ``"reflect"``...).
 
-    Input ``(leads, T)``, output ``(leads, n_samples)``; the rate in the affine is kept.
+    Input ``(leads, T)``, output ``(leads, n_samples)``; the rate in the affine is kept. On a MetaTensor the
+    crop / pad is recorded, so ``.inverse()`` (or ``Invertd``) restores the length ``T`` (cropped samples
+    come back as zeros).
     """
 
     backend = SpatialPad.backend
@@ -303,6 +312,14 @@ class FixedLengthECG(Transform):
         out = self.crop(img) if img.shape[-1] > self.n_samples else self.pad(img)
         # MONAI pad / crop return a MetaTensor (with the applied operation recorded); plain inputs get their kind back
         return out if isinstance(img, MetaTensor) else convert_to_dst_type(out, dst=img)[0]
+
+    def inverse(self, data: MetaTensor) -> MetaTensor:
+        """Undo the crop or pad last recorded on the MetaTensor ``data`` by this transform."""
+        if not isinstance(data, MetaTensor) or not data.applied_operations:
+            raise TypeError(f"FixedLengthECG.inverse needs the MetaTensor it returned, got {type(data).__name__} "
+                            "without a recorded crop / pad.")
+        cropped = data.applied_operations[-1][TraceKeys.CLASS_NAME] == type(self.crop).__name__
+        return self.crop.inverse(data) if cropped else self.pad.inverse(data)
 
 
 class MedianBeat(Transform):

@@ -51,6 +51,18 @@ class _ApplyToKeys(MapTransform):
         return d
 
 
+class _InvertibleApplyToKeys(_ApplyToKeys, InvertibleTransform):
+    """Apply an invertible array transform to every key; ``inverse`` undoes it key by key."""
+
+    transform: FixedLengthECG | NormaliseAmplitude
+
+    def inverse(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.transform.inverse(d[key])
+        return d
+
+
 class StandardiseLeadsd(_ApplyToKeys):
     """Dictionary :class:`~monai_gen.transforms.ecg.array.StandardiseLeads`."""
 
@@ -95,8 +107,8 @@ class RemoveBaselineWanderd(_ApplyToKeys):
         self.transform = RemoveBaselineWander(cutoff_hz, order=order, fs=fs)
 
 
-class FixedLengthECGd(_ApplyToKeys):
-    """Dictionary :class:`~monai_gen.transforms.ecg.array.FixedLengthECG`."""
+class FixedLengthECGd(_InvertibleApplyToKeys):
+    """Dictionary :class:`~monai_gen.transforms.ecg.array.FixedLengthECG`; ``inverse`` / ``Invertd`` restore the length."""
 
     backend = FixedLengthECG.backend
 
@@ -117,7 +129,7 @@ class MedianBeatd(_ApplyToKeys):
         self.transform = MedianBeat(n_samples=n_samples, r_index=r_index, min_beats=min_beats, fs=fs)
 
 
-class NormaliseAmplituded(_ApplyToKeys, InvertibleTransform):
+class NormaliseAmplituded(_InvertibleApplyToKeys):
     """Dictionary :class:`~monai_gen.transforms.ecg.array.NormaliseAmplitude`; ``inverse`` / ``Invertd`` give mV."""
 
     backend = NormaliseAmplitude.backend
@@ -126,12 +138,6 @@ class NormaliseAmplituded(_ApplyToKeys, InvertibleTransform):
                  allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         self.transform = NormaliseAmplitude(method, scale=scale)
-
-    def inverse(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[key] = self.transform.inverse(d[key])
-        return d
 
 
 class MeasureECGd(MapTransform):

@@ -96,6 +96,8 @@ def test_missing_leads_name_the_leads_and_the_file(record, names, message):
 def test_standardise_rejects_bad_input(record):
     with pytest.raises(ValueError, match="no lead names"):
         StandardiseLeads()(record)
+    with pytest.raises(ValueError, match="duplicate lead names"):
+        StandardiseLeads(["I", "i", *STANDARD_LEADS[2:]])(record)
     with pytest.raises(ValueError, match="12 leads but 8 lead names"):
         StandardiseLeads(RECORDED)(record)
     with pytest.raises(ValueError, match=r"\(leads, samples\); got shape \(1, 12, 5000\)"):
@@ -179,6 +181,20 @@ def test_fixed_length_crops_and_pads(record, kind):
     if kind == "metatensor":
         assert ecg_sampling_rate(cropped) == ecg_sampling_rate(padded) == 500.0
         assert padded.meta["lead_names"] == list(STANDARD_LEADS)
+
+
+@pytest.mark.parametrize(("n_samples", "align"), [(4001, "center"), (6001, "center"), (4000, "start"), (5000, "start")])
+def test_fixed_length_inverse_restores_the_length(record, n_samples, align):
+    x = _as("metatensor", record)
+    transform = FixedLengthECG(n_samples, align=align)
+    y = transform(x)
+    back = transform.inverse(y)
+    assert back.shape == x.shape and not back.applied_operations and ecg_sampling_rate(back) == 500.0
+    kept = _np(back).any(axis=0)  # cropped samples come back as zeros, the rest exactly
+    assert kept.sum() >= min(n_samples, 5000) - 5
+    np.testing.assert_array_equal(_np(back)[:, kept], _np(x)[:, kept])
+    with pytest.raises(TypeError, match="needs the MetaTensor it returned, got ndarray"):
+        transform.inverse(record)
 
 
 def test_fixed_length_rejects_bad_input(record):

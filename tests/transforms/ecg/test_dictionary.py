@@ -114,6 +114,16 @@ def test_normalise_inverts_through_invertd(ecg):
     torch.testing.assert_close(forward.inverse(out)["ecg"], ecg, atol=1e-5, rtol=0)
 
 
+def test_fixed_length_inverts_through_invertd(ecg):
+    forward = Compose([StandardiseLeadsd("ecg"), FixedLengthECGd("ecg", 2048)])
+    out = forward({"ecg": ecg})
+    assert out["ecg"].shape == (12, 2048)
+    out["pred"] = out["ecg"] * 2.0  # e.g. a network output on the fixed-length signal
+    back = Invertd(keys="pred", transform=forward, orig_keys="ecg")(out)
+    assert back["pred"].shape == (12, 5000)
+    torch.testing.assert_close(back["pred"][:, 1476:3524], 2.0 * ecg[:, 1476:3524])
+
+
 def test_missing_keys_and_errors_pass_through(ecg):
     assert StandardiseLeadsd(["ecg", "other"], allow_missing_keys=True)({"ecg": ecg})["ecg"].shape == (12, 5000)
     with pytest.raises(KeyError, match="other"):
