@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 import torch
@@ -117,3 +119,12 @@ def test_autoencoder_arguments_are_checked(ecg_loader):
     with pytest.raises(TypeError, match=r"unknown options \['ema'\]"):
         build_autoencoder_trainer(network, AutoencoderGeneratorLoss(), ecg_loader,
                                   optimizer=torch.optim.SGD(network.parameters(), 0.1), max_epochs=1, ema=0.1)
+
+
+def test_mlflow_without_mlflow_installed_is_named(ecg_loader):
+    if importlib.util.find_spec("mlflow") is not None:
+        pytest.skip("mlflow is installed")
+    network = torch.nn.Conv1d(12, 12, 3, padding=1)
+    with pytest.raises(ValueError, match="mlflow_tracking_uri='file:/tmp/x' given, but mlflow is not installed"):
+        build_diffusion_trainer(network, DiffusionObjective(CosineSchedule(0.05)), ecg_loader, max_epochs=1,
+                                optimizer=torch.optim.SGD(network.parameters(), 0.1), mlflow_tracking_uri="file:/tmp/x")
