@@ -83,3 +83,28 @@ def test_train_infer_evaluate_smoke(small_ecg_folder, tmp_path):
     })
     report = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
     assert report["n_synthetic"] == 4 and set(report["fidelity"]) == {"qrs", "qt", "heart_rate", "age", "sex"}
+
+
+@pytest.mark.slow
+def test_two_process_gloo_training_with_multi_gpu_config(small_ecg_folder, tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
+        "-m", "monai.bundle", "run", "--config_file", "['configs/train.json','configs/multi_gpu_train.json']",
+        "--dataset_dir", str(small_ecg_folder), "--output_dir", str(tmp_path / "ddp"),
+        "--export_dir", str(tmp_path / "ddp" / "models"), "--max_epochs", "1", "--batch_size", "4",
+        "--max_beats_per_record", "6",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, cwd=BUNDLE, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    # 18 training beats, 2 ranks x batch 4, drop_last -> 2 iterations per rank; only rank 0 writes
+    assert [p.name for p in (tmp_path / "ddp").glob("checkpoint_*.pt")] == ["checkpoint_final_iteration=2.pt"]
+    assert (tmp_path / "ddp" / "models" / "model.safetensors").is_file()
