@@ -15,7 +15,9 @@ Examples:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from fractions import Fraction
 from typing import Any
 
@@ -30,7 +32,7 @@ from monai.transforms.transform import Transform
 from monai.utils import TraceKeys, TransformBackends, convert_to_dst_type, convert_to_tensor, look_up_option
 from scipy.signal import butter, resample_poly, sosfiltfilt
 
-from monai_gen.data.ecg_meta import LEAD_NAMES, STANDARD_LEADS, UNITS
+from monai_gen.data.ecg_meta import LEAD_NAMES, STANDARD_LEADS, UNITS, ecg_sampling_rate
 from monai_gen.data.ecg_readers import canonical_lead_name
 from monai_gen.transforms.ecg.functional import MEDIAN_BEAT_FS, MEDIAN_BEAT_R_INDEX, median_beat
 from monai_gen.transforms.ecg.measurements import measure_ecg, measure_median_beat
@@ -96,10 +98,12 @@ def _signal(img: NdarrayOrTensor, where: str) -> np.ndarray:
 
 def _sampling_rate(img: Any, fs: float | None, where: str) -> float:
     """Rate from a MetaTensor's 1D affine, else the ``fs`` argument; both given and different is an error."""
-    affine = getattr(img, "affine", None)
     meta_fs = None
-    if isinstance(img, MetaTensor) and affine.shape[-2:] == (2, 2) and float(affine[0, 0]) > 0:
-        meta_fs = round(1.0 / float(affine[0, 0]), 6)
+    if isinstance(img, MetaTensor):
+        try:
+            meta_fs = ecg_sampling_rate(img)
+        except ValueError:  # a MetaTensor without an ECG affine, e.g. made from a plain tensor: use fs
+            meta_fs = None
     if meta_fs is not None and fs is not None and not np.isclose(meta_fs, fs):
         raise ValueError(f"{where}: fs={fs} Hz disagrees with the rate in the affine ({meta_fs} Hz).")
     rate = meta_fs if meta_fs is not None else fs
@@ -280,6 +284,15 @@ class RemoveBaselineWander(BandPassECG):
         super().__init__(cutoff_hz, None, order=order, fs=fs)
 
 
+@contextmanager
+def _one_dim_affine_ok() -> Iterator[None]:
+    """Silence MONAI's "Only 2d and 3d affine are supported" warning: with one spatial dim its crop / pad keep
+    ``affine[0, 0] = 1 / fs`` (tested); they leave the time origin ``affine[0, 1]`` unshifted."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Only 2d and 3d affine are supported", category=UserWarning)
+        yield
+
+
 class FixedLengthECG(InvertibleTransform):
     """Crop or pad an ECG to ``n_samples`` with MONAI's ``SpatialPad`` / ``CenterSpatialCrop`` / ``SpatialCrop``.
 
@@ -309,7 +322,8 @@ class FixedLengthECG(InvertibleTransform):
     def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
         if len(img.shape) != 2:
             raise ValueError(f"{_where(img)}: an ECG must be (leads, samples); got shape {tuple(img.shape)}.")
-        out = self.crop(img) if img.shape[-1] > self.n_samples else self.pad(img)
+        with _one_dim_affine_ok():
+            out = self.crop(img) if img.shape[-1] > self.n_samples else self.pad(img)
         # MONAI pad / crop return a MetaTensor (with the applied operation recorded); plain inputs get their kind back
         return out if isinstance(img, MetaTensor) else convert_to_dst_type(out, dst=img)[0]
 
@@ -319,7 +333,8 @@ class FixedLengthECG(InvertibleTransform):
             raise TypeError(f"FixedLengthECG.inverse needs the MetaTensor it returned, got {type(data).__name__} "
                             "without a recorded crop / pad.")
         cropped = data.applied_operations[-1][TraceKeys.CLASS_NAME] == type(self.crop).__name__
-        return self.crop.inverse(data) if cropped else self.pad.inverse(data)
+        with _one_dim_affine_ok():
+            return self.crop.inverse(data) if cropped else self.pad.inverse(data)
 
 
 class MedianBeat(Transform):

@@ -136,6 +136,10 @@ def test_resample_needs_a_rate(record):
         ResampleECG(250)(record)
     with pytest.raises(ValueError, match="fs=250 Hz disagrees with the rate in the affine \\(500.0 Hz\\)"):
         ResampleECG(100, fs=250)(_as("metatensor", record))
+    bare = MetaTensor(torch.as_tensor(record, dtype=torch.float32))  # 4 x 4 identity affine: no rate in it
+    with pytest.raises(ValueError, match="pass fs= \\(Hz\\) for a MetaTensor without an ECG affine"):
+        ResampleECG(250)(bare)
+    assert ecg_sampling_rate(ResampleECG(250, fs=500)(bare)) == 250.0
     with pytest.raises(ValueError, match="target_fs must be a positive"):
         ResampleECG(0)
 
