@@ -32,7 +32,7 @@ from monai.transforms.transform import Transform
 from monai.utils import TraceKeys, TransformBackends, convert_to_dst_type, convert_to_tensor, look_up_option
 from scipy.signal import butter, resample_poly, sosfiltfilt
 
-from monai_gen.data.ecg_meta import LEAD_NAMES, STANDARD_LEADS, UNITS, ecg_sampling_rate
+from monai_gen.data.ecg_meta import LEAD_NAMES, STANDARD_LEADS, UNITS, ecg_affine, ecg_sampling_rate
 from monai_gen.data.ecg_readers import canonical_lead_name
 from monai_gen.transforms.ecg.functional import MEDIAN_BEAT_FS, MEDIAN_BEAT_R_INDEX, median_beat
 from monai_gen.transforms.ecg.measurements import measure_ecg, measure_median_beat
@@ -124,8 +124,10 @@ def _like(result: np.ndarray, img: NdarrayOrTensor, *, fs: float | None = None, 
     if isinstance(out, MetaTensor) and get_track_meta():
         out.meta = dict(img.meta)
         affine = img.affine.clone()
-        if fs is not None:
+        if fs is not None and affine.shape == (2, 2):
             affine[0, 0] = 1.0 / fs
+        elif fs is not None:  # a MetaTensor without an ECG affine (e.g. made from a plain tensor) gets one
+            affine = torch.as_tensor(ecg_affine(fs), dtype=torch.float64)
         out.affine = affine
         out.meta.update(meta)
     return out
