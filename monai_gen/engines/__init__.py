@@ -9,7 +9,7 @@ from .checkpointing import (
     find_latest_checkpoint,
     list_checkpoints,
 )
-from .distributed import init_distributed, seeded_sampler, wrap_distributed
+from .distributed import ResumableShardSampler, init_distributed, seeded_sampler, wrap_distributed
 from .latent_cache import LatentCacheDataset, build_latent_cache, encoder_fingerprint
 from .training import AutoencoderIteration, TrainingSetup, build_autoencoder_trainer, build_diffusion_trainer
 from .validation import DiffusionValidation
@@ -20,6 +20,7 @@ __all__: list[str] = [
     "DiffusionValidation",
     "LatentCacheDataset",
     "RandomStates",
+    "ResumableShardSampler",
     "ResumeFromLatest",
     "TrainingSetup",
     "build_autoencoder_trainer",

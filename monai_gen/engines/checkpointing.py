@@ -8,9 +8,9 @@ only on rank 0; :class:`ResumeFromLatest` loads the newest checkpoint of a folde
 handler. :class:`RandomStates` puts the torch (CPU and CUDA), numpy and python ``random`` states into a checkpoint
 as tensors, which survive ``weights_only=True`` loading.
 
-Exact resume also needs the data order: use a seeded sampler whose epoch MONAI's workflow sets at every epoch
-start (:func:`monai_gen.engines.distributed.seeded_sampler`), and checkpoint at epoch boundaries (ignite restarts
-an interrupted epoch from its first batch).
+Exact resume also needs the data order: use :func:`monai_gen.engines.distributed.seeded_sampler`, whose epoch
+MONAI's workflow sets at every epoch start and which :class:`ResumeFromLatest` tells to skip the batches of an
+interrupted epoch that were already trained on (ignite restarts the rest of that epoch from a fresh iterator).
 """
 
 from __future__ import annotations
@@ -217,3 +217,22 @@ class ResumeFromLatest:
         targets = {k: v.module if isinstance(v, DistributedDataParallel) else v for k, v in self.load_dict.items()}
         CheckpointLoader(load_path=str(path), load_dict=targets, map_location=self.map_location)(engine)
         self.loaded_from = path
+        _skip_consumed_batches(engine)
+
+
+def _skip_consumed_batches(engine: Engine) -> None:
+    """After a mid-epoch resume, make the sampler skip the batches the interrupted epoch already used.
+
+    Ignite runs the rest of an interrupted epoch from a fresh loader iterator; without the skip those iterations
+    would see the epoch's first batches again.
+    """
+    length, done = engine.state.epoch_length, engine.state.iteration
+    if not length or done % length == 0:
+        return
+    loader = getattr(engine, "data_loader", None)
+    sampler, batch_size = getattr(loader, "sampler", None), getattr(loader, "batch_size", None)
+    if hasattr(sampler, "skip_next") and batch_size:
+        sampler.skip_next((done % length) * batch_size)
+    else:
+        logger.warning("resumed mid-epoch (iteration %d) without a seeded_sampler: the rest of this epoch repeats "
+                       "its first batches.", done)

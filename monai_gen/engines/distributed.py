@@ -20,7 +20,7 @@ import torch.distributed as dist
 from monai.data import DistributedSampler
 from torch.nn.parallel import DistributedDataParallel
 
-__all__ = ["init_distributed", "seeded_sampler", "wrap_distributed"]
+__all__ = ["ResumableShardSampler", "init_distributed", "seeded_sampler", "wrap_distributed"]
 
 
 def init_distributed(*, backend: str | None = None, timeout_s: float = 1800.0) -> torch.device:
@@ -51,13 +51,37 @@ def init_distributed(*, backend: str | None = None, timeout_s: float = 1800.0) -
     return device
 
 
+class ResumableShardSampler(DistributedSampler):
+    """MONAI's ``DistributedSampler`` that can skip the part of an epoch a resumed run has already trained on.
+
+    :class:`~monai_gen.engines.checkpointing.ResumeFromLatest` calls :meth:`skip_next` when it loads a checkpoint
+    taken in the middle of an epoch; the next epoch iteration then starts after the samples already consumed.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._skip = 0
+
+    def skip_next(self, n_samples: int) -> None:
+        """Drop the first ``n_samples`` of this rank's shard in the next iteration over the sampler (once)."""
+        if not 0 <= int(n_samples) <= self.num_samples:
+            raise ValueError(f"cannot skip {n_samples} samples of a shard of {self.num_samples}.")
+        self._skip = int(n_samples)
+
+    def __iter__(self):
+        indices = list(super().__iter__())
+        skip, self._skip = self._skip, 0
+        return iter(indices[skip:])
+
+
 def seeded_sampler(
     dataset: Sized, *, seed: int = 0, shuffle: bool = True, drop_last: bool = False
-) -> DistributedSampler:
+) -> ResumableShardSampler:
     """A seeded sampler giving this rank its shard of every epoch (the whole data set in one process).
 
     The order of epoch ``e`` depends only on ``(seed, e)``; MONAI's ``Workflow`` calls ``set_epoch`` at each
-    epoch start, so a run resumed at an epoch boundary sees the same batches as an uninterrupted one.
+    epoch start, and a run resumed by :class:`~monai_gen.engines.checkpointing.ResumeFromLatest` skips the
+    batches of the interrupted epoch it already trained on, so it sees the same batches as an uninterrupted one.
 
     Args:
         dataset: the data set (anything with ``len``).
@@ -65,7 +89,7 @@ def seeded_sampler(
         shuffle: shuffle each epoch.
         drop_last: drop the tail so that every rank gets the same number of samples without padding.
     """
-    return DistributedSampler(
+    return ResumableShardSampler(
         dataset, shuffle=shuffle, num_replicas=idist.get_world_size(), rank=idist.get_rank(),
         seed=int(seed), drop_last=drop_last,
     )

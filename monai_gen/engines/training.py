@@ -12,10 +12,9 @@ Mixed precision (``amp``) is off by default: measured on the 2-core CPU of the d
 made a diffusion iteration about 4x slower than fp32 (``DenoisingUNet`` channels 32/64, batch 8 x 12 x 512:
 1.1-1.4 s vs 4.3-6.2 s). Turn it on for GPUs.
 
-Resume is bitwise exact when checkpoints fall on epoch boundaries (``checkpoint_every`` a multiple of the epoch
-length) and the loader uses :func:`~monai_gen.engines.distributed.seeded_sampler`; from a mid-epoch checkpoint
-ignite runs the remaining iterations of that epoch from the loader's first batches, so the iteration count is
-exact but those batches differ.
+Resume is bitwise exact, also from a checkpoint in the middle of an epoch, when the loader samples with
+:func:`~monai_gen.engines.distributed.seeded_sampler` (``num_workers=0`` or deterministic workers) and the
+transforms draw no randomness of their own outside the checkpointed global RNGs.
 """
 
 from __future__ import annotations
@@ -99,8 +98,7 @@ def build_diffusion_trainer(
             DDP ranks draw independent noise; a single process uses ``seed`` itself).
         image_key: batch key of the clean data.
         checkpoint_dir: folder of atomic checkpoints; None = no checkpoints, no resume.
-        checkpoint_every: checkpoint interval in iterations (0 = only the final one); use a multiple of the
-            epoch length for bitwise-exact resume.
+        checkpoint_every: checkpoint interval in iterations (0 = only the final one).
         n_saved: newest checkpoints kept.
         resume: load the newest complete checkpoint of ``checkpoint_dir`` before training.
         log_dir: TensorBoard folder for the loss (rank 0 only); None = no TensorBoard.

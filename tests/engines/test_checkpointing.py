@@ -37,7 +37,7 @@ from monai_gen.engines.training import build_diffusion_trainer
 from monai_gen.networks.nets import DenoisingUNet
 
 
-def train(data_dir, ckpt_dir, epochs, delay=0.0):
+def train(data_dir, ckpt_dir, epochs, delay=0.0, every=3, stop_at=None):
     torch.set_num_threads(1)
     torch.manual_seed(0)
     signal = wfdb.rdrecord(f"{data_dir}/ecg/cinc2021/E07500").p_signal.T.astype(np.float32)
@@ -50,10 +50,12 @@ def train(data_dir, ckpt_dir, epochs, delay=0.0):
     setup = build_diffusion_trainer(
         network, DiffusionObjective(CosineSchedule(0.05), prediction_type="v_prediction"), loader,
         optimizer=optimizer, max_epochs=epochs, ema_momentum=0.1, seed=5, checkpoint_dir=ckpt_dir,
-        checkpoint_every=3, n_saved=2, lr_scheduler=torch.optim.lr_scheduler.StepLR(optimizer, 4, 0.5),
+        checkpoint_every=every, n_saved=2, lr_scheduler=torch.optim.lr_scheduler.StepLR(optimizer, 4, 0.5),
     )
     if delay:
         setup.trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: time.sleep(delay))
+    if stop_at:
+        setup.trainer.add_event_handler(Events.ITERATION_COMPLETED(once=stop_at), lambda e: e.terminate())
     setup.trainer.run()
     return setup
 
@@ -109,6 +111,21 @@ def test_sigkill_and_resume_equals_uninterrupted_run(shared_data, tmp_path):
         assert torch.equal(expected[key], got[key]), key
     assert any(not torch.equal(got[k], got[f"ema.{k[4:]}"]) for k in got if k.startswith("net."))
     assert resumed.trainer.optimizer.param_groups[0]["lr"] == reference.trainer.optimizer.param_groups[0]["lr"]
+
+
+def test_resume_from_mid_epoch_checkpoint_equals_uninterrupted_run(shared_data, tmp_path):
+    script = tmp_path / "train_script.py"
+    script.write_text(SCRIPT)
+    train = runpy.run_path(str(script), run_name="mid_epoch")["train"]
+    reference = train(str(shared_data), tmp_path / "ref", 2, every=2)  # epoch length 3: saves at 2, 4, 6
+    stopped = train(str(shared_data), tmp_path / "run", 2, every=2, stop_at=4)
+    assert stopped.trainer.state.iteration == 4 and stopped.resume.loaded_from is None
+    resumed = train(str(shared_data), tmp_path / "run", 2, every=2)
+    assert resumed.resume.loaded_from.name == "checkpoint_4.pt"  # one iteration into the second epoch
+    assert resumed.trainer.state.iteration == 6
+    expected, got = _flat(reference), _flat(resumed)
+    for key in expected:
+        assert torch.equal(expected[key], got[key]), key
 
 
 def test_random_states_round_trip_through_weights_only_checkpoint(tmp_path):

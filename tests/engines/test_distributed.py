@@ -108,6 +108,17 @@ def test_single_process_helpers_are_no_ops(monkeypatch):
     assert list(sampler) != first
 
 
+def test_resumable_sampler_skips_once():
+    sampler = seeded_sampler(range(10), seed=4)
+    sampler.set_epoch(2)
+    full = list(sampler)
+    sampler.skip_next(4)
+    assert list(sampler) == full[4:]
+    assert list(sampler) == full  # the skip applies to one pass only
+    with pytest.raises(ValueError, match="cannot skip 11 samples of a shard of 10"):
+        sampler.skip_next(11)
+
+
 def test_bad_torchrun_environment_is_named(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "two")
     with pytest.raises(ValueError, match="must be integers.*'two'"):
