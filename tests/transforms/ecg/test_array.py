@@ -73,10 +73,17 @@ def test_ptb_drops_frank_leads_and_derives_nothing(ptb):
     assert ptb.meta["lead_names"][-1] == "vz"  # the input's meta is left alone
 
 
-def test_standardise_reorders_and_reads_canonical_names(record):
+@pytest.mark.parametrize("kind", KINDS)
+def test_standardise_reorders_and_reads_canonical_names(record, kind):
     shuffled = ["v6", "Lead II", "avf", "V1", "III", "I", "aVL", "AVR", "V5", "V4", "V3", "V2"]
     order = [STANDARD_LEADS.index(n) for n in ["V6", "II", "aVF", "V1", "III", "I", "aVL", "aVR", "V5", "V4", "V3", "V2"]]
-    np.testing.assert_array_equal(StandardiseLeads(shuffled)(record[order]), record)
+    x = _as(kind, record[order], names=shuffled)
+    out = StandardiseLeads(shuffled if kind != "metatensor" else None)(x)
+    assert type(out) is type(x) and out.dtype == x.dtype
+    np.testing.assert_array_equal(_np(out), record.astype(np.float32))
+    if kind == "metatensor":
+        assert out.meta["lead_names"] == list(STANDARD_LEADS) and x.meta["lead_names"] == shuffled
+        assert ecg_sampling_rate(out) == 500.0 and out.meta["record_id"] == "test"
 
 
 @pytest.mark.parametrize(
@@ -276,3 +283,13 @@ def test_measure_median_beat_and_rhythm(record):
     np.testing.assert_equal(rhythm, measure_ecg(record.astype(np.float32), 500.0).as_dict())
     with pytest.raises(TypeError, match="use MeasureECG\\(\\).measure\\(x\\)"):
         MeasureECG(fs=500)(record)
+
+
+@pytest.mark.gpu
+def test_cuda_tensors_stay_on_the_device(record):
+    x = _as("metatensor", record).to("cuda")
+    chain = [StandardiseLeads(), ResampleECG(250), BandPassECG(), FixedLengthECG(2400), NormaliseAmplitude()]
+    for transform in chain:
+        x = transform(x)
+        assert x.device.type == "cuda" and isinstance(x, MetaTensor), type(transform).__name__
+    assert MedianBeat()(x).device.type == "cuda" and ecg_sampling_rate(x) == 250.0
