@@ -9,6 +9,7 @@ the round trip is then exact to half an ADC step (``1 / (2 gain)`` mV).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import wfdb
 from monai.data import MetaTensor
 
 from monai_gen.data.ecg_meta import STANDARD_LEADS, ecg_sampling_rate
-from monai_gen.data.provenance import write_provenance
+from monai_gen.data.provenance import to_json_compatible, write_provenance
 from monai_gen.utils.atomic import atomic_output_dir
 
 __all__ = ["write_wfdb"]
@@ -51,7 +52,9 @@ def write_wfdb(
         ``[header, signal file, sidecar]``.
 
     Raises:
-        ValueError: not ``(leads, samples)``, NaN / infinite values, lead names not matching, no rate.
+        ValueError: not ``(leads, samples)``, NaN / infinite values, lead names not matching, no or a non-positive
+            rate, a record name WFDB cannot store (letters, digits, ``_`` and ``-`` only).
+        TypeError: a provenance value has no JSON form (checked before anything is written).
     """
     path = Path(path)
     record = path.name[: -len(".hea")] if path.name.endswith(".hea") else path.name
@@ -64,6 +67,11 @@ def write_wfdb(
     array = np.asarray(signal.detach().cpu() if isinstance(signal, torch.Tensor) else signal, dtype=np.float64)
     lead_names = list(lead_names or STANDARD_LEADS[: array.shape[0]])
     _check(array, lead_names, path)
+    if not re.fullmatch(r"[-\w]+", record):
+        raise ValueError(f"{path}: WFDB record name {record!r} may hold only letters, digits, '_' and '-'.")
+    if not (np.isfinite(fs) and fs > 0):
+        raise ValueError(f"{path}: fs must be a positive sampling rate in Hz, got {fs}.")
+    provenance = {str(k): to_json_compatible(v, key=str(k)) for k, v in (provenance or {}).items()}
     peak = np.maximum(np.abs(array).max(axis=1), 1e-3)
     gain = np.floor(_ADC_LIMIT / peak)
     digital = np.round(array * gain[:, None]).astype(np.int16)
@@ -75,7 +83,7 @@ def write_wfdb(
             comments=lines, write_dir=str(staging),
         )
     header, data = path.parent / f"{record}.hea", path.parent / f"{record}.dat"
-    return [header, data, write_provenance(header, dict(provenance or {}))]
+    return [header, data, write_provenance(header, provenance)]
 
 
 def _check(array: np.ndarray, lead_names: list[str], path: Path) -> None:

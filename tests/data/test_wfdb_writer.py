@@ -42,7 +42,29 @@ def test_plain_tensor_needs_a_rate_and_matching_lead_names(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-def test_a_failed_write_leaves_no_partial_record(tmp_path):
-    with pytest.raises(ValueError):  # wfdb rejects a non-positive rate inside the staging folder
-        write_wfdb(np.ones((2, 50)) * np.arange(50), tmp_path / "bad", fs=-1, lead_names=["I", "II"])
+def test_bad_arguments_are_rejected_before_anything_is_written(tmp_path):
+    ramp = np.ones((2, 50)) * np.arange(50)
+    with pytest.raises(ValueError, match=r"bad: fs must be a positive sampling rate in Hz, got -1"):
+        write_wfdb(ramp, tmp_path / "bad", fs=-1, lead_names=["I", "II"])
+    with pytest.raises(ValueError, match=r"record name 'bad name' may hold only letters"):
+        write_wfdb(ramp, tmp_path / "bad name", fs=500, lead_names=["I", "II"])
+    with pytest.raises(TypeError, match="seed"):
+        write_wfdb(ramp, tmp_path / "bad", fs=500, lead_names=["I", "II"], provenance={"seed": object()})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_crash_while_committing_leaves_no_header(tmp_path):
+    (tmp_path / "rec.dat").mkdir()  # the signal file cannot be moved into place: the commit fails midway
+    with pytest.raises(OSError):
+        write_wfdb(np.ones((2, 50)) * np.arange(50), tmp_path / "rec", fs=500, lead_names=["I", "II"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rec.dat"]  # no header, no sidecar, no staging folder
+    assert (tmp_path / "rec.dat").is_dir()
+
+
+def test_numpy_input_with_a_flat_lead_round_trips(tmp_path):
+    signal = np.stack([np.sin(np.linspace(0, 20, 1000)) * 2.5, np.zeros(1000), np.linspace(-0.1, 0.3, 1000)])
+    header, _, sidecar = write_wfdb(signal, tmp_path / "rec.hea", fs=250, lead_names=["II", "V1", "V5"])
+    record = wfdb.rdrecord(str(tmp_path / "rec"))
+    assert record.fs == 250 and record.sig_name == ["II", "V1", "V5"] and header.name == "rec.hea"
+    np.testing.assert_allclose(record.p_signal.T, signal, atol=0.5 / min(record.adc_gain) + 1e-12)
+    assert json.loads(sidecar.read_text())["output"] == "rec.hea"
