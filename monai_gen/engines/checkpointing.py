@@ -43,6 +43,10 @@ class RandomStates:
 
     Covers torch's CPU generator, every visible CUDA device's generator, numpy's legacy global ``RandomState`` (used
     by MONAI's ``set_determinism``) and python's ``random``. Put an instance into the checkpoint dictionary.
+    Randomizable MONAI transforms keep their own ``RandomState`` and are not covered.
+
+    Examples:
+        >>> save_dict = {"network": net, "optimizer": opt, "trainer": trainer, "rng": RandomStates()}
     """
 
     def state_dict(self) -> dict[str, Any]:
@@ -137,6 +141,9 @@ class AtomicCheckpointSaver:
         n_saved: newest checkpoints to keep (None keeps all).
         prefix: file name prefix.
         save_final: also save when the run completes.
+
+    Examples:
+        >>> AtomicCheckpointSaver("runs/ckpt", save_dict, every=500, n_saved=2).attach(trainer)
     """
 
     def __init__(
@@ -193,6 +200,9 @@ class ResumeFromLatest:
         load_dict: ``{name: object with load_state_dict()}``, the same names as the saver's ``save_dict``.
         prefix: file name prefix.
         map_location: passed to ``torch.load``.
+
+    Examples:
+        >>> ResumeFromLatest("runs/ckpt", save_dict).attach(trainer)  # before trainer.run()
     """
 
     def __init__(

@@ -18,9 +18,12 @@ import ignite.distributed as idist
 import torch
 import torch.distributed as dist
 from monai.data import DistributedSampler
+from monai.utils import look_up_option
 from torch.nn.parallel import DistributedDataParallel
 
-__all__ = ["ResumableShardSampler", "init_distributed", "seeded_sampler", "wrap_distributed"]
+__all__ = ["BACKENDS", "ResumableShardSampler", "init_distributed", "seeded_sampler", "wrap_distributed"]
+
+BACKENDS = ("nccl", "gloo", "mpi")
 
 
 def init_distributed(*, backend: str | None = None, timeout_s: float = 1800.0) -> torch.device:
@@ -34,7 +37,7 @@ def init_distributed(*, backend: str | None = None, timeout_s: float = 1800.0) -
         ``cuda:<LOCAL_RANK>`` when CUDA is available, else ``cpu``.
 
     Raises:
-        ValueError: ``WORLD_SIZE`` / ``RANK`` / ``LOCAL_RANK`` are not integers.
+        ValueError: ``WORLD_SIZE`` / ``RANK`` / ``LOCAL_RANK`` are not integers, or an unknown ``backend``.
     """
     try:
         world_size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -46,7 +49,7 @@ def init_distributed(*, backend: str | None = None, timeout_s: float = 1800.0) -
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if world_size > 1 and not dist.is_initialized():
-        backend = backend or ("nccl" if device.type == "cuda" else "gloo")
+        backend = look_up_option(backend or ("nccl" if device.type == "cuda" else "gloo"), BACKENDS)
         dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s))
     return device
 
@@ -56,6 +59,10 @@ class ResumableShardSampler(DistributedSampler):
 
     :class:`~monai_gen.engines.checkpointing.ResumeFromLatest` calls :meth:`skip_next` when it loads a checkpoint
     taken in the middle of an epoch; the next epoch iteration then starts after the samples already consumed.
+    Build it with :func:`seeded_sampler`.
+
+    Examples:
+        >>> loader = DataLoader(dataset, batch_size=16, sampler=seeded_sampler(dataset, seed=0))
     """
 
     def __init__(self, *args, **kwargs) -> None:

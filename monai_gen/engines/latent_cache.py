@@ -7,7 +7,9 @@ count and a fingerprint of the encoder's weights, so a later call reuses a compl
 encoder and rebuilds a missing, truncated or stale one. :class:`LatentCacheDataset` serves the items as dicts
 with the latent under ``"image"``, ready for :class:`~monai_gen.engines.diffusion_trainer.DiffusionIteration`.
 
-See: Rombach et al. 2022 (LDM), §3-4: the diffusion model is trained in the frozen autoencoder's latent space.
+See: Medfusion (shared/papers 003), Methods, "Model architecture and training details": in the second training phase the pre-trained
+autoencoder, its weights frozen, encodes the images and the diffusion U-Net is trained on those latents;
+Medical Diffusion (shared/papers 001), §2.3.
 """
 
 from __future__ import annotations
@@ -134,9 +136,16 @@ class LatentCacheDataset(Dataset):
     Args:
         path: the cache file, or the folder holding ``latents.safetensors``.
 
+    The tensors are memory-mapped from the file (safetensors); rebuilding the cache replaces the file atomically,
+    so an open data set keeps reading the old one.
+
     Raises:
         FileNotFoundError: no cache file there.
         ValueError: the file is not a complete cache.
+
+    Examples:
+        >>> build_latent_cache(train_items, latent_space.encode, "runs/latents")
+        >>> loader = DataLoader(LatentCacheDataset("runs/latents"), batch_size=64, shuffle=True)
     """
 
     def __init__(self, path: str | os.PathLike) -> None:

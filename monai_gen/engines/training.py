@@ -169,7 +169,14 @@ class AutoencoderIteration:
         max_grad_norm: gradient-clipping norm for both networks (None = none).
         seed: base seed of the per-iteration generators.
 
-    See: Rombach et al. 2022 (LDM), §3 and App. G: perceptual compression with a patch-based adversarial objective.
+    See: Medical Diffusion (shared/papers 001), §2.3: VQ-GAN autoencoder with a patch-based discriminator at its
+    output; Medfusion (shared/papers 003): the first training phase, autoencoder alone.
+
+    Examples:
+        >>> step = AutoencoderIteration(AutoencoderGeneratorLoss(adversarial_start=1000), discriminator=disc,
+        ...                             discriminator_loss=AutoencoderDiscriminatorLoss(start=1000),
+        ...                             discriminator_optimizer=d_opt)
+        >>> trainer = SupervisedTrainer(..., iteration_update=step)
     """
 
     def __init__(

@@ -35,6 +35,10 @@ class DiffusionValidation:
         summary_writer: a TensorBoard ``SummaryWriter`` (rank 0 only); None = no TensorBoard.
         sample_fn: ``sample_fn(network, generator) -> samples (N, C, *spatial)``; None = no samples.
         on_samples: ``on_samples(samples, engine)`` called with the samples (e.g. writes a figure).
+
+    Examples:
+        >>> validation = DiffusionValidation(objective, val_loader, network=ema.ema_model, every=5)
+        >>> setup = build_diffusion_trainer(net, objective, loader, optimizer=opt, max_epochs=50, handlers=[validation])
     """
 
     def __init__(

@@ -123,3 +123,9 @@ def test_bad_torchrun_environment_is_named(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "two")
     with pytest.raises(ValueError, match="must be integers.*'two'"):
         init_distributed()
+
+
+def test_unknown_backend_is_named(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match="nccll"):
+        init_distributed(backend="nccll")
