@@ -15,6 +15,7 @@ Examples:
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -24,20 +25,21 @@ from typing import Any
 import numpy as np
 import torch
 from monai.config import NdarrayOrTensor
-from monai.data import MetaTensor
+from monai.data import ImageReader, MetaTensor
 from monai.data.meta_obj import get_track_meta
-from monai.transforms import CenterSpatialCrop, SpatialCrop, SpatialPad
+from monai.transforms import CenterSpatialCrop, LoadImage, SpatialCrop, SpatialPad
 from monai.transforms.inverse import InvertibleTransform
 from monai.transforms.transform import Transform
 from monai.utils import TraceKeys, TransformBackends, convert_to_dst_type, convert_to_tensor, look_up_option
 from scipy.signal import butter, resample_poly, sosfiltfilt
 
 from monai_gen.data.ecg_meta import LEAD_NAMES, STANDARD_LEADS, UNITS, ecg_affine, ecg_sampling_rate
-from monai_gen.data.ecg_readers import canonical_lead_name
+from monai_gen.data.ecg_readers import CPSCMatReader, DICOMECGReader, WFDBReader, canonical_lead_name
 from monai_gen.transforms.ecg.functional import MEDIAN_BEAT_FS, MEDIAN_BEAT_R_INDEX, median_beat
 from monai_gen.transforms.ecg.measurements import measure_ecg, measure_median_beat
 
 __all__ = [
+    "LoadECG",
     "LIMB_LEAD_COEFFICIENTS",
     "AMPLITUDE_METHODS",
     "StandardiseLeads",
@@ -52,6 +54,7 @@ __all__ = [
     "R_PEAK_INDEX",
     "RR_MS",
     "MEASUREMENTS",
+    "DERIVED_LEADS",
 ]
 
 LIMB_LEAD_COEFFICIENTS: dict[str, tuple[float, float]] = {
@@ -70,6 +73,7 @@ R_PEAK_INDEX = "r_peak_index"  # int, sample of R in a median beat
 N_BEATS = "n_beats"  # int, beats the median was taken over
 RR_MS = "rr_ms"  # float, median RR interval of the rhythm in ms (NaN with a single beat)
 MEASUREMENTS = "measurements"  # dict of ECGMeasurements.as_dict(): ms and bpm
+DERIVED_LEADS = "derived_leads"  # list[str], limb leads computed by StandardiseLeads
 
 
 def _where(img: Any) -> str:
@@ -133,6 +137,43 @@ def _like(result: np.ndarray, img: NdarrayOrTensor, *, fs: float | None = None, 
     return out
 
 
+class LoadECG(Transform):
+    """Load an ECG file with the reader that claims it: MONAI ``LoadImage`` with the ECG readers registered.
+
+    WFDB (``.hea``, or its ``.dat`` / ``.mat`` signal file), DICOM ECG waveform and CPSC 2018 ``.mat`` files are
+    told apart by each reader's ``verify_suffix`` (the DICOM reader checks the SOP class, the CPSC reader the
+    struct), so the reader's own error (naming the file and the problem) reaches the caller instead of
+    ``LoadImage``'s generic "cannot find a suitable reader".
+
+    Args:
+        readers: ECG readers to choose from, in order of preference; default WFDB, CPSC MATLAB, DICOM ECG.
+
+    Returns the ECG contract of :mod:`monai_gen.data.ecg_meta`: a ``(leads, samples)`` float32 MetaTensor in mV.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: no reader recognises the file (e.g. a CT DICOM), or the chosen reader rejects it.
+    """
+
+    def __init__(self, readers: Sequence[ImageReader] | None = None) -> None:
+        self.readers = list(readers) if readers else [WFDBReader(), CPSCMatReader(), DICOMECGReader()]
+        self.loader = LoadImage(reader=self.readers, image_only=True, dtype=np.float32)
+
+    def select_reader(self, filename: str | os.PathLike) -> ImageReader:
+        """The first reader whose ``verify_suffix`` claims ``filename``."""
+        if not os.path.isfile(filename):
+            raise FileNotFoundError(f"ECG file {filename} does not exist.")
+        for reader in self.readers:
+            if reader.verify_suffix(filename):
+                return reader
+        names = [type(r).__name__ for r in self.readers]
+        raise ValueError(f"{filename}: not an ECG file that {names} can read (WFDB .hea / .dat / .mat with its "
+                         "header, CPSC 2018 .mat struct ECG, DICOM ECG waveform).")
+
+    def __call__(self, filename: str | os.PathLike) -> MetaTensor:
+        return self.loader(filename, reader=self.select_reader(filename))
+
+
 class StandardiseLeads(Transform):
     """Reorder an ECG to the 12 standard leads, deriving III, aVR, aVL, aVF from I and II when absent.
 
@@ -178,8 +219,8 @@ class StandardiseLeads(Transform):
         for name in derived:
             a, b = LIMB_LEAD_COEFFICIENTS[name]
             rows[name] = a * rows["I"] + b * rows["II"]
-        return _like(np.stack([rows[n] for n in STANDARD_LEADS]), img, lead_names=list(STANDARD_LEADS),
-                     derived_leads=derived)
+        stacked = np.stack([rows[n] for n in STANDARD_LEADS])
+        return _like(stacked, img, **{LEAD_NAMES: list(STANDARD_LEADS), DERIVED_LEADS: derived})
 
 
 class ResampleECG(Transform):
@@ -192,7 +233,8 @@ class ResampleECG(Transform):
         target_fs: output rate in Hz.
         fs: input rate in Hz, required for numpy / torch input (a MetaTensor's affine holds it).
 
-    Input ``(leads, T)`` at ``fs``, output ``(leads, round(T * target_fs / fs))``.
+    Input ``(leads, T)`` at ``fs``, output ``(leads, ceil(T * target_fs / fs))``. A median beat's
+    ``meta["r_peak_index"]`` is rescaled to the new rate.
 
     See: scipy.signal.resample_poly (Kaiser-windowed FIR anti-aliasing filter, zero phase).
     """
@@ -209,11 +251,12 @@ class ResampleECG(Transform):
         fs = _sampling_rate(img, self.fs, where)
         signal = _signal(img, where)
         ratio = Fraction(self.target_fs / fs).limit_denominator(1000)
-        if ratio == 1:
-            return _like(signal, img, fs=fs)
         # padtype="line": extend the signal linearly, so a baseline offset makes no edge transient
-        resampled = resample_poly(signal, ratio.numerator, ratio.denominator, axis=-1, padtype="line")
-        return _like(resampled, img, fs=fs * ratio.numerator / ratio.denominator)
+        resampled = signal if ratio == 1 else resample_poly(
+            signal, ratio.numerator, ratio.denominator, axis=-1, padtype="line")
+        meta = getattr(img, "meta", None) or {}
+        r_peak = {R_PEAK_INDEX: int(round(meta[R_PEAK_INDEX] * ratio))} if R_PEAK_INDEX in meta else {}
+        return _like(resampled, img, fs=fs * ratio.numerator / ratio.denominator, **r_peak)
 
 
 def _zero_phase_filter(signal: np.ndarray, fs: float, *, low_hz: float | None, high_hz: float | None,
@@ -326,17 +369,34 @@ class FixedLengthECG(InvertibleTransform):
             raise ValueError(f"{_where(img)}: an ECG must be (leads, samples); got shape {tuple(img.shape)}.")
         with _one_dim_affine_ok():
             out = self.crop(img) if img.shape[-1] > self.n_samples else self.pad(img)
-        # MONAI pad / crop return a MetaTensor (with the applied operation recorded); plain inputs get their kind back
-        return out if isinstance(img, MetaTensor) else convert_to_dst_type(out, dst=img)[0]
+        if not isinstance(img, MetaTensor):  # MONAI pad / crop return a MetaTensor; plain inputs get their kind back
+            return convert_to_dst_type(out, dst=img)[0]
+        _shift_r_peak(out, _samples_added_before(out.applied_operations[-1]))
+        return out
 
     def inverse(self, data: MetaTensor) -> MetaTensor:
         """Undo the crop or pad last recorded on the MetaTensor ``data`` by this transform."""
         if not isinstance(data, MetaTensor) or not data.applied_operations:
             raise TypeError(f"FixedLengthECG.inverse needs the MetaTensor it returned, got {type(data).__name__} "
                             "without a recorded crop / pad.")
-        cropped = data.applied_operations[-1][TraceKeys.CLASS_NAME] == type(self.crop).__name__
+        last = data.applied_operations[-1]
         with _one_dim_affine_ok():
-            return self.crop.inverse(data) if cropped else self.pad.inverse(data)
+            cropped = last[TraceKeys.CLASS_NAME] == type(self.crop).__name__
+            out = self.crop.inverse(data) if cropped else self.pad.inverse(data)
+        _shift_r_peak(out, -_samples_added_before(last))
+        return out
+
+
+def _samples_added_before(operation: Mapping[str, Any]) -> int:
+    """Samples a recorded MONAI pad (positive) or crop (negative) added before the start of the signal."""
+    info = operation[TraceKeys.EXTRA_INFO]
+    return int(info["padded"][-1][0]) if "padded" in info else -int(info["cropped"][0])
+
+
+def _shift_r_peak(ecg: MetaTensor, shift: int) -> None:
+    """Keep a median beat's ``meta["r_peak_index"]`` on R after samples were added (or removed) before it."""
+    if R_PEAK_INDEX in ecg.meta:
+        ecg.meta = {**ecg.meta, R_PEAK_INDEX: int(ecg.meta[R_PEAK_INDEX]) + shift}
 
 
 class MedianBeat(Transform):

@@ -13,12 +13,14 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping, Sequence
 
 from monai.config import KeysCollection, NdarrayOrTensor
+from monai.data import ImageReader
 from monai.transforms.inverse import InvertibleTransform
 from monai.transforms.transform import MapTransform
 
 from monai_gen.transforms.ecg.array import (
     BandPassECG,
     FixedLengthECG,
+    LoadECG,
     MeasureECG,
     MedianBeat,
     NormaliseAmplitude,
@@ -28,6 +30,7 @@ from monai_gen.transforms.ecg.array import (
 )
 
 __all__ = [
+    "LoadECGd",
     "StandardiseLeadsd",
     "ResampleECGd",
     "RemoveBaselineWanderd",
@@ -42,7 +45,7 @@ __all__ = [
 class _ApplyToKeys(MapTransform):
     """Apply ``self.transform`` (an array transform) to every key."""
 
-    transform: StandardiseLeads | ResampleECG | BandPassECG | FixedLengthECG | MedianBeat | NormaliseAmplitude
+    transform: LoadECG | StandardiseLeads | ResampleECG | BandPassECG | FixedLengthECG | MedianBeat | NormaliseAmplitude
 
     def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
         d = dict(data)
@@ -61,6 +64,15 @@ class _InvertibleApplyToKeys(_ApplyToKeys, InvertibleTransform):
         for key in self.key_iterator(d):
             d[key] = self.transform.inverse(d[key])
         return d
+
+
+class LoadECGd(_ApplyToKeys):
+    """Dictionary :class:`~monai_gen.transforms.ecg.array.LoadECG`: each key's file name becomes its ECG MetaTensor."""
+
+    def __init__(self, keys: KeysCollection, readers: Sequence[ImageReader] | None = None, *,
+                 allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.transform = LoadECG(readers)
 
 
 class StandardiseLeadsd(_ApplyToKeys):
@@ -108,7 +120,7 @@ class RemoveBaselineWanderd(_ApplyToKeys):
 
 
 class FixedLengthECGd(_InvertibleApplyToKeys):
-    """Dictionary :class:`~monai_gen.transforms.ecg.array.FixedLengthECG`; ``inverse`` / ``Invertd`` restore the length."""
+    """Dictionary :class:`~monai_gen.transforms.ecg.array.FixedLengthECG`; ``inverse`` / ``Invertd`` undo it."""
 
     backend = FixedLengthECG.backend
 

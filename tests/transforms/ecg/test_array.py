@@ -9,7 +9,7 @@ from monai.data import MetaTensor
 from monai.transforms import LoadImage
 
 from monai_gen.data.ecg_meta import STANDARD_LEADS, ecg_sampling_rate, make_ecg
-from monai_gen.data.ecg_readers import WFDBReader
+from monai_gen.data.ecg_readers import WFDBReader, canonical_lead_name
 from monai_gen.metrics.ecg import limb_lead_residual
 from monai_gen.transforms.ecg.array import (
     BandPassECG,
@@ -76,7 +76,7 @@ def test_ptb_drops_frank_leads_and_derives_nothing(ptb):
 @pytest.mark.parametrize("kind", KINDS)
 def test_standardise_reorders_and_reads_canonical_names(record, kind):
     shuffled = ["v6", "Lead II", "avf", "V1", "III", "I", "aVL", "AVR", "V5", "V4", "V3", "V2"]
-    order = [STANDARD_LEADS.index(n) for n in ["V6", "II", "aVF", "V1", "III", "I", "aVL", "aVR", "V5", "V4", "V3", "V2"]]
+    order = [STANDARD_LEADS.index(canonical_lead_name(n)) for n in shuffled]
     x = _as(kind, record[order], names=shuffled)
     out = StandardiseLeads(shuffled if kind != "metatensor" else None)(x)
     assert type(out) is type(x) and out.dtype == x.dtype
@@ -232,6 +232,23 @@ def test_median_beat_at_1000_hz_keeps_duration(ptb):
     out = MedianBeat()(StandardiseLeads()(ptb))
     assert out.shape == (12, 1152) and out.meta["r_peak_index"] == 400 and ecg_sampling_rate(out) == 1000.0
     assert int(np.argmax(np.abs(_np(out)).mean(axis=0))) == pytest.approx(400, abs=5)  # R is the QRS maximum
+
+
+def _r_of(beat) -> int:
+    """Sample of the QRS maximum (mean |x| over leads) of a median beat."""
+    return int(np.argmax(np.abs(_np(beat)).mean(axis=0)))
+
+
+def test_r_peak_index_follows_resampling_and_fixed_length(ptb):
+    beat = MedianBeat()(StandardiseLeads()(ptb))  # 1000 Hz, R at 400
+    half = ResampleECG(500)(beat)
+    assert half.shape == (12, 576) and half.meta["r_peak_index"] == 200 and beat.meta["r_peak_index"] == 400
+    assert _r_of(half) == pytest.approx(200, abs=3)
+    cases = [(FixedLengthECG(600), 212), (FixedLengthECG(500), 162), (FixedLengthECG(400, align="start"), 200)]
+    for transform, expected in cases:
+        out = transform(half)
+        assert out.meta["r_peak_index"] == expected and _r_of(out) == pytest.approx(expected, abs=3)
+        assert transform.inverse(out).meta["r_peak_index"] == 200
 
 
 def test_median_beat_errors_name_the_file(record):
