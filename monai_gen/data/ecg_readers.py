@@ -90,10 +90,18 @@ class WFDBReader(_ECGReader):
 
     Header comments ``Age:``, ``Sex:`` and ``Dx:`` (PhysioNet/CinC 2020-2021 convention, case-insensitive)
     become ``age``, ``sex`` and ``dx_codes``. Lead names are given their standard spelling (``avr`` -> ``aVR``).
-    Pass the ``.hea`` file.
+    Pass the ``.hea`` file; a ``.dat`` / ``.mat`` signal file with its ``.hea`` beside it is read as its record.
     """
 
     suffixes = (".hea",)
+
+    def verify_suffix(self, filename: Sequence[str | os.PathLike] | str | os.PathLike) -> bool:
+        """True for ``.hea`` headers and for ``.dat`` / ``.mat`` signal files whose header sits beside them."""
+        return all(
+            str(f).lower().endswith(".hea")
+            or (str(f).lower().endswith((".dat", ".mat")) and Path(f).with_suffix(".hea").is_file())
+            for f in ensure_tuple(filename)
+        )
 
     def _load(self, path: Path) -> MetaTensor:
         record_path = str(path.with_suffix(""))
