@@ -16,6 +16,7 @@ import pytest
 import torch
 from ignite.engine import Engine
 
+from monai_gen.bundle.registry import find_bundle, run_bundle_workflow
 from monai_gen.engines.checkpointing import (
     AtomicCheckpointSaver,
     RandomStates,
@@ -199,3 +200,60 @@ def test_saver_rejects_bad_arguments(tmp_path, kwargs, match):
 def test_saver_rejects_empty_save_dict(tmp_path: Path):
     with pytest.raises(ValueError, match="save_dict is empty"):
         AtomicCheckpointSaver(tmp_path, {}, every=1)
+
+
+# The config lines that make the ECG bundle's train.json resumable: atomic iteration-interval checkpoints with RNG
+# states, resume from the newest complete one, and a seeded sampler so that the data order survives a restart.
+RESUMABLE_TRAIN_OVERRIDES = {
+    "checkpoint_dict#rng": "$monai_gen.engines.checkpointing.RandomStates()",
+    "train#checkpoint_saver": {
+        "_target_": "monai_gen.engines.checkpointing.AtomicCheckpointSaver", "save_dir": "@output_dir",
+        "save_dict": "@checkpoint_dict", "every": "@checkpoint_every_iterations", "n_saved": None,
+    },
+    "train#resume": {
+        "_target_": "monai_gen.engines.checkpointing.ResumeFromLatest", "save_dir": "@output_dir",
+        "load_dict": "@checkpoint_dict", "map_location": "@device",
+    },
+    "train#dataloader#sampler": "$monai_gen.engines.distributed.seeded_sampler(@train#dataset, seed=@seed)",
+    "train#dataloader#shuffle": False,
+    "train#dataloader#generator": None,
+    "initialize": [
+        "$monai.utils.set_determinism(seed=@seed)",
+        "$os.makedirs(@output_dir, exist_ok=True)",
+        "$@train#resume.attach(@train#trainer)",
+        "$@train#checkpoint_saver.attach(@train#trainer)",
+    ],
+}
+
+
+@pytest.mark.slow
+def test_bundle_train_config_resumes_mid_epoch_exactly(shared_data, tmp_path):
+    records = tmp_path / "records"
+    records.mkdir()
+    for name in ("E07500", "E07501", "JS20000", "HR06003"):
+        for suffix in (".hea", ".mat"):
+            (records / f"{name}{suffix}").symlink_to(shared_data / "ecg" / "cinc2021" / f"{name}{suffix}")
+    out = tmp_path / "train"
+    overrides = RESUMABLE_TRAIN_OVERRIDES | {
+        "dataset_dir": str(records), "output_dir": str(out), "export_dir": str(out / "models"), "max_epochs": 2,
+        "batch_size": 4, "max_beats_per_record": 4, "checkpoint_every_iterations": 1,
+    }
+    first = run_bundle_workflow(find_bundle("ecg_generative_diffusion"), "train", overrides)
+    assert first.parser.get_parsed_content("train#resume").loaded_from is None
+    assert [i for i, _ in list_checkpoints(out)] == [1, 2, 3, 4, 5, 6]  # 12 beats, batch 4: 3 iterations per epoch
+    reference = torch.load(out / "checkpoint_6.pt", weights_only=True)
+    exported = (out / "models" / "model.safetensors").read_bytes()
+
+    # leave only what a run killed during iteration 5 (mid epoch 2) would have kept of the newest checkpoints
+    for iteration, path in list_checkpoints(out):
+        if iteration != 4:
+            path.unlink()
+    (out / "models" / "model.safetensors").unlink()
+    second = run_bundle_workflow(find_bundle("ecg_generative_diffusion"), "train", overrides)
+    assert second.parser.get_parsed_content("train#resume").loaded_from == out / "checkpoint_4.pt"
+    assert [i for i, _ in list_checkpoints(out)] == [4, 5, 6]  # iterations 1-3 were not trained again
+    resumed = torch.load(out / "checkpoint_6.pt", weights_only=True)
+    assert resumed["trainer"] == reference["trainer"]
+    for part in ("model", "ema"):
+        assert all(torch.equal(resumed[part][k], v) for k, v in reference[part].items()), part
+    assert (out / "models" / "model.safetensors").read_bytes() == exported  # the exported EMA weights too
