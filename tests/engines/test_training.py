@@ -9,6 +9,7 @@ import pytest
 import torch
 import wfdb
 from ignite.engine import Events
+from monai.bundle import ConfigParser
 from monai.data import DataLoader, Dataset
 from monai.networks.nets import PatchDiscriminator
 
@@ -128,3 +129,32 @@ def test_mlflow_without_mlflow_installed_is_named(ecg_loader):
     with pytest.raises(ValueError, match="mlflow_tracking_uri='file:/tmp/x' given, but mlflow is not installed"):
         build_diffusion_trainer(network, DiffusionObjective(CosineSchedule(0.05)), ecg_loader, max_epochs=1,
                                 optimizer=torch.optim.SGD(network.parameters(), 0.1), mlflow_tracking_uri="file:/tmp/x")
+
+
+def test_trainer_and_resume_build_from_a_bundle_style_config(shared_data, tmp_path):
+    config = {
+        "imports": ["$import torch", "$import numpy as np", "$import wfdb", "$import monai_gen"],
+        "signal": f"$wfdb.rdrecord('{shared_data / 'ecg/cinc2021/E07503'}').p_signal.T.astype(np.float32) / 0.25",
+        "dataset": {"_target_": "monai.data.Dataset",
+                    "data": "$[{'image': torch.from_numpy(@signal[:, i * 128:(i + 1) * 128])} for i in range(4)]"},
+        "loader": {"_target_": "monai.data.DataLoader", "dataset": "@dataset", "batch_size": 2,
+                   "sampler": "$monai_gen.engines.distributed.seeded_sampler(@dataset, seed=0)"},
+        "network": {"_target_": "monai_gen.networks.nets.DenoisingUNet", "spatial_dims": 1, "in_channels": 12,
+                    "out_channels": 12, "channels": [8, 8], "attention_levels": [False, False], "num_res_blocks": 1,
+                    "norm_num_groups": 4},
+        "setup": {"_target_": "monai_gen.engines.training.build_diffusion_trainer", "network": "@network",
+                  "objective": {"_target_": "monai_gen.diffusion.objectives.DiffusionObjective",
+                                "schedule": {"_target_": "monai_gen.diffusion.schedules.CosineSchedule", "shift": 0.05}},
+                  "train_loader": "@loader", "max_epochs": "@epochs", "ema_momentum": 0.1,
+                  "optimizer": {"_target_": "torch.optim.Adam", "params": "$@network.parameters()", "lr": 1e-3},
+                  "checkpoint_dir": str(tmp_path), "checkpoint_every": 2},
+        "run": "$@setup.trainer.run()",
+    }
+    for epochs, resumed_from in ((1, None), (3, "checkpoint_2.pt")):
+        parser = ConfigParser({**config, "epochs": epochs})
+        parser.get_parsed_content("imports")
+        parser.get_parsed_content("run")
+        setup = parser.get_parsed_content("setup")
+        assert setup.trainer.state.iteration == 2 * epochs
+        assert (setup.resume.loaded_from and setup.resume.loaded_from.name) == resumed_from
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_4.pt", "checkpoint_6.pt"]
