@@ -6,6 +6,10 @@ a channel-first ``(leads, samples)`` float32 MetaTensor in mV, the rate in ``aff
 ``lead_names`` / ``units`` / ``record_id`` / ``age`` / ``sex`` / ``dx_codes`` in the meta when known.
 ``verify_suffix`` claims only files a reader can decode (the DICOM reader checks the SOP class, so CT / MR
 DICOM files are left to MONAI's image readers).
+
+Errors name the file and the problem. When a reader given to ``LoadImage(reader=...)`` raises, MONAI retries
+its default readers and raises a ``RuntimeError`` that quotes every reader's error, ours included;
+:class:`monai_gen.transforms.ecg.LoadECG` picks the reader first and lets its own exception through.
 """
 
 from __future__ import annotations

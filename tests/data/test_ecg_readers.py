@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pydicom
 import pytest
+import scipy.io
 import torch
 import wfdb
 from monai.data import MetaTensor
@@ -31,6 +32,7 @@ def test_every_cinc2021_record_loads_as_the_ecg_contract(shared_data):
         assert ecg.meta["sex"] in ("male", "female")
         assert str(ecg.meta["sex"]).lower() in comments[1].lower()
         assert ecg.meta["dx_codes"] == comments[2].split(":")[1].strip().split(",")
+        assert comments[0].startswith("Age:") and ecg.meta["age"] == float(comments[0].split(":")[1])
         expected = wfdb.rdrecord(str(header.with_suffix(""))).p_signal.T
         np.testing.assert_allclose(ecg.numpy(), expected, atol=1e-6)
 
@@ -55,6 +57,7 @@ def test_dicom_waveform_ecg_in_mv_matches_pydicom_scaled_by_sensitivity():
     assert ecg.shape == (12, 10000) and ecg_sampling_rate(ecg) == 1000.0
     assert ecg.meta["lead_names"] == list(STANDARD_LEADS)
     np.testing.assert_allclose(ecg.numpy(), expected_mv, atol=1e-5)
+    np.testing.assert_allclose(ecg.numpy(), ds.waveform_array(0).T / 1000.0, atol=1e-5)  # pydicom's own scaling
     assert 0.5 < float(ecg[1].abs().max()) < 5  # a QRS of a few mV, not uV
 
 
@@ -124,3 +127,29 @@ def test_sampling_rate_lives_in_the_affine_only():
     assert "fs" not in ecg.meta
     with pytest.raises(TypeError, match="MetaTensor"):
         ecg_sampling_rate(torch.zeros(2, 10))
+
+
+def test_nan_and_flat_records_on_disk_are_rejected_naming_the_file(tmp_path):
+    signal = np.random.default_rng(0).normal(size=(1000, 3))
+    signal[100:120, 2] = np.nan  # WFDB stores NaN as its invalid-sample code; rdrecord gives NaN back
+    wfdb.wrsamp("gap", fs=500, units=["mV"] * 3, sig_name=["I", "II", "V1"], p_signal=signal, fmt=["16"] * 3,
+                write_dir=str(tmp_path))
+    with pytest.raises(ValueError, match=r"gap\.hea: leads \['V1'\] contain NaN"):
+        WFDBReader().read(tmp_path / "gap.hea")
+    # LoadImage retries its default readers when ours raises and reports all in a RuntimeError; ours is in it
+    with pytest.raises(RuntimeError, match=r"(?s)cannot find a suitable reader.*gap\.hea: leads \['V1'\] contain NaN"):
+        LoadImage(reader=WFDBReader(), image_only=True)(tmp_path / "gap.hea")
+    wfdb.wrsamp("flat", fs=500, units=["mV"] * 2, sig_name=["I", "II"], p_signal=np.full((1000, 2), 0.25),
+                fmt=["16"] * 2, adc_gain=[200.0, 200.0], baseline=[0, 0], write_dir=str(tmp_path))
+    with pytest.raises(ValueError, match=r"flat\.hea: every lead is flat"):
+        WFDBReader().read(tmp_path / "flat.hea")
+
+
+def test_cpsc_file_with_the_wrong_lead_count_or_no_struct(tmp_path):
+    scipy.io.savemat(tmp_path / "eight.mat", {"ECG": {"sex": "Male", "age": 60, "data": np.ones((8, 5000))}})
+    with pytest.raises(ValueError, match=r"eight\.mat: data must be 12 x samples, got shape \(8, 5000\)"):
+        CPSCMatReader().read(tmp_path / "eight.mat")
+    scipy.io.savemat(tmp_path / "other.mat", {"val": np.ones((12, 5000))})
+    assert not CPSCMatReader().verify_suffix(tmp_path / "other.mat")
+    with pytest.raises(ValueError, match=r"other\.mat cannot be read \(expected a struct ECG"):
+        CPSCMatReader().read(tmp_path / "other.mat")
