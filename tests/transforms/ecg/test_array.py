@@ -58,6 +58,16 @@ def test_derived_limb_leads_match_recorded_ones_on_every_cinc_record(cinc_signal
         np.testing.assert_allclose(out, signal, atol=0.004, rtol=0, err_msg=name)
 
 
+def test_derived_limb_leads_match_ptb_with_frank_leads_present(ptb):
+    names = ptb.meta["lead_names"]
+    keep = [i for i, name in enumerate(names) if name not in ("III", "aVR", "aVL", "aVF")]
+    x = make_ecg(ptb[keep], 1000.0, [names[i] for i in keep], source="s0010_re.hea")  # I, II, V1-V6, vx, vy, vz
+    out = StandardiseLeads()(x)
+    assert out.meta["derived_leads"] == ["III", "aVR", "aVL", "aVF"] and out.shape == (12, ptb.shape[1])
+    # PTB stores each lead at 0.5 uV resolution: 1 uV reached
+    np.testing.assert_allclose(_np(out), _np(ptb[:12]), atol=0.0012, rtol=0)
+
+
 def test_derived_leads_satisfy_the_residual_metric_exactly(record):
     derived = StandardiseLeads(RECORDED)(record[[STANDARD_LEADS.index(n) for n in RECORDED]])
     assert limb_lead_residual(derived)[0] < 1e-12  # same coefficients as the metric, shared not copied
