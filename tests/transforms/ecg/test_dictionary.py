@@ -35,6 +35,7 @@ def ecg(cinc_signals) -> MetaTensor:
     return make_ecg(cinc_signals["HR06000"], 500.0, STANDARD_LEADS, record_id="HR06000", source="HR06000.hea")
 
 
+@pytest.mark.slow
 def test_full_chain_gives_12_by_576_median_beats_on_every_cinc_record(shared_data):
     chain = Compose([
         LoadImaged(keys="ecg", reader=WFDBReader()),
