@@ -1,0 +1,83 @@
+"""Write a synthetic image as NIfTI with the correct affine, atomically, with its provenance sidecar.
+
+The array is written by MONAI's :class:`~monai.data.NibabelWriter` (channel-first in, channel-last NIfTI out,
+sform = qform = the affine). NIfTI's world space is RAS: a MetaTensor whose ``meta["space"]`` is ``LPS`` (e.g.
+loaded with ``affine_lps_to_ras=False``) has its affine converted first, so the written file places every voxel
+where the source placed it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from monai.config import DtypeLike
+from monai.data import MetaTensor, NibabelWriter
+from monai.data.utils import orientation_ras_lps
+from monai.utils import SpaceKeys
+
+from monai_gen.data.provenance import to_json_compatible, write_provenance
+from monai_gen.utils.atomic import atomic_output_path
+
+__all__ = ["write_nifti"]
+
+_SUFFIXES = (".nii", ".nii.gz")
+
+
+def write_nifti(
+    image: np.ndarray | torch.Tensor,
+    path: str | os.PathLike,
+    *,
+    affine: np.ndarray | torch.Tensor | None = None,
+    channel_dim: int | None = 0,
+    output_dtype: DtypeLike = np.float32,
+    provenance: Mapping[str, Any] | None = None,
+) -> list[Path]:
+    """Write ``image`` ``(C, *spatial)`` to ``path`` (``.nii`` / ``.nii.gz``) and its JSON provenance sidecar.
+
+    Args:
+        image: channel-first image; a MetaTensor gives its affine (mm) and space (RAS or LPS).
+        path: destination NIfTI file.
+        affine: ``(4, 4)`` voxel-to-RAS affine in mm; overrides the MetaTensor's (default identity for arrays).
+        channel_dim: channel axis of ``image`` (``None`` for no channel axis); one channel is squeezed.
+        output_dtype: data type stored in the file.
+        provenance: generation provenance (model id, seed, conditions...) for the sidecar.
+
+    Returns:
+        ``[nifti file, sidecar]``.
+
+    Raises:
+        ValueError: wrong suffix, NaN / infinite values, affine not ``(4, 4)`` / singular.
+        TypeError: a provenance value JSON cannot hold (checked before anything is written).
+    """
+    path = Path(path)
+    if not path.name.endswith(_SUFFIXES):
+        raise ValueError(f"NIfTI path {path} must end with .nii or .nii.gz.")
+    record = {str(k): to_json_compatible(v, key=str(k)) for k, v in (provenance or {}).items()}
+    array = np.asarray(image.detach().cpu() if isinstance(image, torch.Tensor) else image)
+    if not np.isfinite(array).all():
+        raise ValueError(f"{path}: the image contains NaN or infinite values; nothing was written.")
+    ras = _ras_affine(image, affine, path)
+    writer = NibabelWriter(output_dtype=output_dtype)
+    writer.set_data_array(array, channel_dim=channel_dim)
+    writer.set_metadata({"affine": ras, "original_affine": ras}, resample=False)
+    with atomic_output_path(path) as tmp:
+        writer.write(tmp)
+    return [path, write_provenance(path, record)]
+
+
+def _ras_affine(image: Any, affine: Any, path: Path) -> np.ndarray:
+    """The voxel-to-RAS affine: given, else the MetaTensor's (converted from LPS when its space says so)."""
+    space = SpaceKeys.RAS
+    if affine is None and isinstance(image, MetaTensor):
+        affine, space = image.affine, image.meta.get("space", SpaceKeys.RAS)
+    if affine is None:
+        return np.eye(4)
+    affine = np.asarray(affine.detach().cpu() if isinstance(affine, torch.Tensor) else affine, dtype=np.float64)
+    if affine.shape != (4, 4) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        raise ValueError(f"{path}: affine must be an invertible (4, 4) matrix, got {affine.tolist()}.")
+    return orientation_ras_lps(affine) if str(space) == SpaceKeys.LPS else affine

@@ -1,0 +1,76 @@
+"""write_nifti: nibabel / SimpleITK read back the same array and geometry; sidecar; errors."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+from monai.data import MetaTensor
+from monai.transforms import LoadImage
+
+from monai_gen.data.dicom_series import LoadDICOMSeries
+from monai_gen.data.nifti_writer import write_nifti
+
+IXI = "brain_mri/ixi10_2mm/nifti"
+
+
+def _first_ixi(shared_data):
+    return sorted((shared_data / IXI).glob("*.nii.gz"))[0]
+
+
+def test_round_trip_real_volume_same_array_and_affine(shared_data, tmp_path):
+    source = _first_ixi(shared_data)
+    image = LoadImage(image_only=True, ensure_channel_first=True)(source)
+    out, sidecar = write_nifti(image, tmp_path / "synth.nii.gz", provenance={"model_id": "m1", "seed": np.int64(7)})
+    back = nib.load(out)
+    np.testing.assert_array_equal(back.get_fdata(dtype=np.float32), image[0].numpy())
+    np.testing.assert_allclose(back.affine, nib.load(source).affine, atol=1e-5)
+    assert back.header["sform_code"] == 1 and back.header["qform_code"] == 1
+    record = json.loads(sidecar.read_text())
+    assert sidecar == tmp_path / "synth.json" and record["synthetic"] is True and record["seed"] == 7
+    assert record["output"] == "synth.nii.gz"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["synth.json", "synth.nii.gz"]  # no temporary left
+
+
+@pytest.mark.parametrize("lps_to_ras", [True, False])
+def test_dicom_volume_keeps_its_physical_geometry(shared_data, tmp_path, lps_to_ras):
+    """A DICOM series loaded in RAS or LPS is written to the same NIfTI: SimpleITK sees the DICOM geometry."""
+    folder = shared_data / "ct/totalsegmentator/example_ct_dicom"
+    volume = LoadDICOMSeries(affine_lps_to_ras=lps_to_ras)(folder)
+    out, _ = write_nifti(volume, tmp_path / "ct.nii", output_dtype=np.int16)
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder)))
+    ref, written = reader.Execute(), sitk.ReadImage(str(out))
+    assert written.GetSize() == ref.GetSize()
+    np.testing.assert_allclose(written.GetSpacing(), ref.GetSpacing(), atol=1e-5)
+    np.testing.assert_allclose(written.GetOrigin(), ref.GetOrigin(), atol=1e-4)
+    np.testing.assert_allclose(written.GetDirection(), ref.GetDirection(), atol=1e-6)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(written), sitk.GetArrayFromImage(ref))
+
+
+def test_array_with_explicit_affine_and_4d_channels(tmp_path):
+    affine = np.array([[0, -2.0, 0, 10], [1.5, 0, 0, -4], [0, 0, 3, 7], [0, 0, 0, 1]])
+    data = torch.arange(2 * 4 * 5 * 3, dtype=torch.float32).reshape(2, 4, 5, 3)
+    out, _ = write_nifti(data, tmp_path / "two.nii.gz", affine=affine)
+    back = nib.load(out)
+    np.testing.assert_allclose(back.affine, affine)
+    np.testing.assert_array_equal(back.get_fdata(), np.moveaxis(data.numpy(), 0, -1))  # channels last (MONAI)
+
+
+def test_errors_name_the_problem(tmp_path):
+    image = MetaTensor(torch.zeros(1, 4, 4, 4))
+    with pytest.raises(ValueError, match=r"bad.png must end with .nii"):
+        write_nifti(image, tmp_path / "bad.png")
+    nan = image.clone()
+    nan[0, 1, 1, 1] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        write_nifti(nan, tmp_path / "nan.nii.gz")
+    with pytest.raises(ValueError, match="invertible"):
+        write_nifti(image, tmp_path / "sing.nii.gz", affine=np.zeros((4, 4)))
+    with pytest.raises(TypeError, match="'model'"):
+        write_nifti(image, tmp_path / "prov.nii.gz", provenance={"model": object()})
+    assert list(tmp_path.iterdir()) == []  # nothing written by any failed call
