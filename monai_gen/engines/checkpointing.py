@@ -222,12 +222,26 @@ class ResumeFromLatest:
 
     def __call__(self, engine: Engine) -> None:
         path = find_latest_checkpoint(self.save_dir, prefix=self.prefix, required_keys=tuple(self.load_dict))
+        _check_ranks_agree(path)
         if path is None:
             return
         targets = {k: v.module if isinstance(v, DistributedDataParallel) else v for k, v in self.load_dict.items()}
         CheckpointLoader(load_path=str(path), load_dict=targets, map_location=self.map_location)(engine)
         self.loaded_from = path
         _skip_consumed_batches(engine)
+
+
+def _check_ranks_agree(path: Path | None) -> None:
+    """In a multi-process run every rank must resume from the same checkpoint (e.g. a folder on a shared disk)."""
+    if idist.get_world_size() <= 1:
+        return
+    iteration = -1 if path is None else int(_NAME.match(path.name)["iteration"])
+    found = [int(i) for i in idist.all_gather(torch.tensor([iteration]))]
+    if len(set(found)) > 1:
+        raise ValueError(
+            f"ranks resumed from different checkpoints (iteration per rank, -1 = none: {found}); the checkpoint "
+            "folder must be the same, shared, on every rank."
+        )
 
 
 def _skip_consumed_batches(engine: Engine) -> None:

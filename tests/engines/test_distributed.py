@@ -81,6 +81,11 @@ def test_two_process_gloo_run_matches_one_process_structure(shared_data, tmp_pat
     assert not (ddp / "ckpt_rank1").exists() and not (ddp / "tb_rank1").exists()  # only rank 0 writes
     assert [i for i, _ in list_checkpoints(ddp / "ckpt_rank0")] == [2, 4]
     assert any((ddp / "tb_rank0").iterdir())
+    # restarting resumes rank 0 from its checkpoint while rank 1 has none: refused, not silently diverged
+    cmd[cmd.index("--master_port") + 1] = str(_free_port())
+    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode != 0 and "ranks resumed from different checkpoints" in rerun.stderr, rerun.stderr[-3000:]
+    assert "[4, -1]" in rerun.stderr
 
     single.mkdir()
     runpy.run_path(str(script), run_name="single")["train"](str(shared_data), str(single))
