@@ -1,4 +1,4 @@
-"""ECG readers for MONAI's ``LoadImage``: WFDB, DICOM 12-lead waveform, and the CPSC 2018 MATLAB struct.
+"""ECG readers for MONAI's ``LoadImage``: WFDB, DICOM 12-lead waveform, the CPSC 2018 MATLAB struct, HL7 aECG.
 
 Each reader is a MONAI :class:`~monai.data.ImageReader`, so ``LoadImage(reader=WFDBReader())`` and
 ``LoadImaged(keys="ecg", reader=...)`` return the ECG contract of :mod:`monai_gen.data.ecg_meta`:
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import xml.etree.ElementTree as ElementTree
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from monai.utils import ensure_tuple
 
 from monai_gen.data.ecg_meta import STANDARD_LEADS, make_ecg
 
-__all__ = ["canonical_lead_name", "WFDBReader", "DICOMECGReader", "CPSCMatReader"]
+__all__ = ["canonical_lead_name", "WFDBReader", "DICOMECGReader", "CPSCMatReader", "HL7aECGReader"]
 
 _UNIT_TO_MV = {"mv": 1.0, "uv": 1e-3, "μv": 1e-3, "µv": 1e-3, "v": 1e3, "nv": 1e-6}
 _CANONICAL = {name.lower(): name for name in STANDARD_LEADS}
@@ -270,3 +271,78 @@ def _number_or_none(value: Any) -> float | None:
     except (TypeError, ValueError, IndexError):
         return None
     return number if np.isfinite(number) else None
+
+
+_HL7 = "{urn:hl7-org:v3}"
+_TIME_UNIT_S = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
+
+
+class HL7aECGReader(_ECGReader):
+    """HL7 v3 annotated ECG (aECG, FDA XML) rhythm waveforms, parsed with the standard library.
+
+    The first ``series`` is read: its time sequence (``TIME_ABSOLUTE`` / ``TIME_RELATIVE``, a ``GLIST``
+    whose ``increment`` gives ``1 / fs``) and one ``SLIST_PQ`` sequence per lead (``MDC_ECG_LEAD_*`` codes),
+    each sample ``origin + scale * digit`` in the ``scale`` unit, converted to mV. ``administrativeGenderCode``
+    gives the sex. ``verify_suffix`` claims ``.xml`` files whose root element is ``AnnotatedECG``.
+    """
+
+    suffixes = (".xml",)
+
+    def verify_suffix(self, filename: Sequence[str | os.PathLike] | str | os.PathLike) -> bool:
+        if not super().verify_suffix(filename):
+            return False
+        try:
+            return all(next(ElementTree.iterparse(f, events=("start",)))[1].tag == f"{_HL7}AnnotatedECG"
+                       for f in ensure_tuple(filename))
+        except (OSError, ElementTree.ParseError, StopIteration):
+            return False
+
+    def _load(self, path: Path) -> MetaTensor:
+        try:
+            root = ElementTree.parse(path).getroot()
+        except ElementTree.ParseError as err:
+            raise ValueError(f"HL7 aECG {path} is not well-formed XML: {err}") from err
+        series = root.find(f"{_HL7}component/{_HL7}series")
+        if root.tag != f"{_HL7}AnnotatedECG" or series is None:
+            raise ValueError(f"HL7 aECG {path}: no AnnotatedECG/component/series element (root {root.tag}).")
+        fs, names, leads = None, [], []
+        for seq in series.findall(f"{_HL7}component/{_HL7}sequenceSet/{_HL7}component/{_HL7}sequence"):
+            code = getattr(seq.find(f"{_HL7}code"), "attrib", {}).get("code", "")
+            if code.startswith("TIME_") and fs is None:
+                fs = _aecg_rate(seq, path)
+            elif code.startswith("MDC_ECG_LEAD_"):
+                names.append(canonical_lead_name(code[len("MDC_ECG_LEAD_"):]))
+                leads.append(_aecg_lead(seq, path, names[-1]))
+        if fs is None or not leads:
+            raise ValueError(f"HL7 aECG {path}: the first series needs a TIME_* sequence and MDC_ECG_LEAD_* sequences.")
+        if len({lead.size for lead in leads}) != 1:
+            raise ValueError(f"HL7 aECG {path}: leads {names} have different lengths {[lead.size for lead in leads]}.")
+        sex = root.find(f".//{_HL7}administrativeGenderCode")
+        header = {"sex": sex.get("code") if sex is not None else None}
+        record_id = root.find(f"{_HL7}id")
+        return make_ecg(np.stack(leads), fs, names, header=header, source=str(path),
+                        record_id=record_id.get("root", path.stem) if record_id is not None else path.stem)
+
+
+def _aecg_rate(sequence: ElementTree.Element, path: Path) -> float:
+    increment = sequence.find(f"{_HL7}value/{_HL7}increment")
+    try:
+        step = float(increment.get("value")) * _TIME_UNIT_S[increment.get("unit", "s")]
+    except (AttributeError, TypeError, ValueError, KeyError) as err:
+        raise ValueError(f"HL7 aECG {path}: time sequence increment missing or not in s / ms / us.") from err
+    if not step > 0:
+        raise ValueError(f"HL7 aECG {path}: time increment must be positive, got {step} s.")
+    return 1.0 / step
+
+
+def _aecg_lead(sequence: ElementTree.Element, path: Path, name: str) -> np.ndarray:
+    where = f"HL7 aECG {path} lead {name}"
+    origin, scale, digits = (sequence.find(f"{_HL7}value/{_HL7}{tag}") for tag in ("origin", "scale", "digits"))
+    if origin is None or scale is None or digits is None or not (digits.text or "").strip():
+        raise ValueError(f"{where}: an SLIST_PQ value needs origin, scale and digits.")
+    scale_mv, origin_mv = (_to_mv(e.get("unit", "uV"), where) for e in (scale, origin))
+    try:
+        samples = np.array(digits.text.split(), dtype=np.float64)
+        return float(origin.get("value", 0)) * origin_mv + float(scale.get("value")) * scale_mv * samples
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{where}: digits, origin or scale are not numbers ({err}).") from err

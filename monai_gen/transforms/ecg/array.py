@@ -34,7 +34,7 @@ from monai.utils import TraceKeys, TransformBackends, convert_to_dst_type, conve
 from scipy.signal import butter, resample_poly, sosfiltfilt
 
 from monai_gen.data.ecg_meta import LEAD_NAMES, STANDARD_LEADS, UNITS, ecg_affine, ecg_sampling_rate
-from monai_gen.data.ecg_readers import CPSCMatReader, DICOMECGReader, WFDBReader, canonical_lead_name
+from monai_gen.data.ecg_readers import CPSCMatReader, DICOMECGReader, HL7aECGReader, WFDBReader, canonical_lead_name
 from monai_gen.transforms.ecg.functional import MEDIAN_BEAT_FS, MEDIAN_BEAT_R_INDEX, median_beat
 from monai_gen.transforms.ecg.measurements import measure_ecg, measure_median_beat
 
@@ -140,13 +140,13 @@ def _like(result: np.ndarray, img: NdarrayOrTensor, *, fs: float | None = None, 
 class LoadECG(Transform):
     """Load an ECG file with the reader that claims it: MONAI ``LoadImage`` with the ECG readers registered.
 
-    WFDB (``.hea``, or its ``.dat`` / ``.mat`` signal file), DICOM ECG waveform and CPSC 2018 ``.mat`` files are
-    told apart by each reader's ``verify_suffix`` (the DICOM reader checks the SOP class, the CPSC reader the
-    struct), so the reader's own error (naming the file and the problem) reaches the caller instead of
+    WFDB (``.hea``, or its ``.dat`` / ``.mat`` signal file), DICOM ECG waveform, CPSC 2018 ``.mat`` and HL7 aECG
+    ``.xml`` files are told apart by each reader's ``verify_suffix`` (the DICOM reader checks the SOP class, the
+    CPSC reader the struct, the aECG reader the root element), so the reader's own error (naming the file and the problem) reaches the caller instead of
     ``LoadImage``'s generic "cannot find a suitable reader".
 
     Args:
-        readers: ECG readers to choose from, in order of preference; default WFDB, CPSC MATLAB, DICOM ECG.
+        readers: ECG readers to choose from, in order of preference; default WFDB, CPSC MATLAB, DICOM ECG, aECG.
 
     Returns the ECG contract of :mod:`monai_gen.data.ecg_meta`: a ``(leads, samples)`` float32 MetaTensor in mV.
 
@@ -156,7 +156,7 @@ class LoadECG(Transform):
     """
 
     def __init__(self, readers: Sequence[ImageReader] | None = None) -> None:
-        self.readers = list(readers) if readers else [WFDBReader(), CPSCMatReader(), DICOMECGReader()]
+        self.readers = list(readers) if readers else [WFDBReader(), CPSCMatReader(), DICOMECGReader(), HL7aECGReader()]
         self.loader = LoadImage(reader=self.readers, image_only=True, dtype=np.float32)
 
     def select_reader(self, filename: str | os.PathLike) -> ImageReader:
@@ -168,7 +168,7 @@ class LoadECG(Transform):
                 return reader
         names = [type(r).__name__ for r in self.readers]
         raise ValueError(f"{filename}: not an ECG file that {names} can read (WFDB .hea / .dat / .mat with its "
-                         "header, CPSC 2018 .mat struct ECG, DICOM ECG waveform).")
+                         "header, CPSC 2018 .mat struct ECG, DICOM ECG waveform, HL7 aECG .xml).")
 
     def __call__(self, filename: str | os.PathLike) -> MetaTensor:
         return self.loader(filename, reader=self.select_reader(filename))
