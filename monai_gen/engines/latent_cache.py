@@ -4,7 +4,8 @@
 safetensors file holding the latents ``(N, C_z, *spatial_z)`` and the per-sample tensors kept alongside them
 (the conditions ``"conditions"`` / ``"condition_mask"`` by default), atomically. Its metadata records the item
 count and a fingerprint of the encoder's weights, so a later call reuses a complete cache built by the same
-encoder and rebuilds a missing, truncated or stale one. :class:`LatentCacheDataset` serves the items as dicts
+encoder and rebuilds a missing, truncated or stale one. In a multi-process run rank 0 encodes and the other ranks
+wait for it. :class:`LatentCacheDataset` serves the items as dicts
 with the latent under ``"image"``, ready for :class:`~monai_gen.engines.diffusion_trainer.DiffusionIteration`.
 
 See: Medfusion (shared/papers 003), Methods, "Model architecture and training details": in the second training phase the pre-trained
@@ -21,6 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import ignite.distributed as idist
 import torch
 from monai.data import DataLoader
 from safetensors import SafetensorError, safe_open
@@ -94,15 +96,20 @@ def build_latent_cache(
     path = Path(cache_dir) / CACHE_NAME
     fingerprint = fingerprint or encoder_fingerprint(encode)
     wanted = {"count": str(len(dataset)), "fingerprint": fingerprint, "image_key": image_key}
-    if path.is_file():
-        metadata = _read_metadata(path)
-        if metadata is not None and all(metadata.get(k) == v for k, v in wanted.items()):
-            return path
-    tensors = _encode_all(dataset, encode, image_key=image_key, keep_keys=keep_keys, batch_size=batch_size,
-                          device=torch.device(device))
-    with atomic_output_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=wanted)
+    if idist.get_rank() == 0 and not _is_current(path, wanted):
+        tensors = _encode_all(dataset, encode, image_key=image_key, keep_keys=keep_keys, batch_size=batch_size,
+                              device=torch.device(device))
+        with atomic_output_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata=wanted)
+    if idist.get_world_size() > 1:
+        idist.barrier()  # the other ranks wait for rank 0's cache
     return path
+
+
+def _is_current(path: Path, wanted: dict[str, str]) -> bool:
+    """Whether ``path`` is a complete cache whose metadata matches ``wanted``."""
+    metadata = _read_metadata(path) if path.is_file() else None
+    return metadata is not None and all(metadata.get(k) == v for k, v in wanted.items())
 
 
 def _encode_all(
