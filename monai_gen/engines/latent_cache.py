@@ -3,7 +3,7 @@
 :func:`build_latent_cache` runs the encoder over the data set in batches (no gradients, eval mode) and writes one
 safetensors file holding the latents ``(N, C_z, *spatial_z)`` and the per-sample tensors kept alongside them
 (the conditions ``"conditions"`` / ``"condition_mask"`` by default), atomically. Its metadata records the item
-count and a fingerprint of the encoder's weights, so a later call reuses a complete cache built by the same
+count, a fingerprint of the encoder's weights and one of the first and last items, so a later call reuses a complete cache built by the same
 encoder and rebuilds a missing, truncated or stale one. In a multi-process run rank 0 encodes and the other ranks
 wait for it. :class:`LatentCacheDataset` serves the items as dicts
 with the latent under ``"image"``, ready for :class:`~monai_gen.engines.diffusion_trainer.DiffusionIteration`.
@@ -25,6 +25,7 @@ from typing import Any
 import ignite.distributed as idist
 import torch
 from monai.data import DataLoader
+from monai.utils import convert_to_tensor
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch.utils.data import Dataset
@@ -44,8 +45,28 @@ def encoder_fingerprint(encode: Callable[[torch.Tensor], torch.Tensor]) -> str:
     if isinstance(owner, torch.nn.Module):
         for name, tensor in owner.state_dict().items():
             digest.update(name.encode())
-            digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+            digest.update(_tensor_bytes(tensor))
     return digest.hexdigest()
+
+
+def _data_fingerprint(dataset: Sequence[dict[str, Any]], keys: Sequence[str]) -> str:
+    """SHA-256 of the first and last items' tensors under ``keys``.
+
+    A cheap check (two items are loaded, not the whole data set) that a cache of the same size was built from the
+    same data: another split, record selection or preprocessing almost always changes one of the two.
+    """
+    digest = hashlib.sha256()
+    for index in sorted({0, len(dataset) - 1}):
+        item = dataset[index]
+        for key in keys:
+            if key in item:
+                digest.update(key.encode())
+                digest.update(_tensor_bytes(convert_to_tensor(item[key], track_meta=False)))
+    return digest.hexdigest()
+
+
+def _tensor_bytes(tensor: torch.Tensor) -> bytes:
+    return tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
 
 
 def _read_metadata(path: Path) -> dict[str, str] | None:
@@ -95,7 +116,8 @@ def build_latent_cache(
         raise ValueError("cannot build a latent cache of an empty data set.")
     path = Path(cache_dir) / CACHE_NAME
     fingerprint = fingerprint or encoder_fingerprint(encode)
-    wanted = {"count": str(len(dataset)), "fingerprint": fingerprint, "image_key": image_key}
+    wanted = {"count": str(len(dataset)), "fingerprint": fingerprint, "image_key": image_key,
+              "data": _data_fingerprint(dataset, [image_key, *keep_keys])}
     if idist.get_rank() == 0 and not _is_current(path, wanted):
         tensors = _encode_all(dataset, encode, image_key=image_key, keep_keys=keep_keys, batch_size=batch_size,
                               device=torch.device(device))

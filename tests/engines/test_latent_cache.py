@@ -95,6 +95,21 @@ def test_cache_of_other_encoder_weights_or_data_size_is_rebuilt(items, encoder, 
     assert encoder.calls == 3 and len(LatentCacheDataset(tmp_path)) == 3
 
 
+def test_cache_of_other_data_of_the_same_size_is_rebuilt(items, encoder, tmp_path):
+    build_latent_cache(items, encoder, tmp_path, batch_size=5)
+    shifted = [{**item, "image": item["image"].roll(1, dims=-1)} for item in items]  # e.g. another windowing
+    build_latent_cache(shifted, encoder, tmp_path, batch_size=5)
+    assert encoder.calls == 2
+    with torch.no_grad():
+        expected = encoder.space.encode(torch.stack([item["image"] for item in shifted]))  # the cache's one batch
+    assert torch.equal(LatentCacheDataset(tmp_path)[4]["image"], expected[4])
+    relabelled = [{**item, "conditions": item["conditions"] + 1} for item in shifted]  # same signals, new conditions
+    build_latent_cache(relabelled, encoder, tmp_path, batch_size=5)
+    assert encoder.calls == 3 and torch.equal(LatentCacheDataset(tmp_path)[0]["conditions"], relabelled[0]["conditions"])
+    build_latent_cache([dict(item) for item in relabelled], encoder, tmp_path, batch_size=5)
+    assert encoder.calls == 3  # equal content (new objects) reuses the cache
+
+
 def test_bad_inputs_are_named(items, encoder, tmp_path):
     with pytest.raises(ValueError, match="empty data set"):
         build_latent_cache([], encoder, tmp_path)
