@@ -1,8 +1,9 @@
 """An ECG training cohort: records -> R-aligned 12-lead beats with measured phenotypes, split by record.
 
 This is what the ECG bundle trains and evaluates on, and what a user points at their own folder of records
-(WFDB ``.hea``, CPSC ``.mat``, DICOM waveform ``.dcm``). Every record is loaded with the project's readers,
-reduced to the 12 standard leads, resampled to 500 Hz, high-pass filtered at 0.5 Hz (baseline wander),
+(WFDB ``.hea``, CPSC ``.mat``, DICOM waveform ``.dcm``). Every record is loaded with the project's ECG transforms
+(``LoadECG``, ``StandardiseLeads`` — limb leads derived when absent —, ``ResampleECG`` to 500 Hz,
+``RemoveBaselineWander`` at 0.5 Hz),
 measured (heart rate from the rhythm, QRS and QT on its median beat — :func:`measure_ecg`), and cut into
 R-aligned windows of 576 samples with R at sample 200 (xMADD's median-beat geometry). Every beat carries its
 record's phenotypes (heart rate, QRS, QT, age, sex) and the record id, so train / test splits are by record.
@@ -24,13 +25,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from monai.transforms import LoadImage
 from safetensors.torch import load_file, save_file
-from scipy.signal import butter, resample_poly, sosfiltfilt
 
-from monai_gen.data.ecg_meta import STANDARD_LEADS, ecg_sampling_rate
-from monai_gen.data.ecg_readers import CPSCMatReader, DICOMECGReader, WFDBReader
+from monai_gen.data.ecg_readers import CPSCMatReader, DICOMECGReader
 from monai_gen.transforms.conditions import ConditionSet
+from monai_gen.transforms.ecg.array import LoadECG, RemoveBaselineWander, ResampleECG, StandardiseLeads
 from monai_gen.transforms.ecg.functional import MEDIAN_BEAT_R_INDEX, MEDIAN_BEAT_SAMPLES, beat_windows, detect_r_peaks
 from monai_gen.transforms.ecg.measurements import measure_ecg
 from monai_gen.utils.atomic import atomic_output_path, atomic_write_text
@@ -52,6 +51,8 @@ logger = logging.getLogger(__name__)
 BEAT_FS = 500.0
 PHENOTYPES = ("heart_rate", "qrs", "qt", "age", "sex")
 _MAX_ABS_MV = 10.0  # a window beyond +-10 mV is an artefact, not a beat
+# applied in turn rather than through monai Compose, whose RuntimeError wrapper would hide the readers' messages
+_PREPARE = (LoadECG(), StandardiseLeads(), ResampleECG(BEAT_FS), RemoveBaselineWander(cutoff_hz=0.5))
 
 
 @dataclass
@@ -120,25 +121,13 @@ def find_ecg_records(folder: str | os.PathLike) -> list[Path]:
     return headers + mats + dicoms
 
 
-def _standard_12_leads(ecg: torch.Tensor, where: str) -> np.ndarray:
-    names = list(ecg.meta["lead_names"])
-    missing = [lead for lead in STANDARD_LEADS if lead not in names]
-    if missing:
-        raise ValueError(f"{where}: leads {missing} are missing; the cohort needs the 12 standard leads, got {names}.")
-    return ecg.numpy()[[names.index(lead) for lead in STANDARD_LEADS]].astype(np.float64)
-
-
 def _prepared_signal(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
-    loader = LoadImage(reader=[WFDBReader(), CPSCMatReader(), DICOMECGReader()], image_only=True)
-    ecg = loader(path)
-    signal = _standard_12_leads(ecg, str(path))
-    fs = ecg_sampling_rate(ecg)
-    if fs != BEAT_FS:
-        up, down = (np.array([BEAT_FS, fs]) / np.gcd(int(BEAT_FS), int(round(fs)))).astype(int)
-        signal = resample_poly(signal, up, down, axis=1)
-    signal = sosfiltfilt(butter(2, 0.5, btype="highpass", fs=BEAT_FS, output="sos"), signal, axis=1)
+    """``(12, samples)`` at 500 Hz without baseline wander, and the record's header fields."""
+    ecg = path
+    for transform in _PREPARE:
+        ecg = transform(ecg)
     header = {"age": ecg.meta.get("age"), "sex": ecg.meta.get("sex")}
-    return signal, {"record_id": str(ecg.meta.get("record_id") or path.stem), **header}
+    return ecg.numpy().astype(np.float64), {"record_id": str(ecg.meta.get("record_id") or path.stem), **header}
 
 
 def _record_beats(path: Path, max_beats: int | None) -> tuple[np.ndarray, dict[str, Any]]:

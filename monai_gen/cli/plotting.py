@@ -10,7 +10,7 @@ import torch
 from monai.transforms import LoadImage
 
 from monai_gen.data.ecg_meta import ecg_sampling_rate
-from monai_gen.data.ecg_readers import CPSCMatReader, DICOMECGReader, WFDBReader
+from monai_gen.transforms.ecg.array import LoadECG
 from monai_gen.visualize.ecg import plot_ecg, plot_median_beats
 from monai_gen.visualize.images import plot_image_grid
 
@@ -30,12 +30,12 @@ def plot_files(files: Sequence[str | os.PathLike], output: str | os.PathLike) ->
     for path in paths:
         if not path.exists():
             raise FileNotFoundError(f"{path} does not exist.")
-    ecg_readers = [WFDBReader(), CPSCMatReader(), DICOMECGReader()]
-    is_ecg = [any(r.verify_suffix(p) for r in ecg_readers) for p in paths]
+    load_ecg = LoadECG()
+    is_ecg = [any(r.verify_suffix(p) for r in load_ecg.readers) for p in paths]
     if any(is_ecg):
         if len(paths) != 1 or not all(is_ecg):
             raise ValueError(f"plot one ECG record at a time (got {len(paths)} files: {[p.name for p in paths]}).")
-        ecg = LoadImage(reader=ecg_readers, image_only=True)(paths[0])
+        ecg = load_ecg(paths[0])
         fs = ecg_sampling_rate(ecg)
         draw = plot_median_beats if ecg.shape[-1] / fs <= _BEAT_MAX_SECONDS else plot_ecg
         draw(ecg, fs, path=output)

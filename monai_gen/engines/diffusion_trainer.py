@@ -6,8 +6,9 @@ samples a time and noise, noises the data and weights the error by the noise lev
 ``SupervisedTrainer(iteration_update=...)`` expects, so everything else — data loading, optimiser, AMP,
 handlers (stats, TensorBoard, checkpoints, EMA, LR schedules) — stays MONAI / Ignite.
 
-Randomness is drawn from generators seeded by ``(seed, iteration)``, so iteration ``k`` is the same in an
-interrupted-and-resumed run as in an uninterrupted one (given the same data order and weights).
+Randomness is drawn from generators seeded by ``(seed, iteration, rank)``, so iteration ``k`` is the same in an
+interrupted-and-resumed run as in an uninterrupted one (given the same data order and weights), and the ranks
+of a distributed run draw different noise.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import ignite.distributed as idist
 import torch
 from monai.utils import CommonKeys
 
@@ -50,7 +52,7 @@ class DiffusionIteration:
         device = engine.state.device
         x0 = batch[self.image_key].to(device, non_blocking=engine.non_blocking)
         cond = {k: batch[k].to(device) for k in self.condition_keys if k in batch}
-        step_seed = self.seed * 1_000_003 + engine.state.iteration
+        step_seed = (self.seed * 1_000_003 + engine.state.iteration) * idist.get_world_size() + idist.get_rank()
         torch.manual_seed(step_seed)  # condition dropout inside the network draws from the global RNG
         generator = torch.Generator(device=device).manual_seed(step_seed)
         engine.network.train()

@@ -64,7 +64,12 @@ def test_train_infer_evaluate_smoke(small_ecg_folder, tmp_path):
         "max_epochs": 1, "batch_size": 8, "max_beats_per_record": 6,
     })
     assert (models / "model.safetensors").is_file() and (models / "conditions.json").is_file()
-    assert list((tmp_path / "train").glob("checkpoint_final_iteration=2.pt"))
+    assert [p.name for p in (tmp_path / "train").glob("checkpoint_*.pt")] == ["checkpoint_2.pt"]
+    run_bundle_workflow(BUNDLE, "train", {  # the same command with more epochs resumes from checkpoint_2
+        "dataset_dir": str(small_ecg_folder), "output_dir": str(tmp_path / "train"), "export_dir": str(models),
+        "max_epochs": 2, "batch_size": 8, "max_beats_per_record": 6,
+    })
+    assert sorted(p.name for p in (tmp_path / "train").glob("checkpoint_*.pt")) == ["checkpoint_2.pt", "checkpoint_4.pt"]
 
     out = tmp_path / "generated"
     run_bundle_workflow(BUNDLE, "inference", {
@@ -106,5 +111,5 @@ def test_two_process_gloo_training_with_multi_gpu_config(small_ecg_folder, tmp_p
     done = subprocess.run(command, cwd=BUNDLE, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     # 18 training beats, 2 ranks x batch 4, drop_last -> 2 iterations per rank; only rank 0 writes
-    assert [p.name for p in (tmp_path / "ddp").glob("checkpoint_*.pt")] == ["checkpoint_final_iteration=2.pt"]
+    assert [p.name for p in (tmp_path / "ddp").glob("checkpoint_*.pt")] == ["checkpoint_2.pt"]
     assert (tmp_path / "ddp" / "models" / "model.safetensors").is_file()
