@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import runpy
 import socket
@@ -134,3 +135,98 @@ def test_unknown_backend_is_named(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ValueError, match="nccll"):
         init_distributed(backend="nccll")
+
+
+# The lead's multi_gpu_train.json (merged over train.json) made resumable: atomic iteration-interval checkpoints with
+# RNG states, resume from the newest complete one on every rank, the seeded shard sampler for the data order.
+RESUMABLE_DDP_OVERRIDES = {
+    "checkpoint_dict#rng": "$monai_gen.engines.checkpointing.RandomStates()",
+    "train#checkpoint_saver": {
+        "_target_": "monai_gen.engines.checkpointing.AtomicCheckpointSaver", "save_dir": "@output_dir",
+        "save_dict": "@checkpoint_dict", "every": "@checkpoint_every_iterations", "n_saved": None,
+    },
+    "train#resume": {
+        "_target_": "monai_gen.engines.checkpointing.ResumeFromLatest", "save_dir": "@output_dir",
+        "load_dict": "@checkpoint_dict", "map_location": "@device",
+    },
+    "train#sampler": "$monai_gen.engines.distributed.seeded_sampler(@train#dataset, seed=@seed)",
+    "initialize": [
+        "$monai_gen.engines.distributed.init_distributed()",
+        "$monai.utils.set_determinism(seed=@seed)",
+        "$os.makedirs(@output_dir, exist_ok=True)",
+        "$@train#resume.attach(@train#trainer)",
+        "$@train#checkpoint_saver.attach(@train#trainer)",
+    ],
+}
+
+# One torchrun launch, two bundle workflows: train 2 epochs; rank 0 keeps only checkpoint 4 (what a kill in iteration
+# 5, mid epoch 2, leaves) and sets the rest aside; the second workflow resumes from it on both ranks.
+BUNDLE_SCRIPT = '''
+import json, sys
+from pathlib import Path
+import torch, torch.distributed as dist
+from monai.bundle import ConfigWorkflow
+from monai_gen.bundle.registry import find_bundle
+from monai_gen.engines.checkpointing import list_checkpoints
+
+BUNDLE = find_bundle("ecg_generative_diffusion")
+records, out, overrides = sys.argv[1], Path(sys.argv[2]), json.loads(Path(sys.argv[3]).read_text())
+
+
+def run():
+    workflow = ConfigWorkflow(
+        config_file=[str(BUNDLE / "configs" / name) for name in ("train.json", "multi_gpu_train.json")],
+        meta_file=str(BUNDLE / "configs" / "metadata.json"), workflow_type="train", bundle_root=str(BUNDLE),
+        dataset_dir=records, output_dir=str(out), export_dir=str(out / "models"), max_epochs=2, batch_size=2,
+        max_beats_per_record=4, checkpoint_every_iterations=1, **overrides)
+    workflow.initialize()
+    workflow.run()
+    return workflow
+
+
+run()
+rank = dist.get_rank()
+if rank == 0:
+    (out / "first").mkdir()
+    for iteration, path in list_checkpoints(out):
+        if iteration > 4:
+            path.rename(out / "first" / path.name)
+        elif iteration < 4:
+            path.unlink()
+    (out / "models" / "model.safetensors").rename(out / "first" / "model.safetensors")
+dist.barrier()
+second = run()
+network = second.parser.get_parsed_content("network").module
+loaded = str(second.parser.get_parsed_content("train#resume").loaded_from)
+torch.save({"loaded_from": loaded, "network": network.state_dict()}, out / f"second_rank{rank}.pt")
+dist.destroy_process_group()
+'''
+
+
+@pytest.mark.slow
+def test_bundle_multi_gpu_config_resumes_mid_epoch_exactly_under_torchrun(shared_data, tmp_path):
+    records = tmp_path / "records"
+    records.mkdir()
+    for name in ("E07500", "E07501", "JS20000", "HR06003"):
+        for suffix in (".hea", ".mat"):
+            (records / f"{name}{suffix}").symlink_to(shared_data / "ecg" / "cinc2021" / f"{name}{suffix}")
+    script, overrides, out = tmp_path / "ddp_bundle.py", tmp_path / "resumable.json", tmp_path / "train"
+    script.write_text(BUNDLE_SCRIPT)
+    overrides.write_text(json.dumps(RESUMABLE_DDP_OVERRIDES))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(_free_port()), str(script), str(records), str(out), str(overrides)]
+    result = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    # 12 beats, 2 ranks x batch 2: 3 iterations per epoch; iterations 1-3 were not trained (nor saved) again
+    assert [i for i, _ in list_checkpoints(out)] == [4, 5, 6]
+    ranks = [torch.load(out / f"second_rank{r}.pt", weights_only=True) for r in (0, 1)]
+    assert ranks[0]["loaded_from"] == ranks[1]["loaded_from"] == str(out / "checkpoint_4.pt")
+    assert all(torch.equal(v, ranks[1]["network"][k]) for k, v in ranks[0]["network"].items())
+    reference = torch.load(out / "first" / "checkpoint_6.pt", weights_only=True)
+    resumed = torch.load(out / "checkpoint_6.pt", weights_only=True)
+    assert resumed["trainer"] == reference["trainer"] and {"model", "ema", "optimizer", "rng"} <= resumed.keys()
+    for part in ("model", "ema"):
+        assert all(torch.equal(resumed[part][k], v) for k, v in reference[part].items()), part
+    assert all(torch.equal(resumed["model"][k], v) for k, v in ranks[0]["network"].items())
+    assert (out / "models" / "model.safetensors").read_bytes() == (out / "first" / "model.safetensors").read_bytes()
