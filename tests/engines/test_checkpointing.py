@@ -202,28 +202,8 @@ def test_saver_rejects_empty_save_dict(tmp_path: Path):
         AtomicCheckpointSaver(tmp_path, {}, every=1)
 
 
-# The config lines that make the ECG bundle's train.json resumable: atomic iteration-interval checkpoints with RNG
-# states, resume from the newest complete one, and a seeded sampler so that the data order survives a restart.
-RESUMABLE_TRAIN_OVERRIDES = {
-    "checkpoint_dict#rng": "$monai_gen.engines.checkpointing.RandomStates()",
-    "train#checkpoint_saver": {
-        "_target_": "monai_gen.engines.checkpointing.AtomicCheckpointSaver", "save_dir": "@output_dir",
-        "save_dict": "@checkpoint_dict", "every": "@checkpoint_every_iterations", "n_saved": None,
-    },
-    "train#resume": {
-        "_target_": "monai_gen.engines.checkpointing.ResumeFromLatest", "save_dir": "@output_dir",
-        "load_dict": "@checkpoint_dict", "map_location": "@device",
-    },
-    "train#dataloader#sampler": "$monai_gen.engines.distributed.seeded_sampler(@train#dataset, seed=@seed)",
-    "train#dataloader#shuffle": False,
-    "train#dataloader#generator": None,
-    "initialize": [
-        "$monai.utils.set_determinism(seed=@seed)",
-        "$os.makedirs(@output_dir, exist_ok=True)",
-        "$@train#resume.attach(@train#trainer)",
-        "$@train#checkpoint_saver.attach(@train#trainer)",
-    ],
-}
+# The bundle's own train.json (AtomicCheckpointSaver, ResumeFromLatest, seeded_sampler), checkpointing every iteration.
+EVERY_ITERATION = {"checkpoint_every_iterations": 1, "train#checkpoint_saver#n_saved": None}
 
 
 @pytest.mark.slow
@@ -234,12 +214,12 @@ def test_bundle_train_config_resumes_mid_epoch_exactly(shared_data, tmp_path):
         for suffix in (".hea", ".mat"):
             (records / f"{name}{suffix}").symlink_to(shared_data / "ecg" / "cinc2021" / f"{name}{suffix}")
     out = tmp_path / "train"
-    overrides = RESUMABLE_TRAIN_OVERRIDES | {
+    overrides = EVERY_ITERATION | {
         "dataset_dir": str(records), "output_dir": str(out), "export_dir": str(out / "models"), "max_epochs": 2,
-        "batch_size": 4, "max_beats_per_record": 4, "checkpoint_every_iterations": 1,
+        "batch_size": 4, "max_beats_per_record": 4,
     }
     first = run_bundle_workflow(find_bundle("ecg_generative_diffusion"), "train", overrides)
-    assert first.parser.get_parsed_content("train#resume").loaded_from is None
+    assert first.parser.get_parsed_content("train#resume_handler").loaded_from is None
     assert [i for i, _ in list_checkpoints(out)] == [1, 2, 3, 4, 5, 6]  # 12 beats, batch 4: 3 iterations per epoch
     reference = torch.load(out / "checkpoint_6.pt", weights_only=True)
     exported = (out / "models" / "model.safetensors").read_bytes()
@@ -250,7 +230,7 @@ def test_bundle_train_config_resumes_mid_epoch_exactly(shared_data, tmp_path):
             path.unlink()
     (out / "models" / "model.safetensors").unlink()
     second = run_bundle_workflow(find_bundle("ecg_generative_diffusion"), "train", overrides)
-    assert second.parser.get_parsed_content("train#resume").loaded_from == out / "checkpoint_4.pt"
+    assert second.parser.get_parsed_content("train#resume_handler").loaded_from == out / "checkpoint_4.pt"
     assert [i for i, _ in list_checkpoints(out)] == [4, 5, 6]  # iterations 1-3 were not trained again
     resumed = torch.load(out / "checkpoint_6.pt", weights_only=True)
     assert resumed["trainer"] == reference["trainer"]
