@@ -86,7 +86,9 @@ def write_dicom_series(
         raise ValueError(f"DICOM folder {folder} already holds .dcm files; write each series to its own folder.")
     array, lps = _right_handed(array, lps)
     stored, slope, intercept = _to_stored(array)
-    description = series_description if series_description.upper().startswith("SYNTHETIC") else f"SYNTHETIC {series_description}"
+    description = (
+        series_description if series_description.upper().startswith("SYNTHETIC") else f"SYNTHETIC {series_description}"
+    )
     shared = _series_dataset(modality, sop_class, description, lps, slope, intercept)
     names = [f"slice_{k + 1:04d}.dcm" for k in range(stored.shape[-1])]
     with atomic_output_dir(folder) as staging:
@@ -108,7 +110,9 @@ def _checked_inputs(volume: Any, affine: Any, space: str, folder: Path) -> tuple
     axes = affine[:3, :3] if affine.shape == (4, 4) else np.zeros((3, 3))
     lengths = np.linalg.norm(axes, axis=0)
     if lengths.min() < 1e-9 or not np.allclose(axes.T @ axes, np.diag(lengths**2), atol=1e-4 * lengths.max() ** 2):
-        raise ValueError(f"{folder}: affine must be a (4, 4) matrix with orthogonal non-zero axes, got {affine.tolist()}.")
+        raise ValueError(
+            f"{folder}: affine must be a (4, 4) matrix with orthogonal non-zero axes, got {affine.tolist()}."
+        )
     space = look_up_option(str(space), [SpaceKeys.RAS.value, SpaceKeys.LPS.value])
     return array[0], orientation_ras_lps(affine) if space == SpaceKeys.RAS else affine
 

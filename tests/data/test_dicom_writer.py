@@ -14,6 +14,7 @@ from monai.data import MetaTensor
 from monai_gen.data import dicom_writer
 from monai_gen.data.dicom_series import LoadDICOMSeries
 from monai_gen.data.dicom_writer import write_dicom_series
+from monai_gen.transforms.image import VolumeToSlices
 
 TCIA = "brain_mri/tcia_vs_seg_001_t1c"
 
@@ -32,8 +33,18 @@ def _assert_same_geometry(written, ref):
 
 
 _IDENTIFYING = (
-    "PatientName", "PatientID", "PatientBirthDate", "OtherPatientIDs", "StudyID", "AccessionNumber", "StudyDate",
-    "InstitutionName", "InstitutionAddress", "ReferringPhysicianName", "StationName", "DeviceSerialNumber",
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "OtherPatientIDs",
+    "StudyID",
+    "AccessionNumber",
+    "StudyDate",
+    "InstitutionName",
+    "InstitutionAddress",
+    "ReferringPhysicianName",
+    "StationName",
+    "DeviceSerialNumber",
 )
 
 
@@ -144,3 +155,18 @@ def test_bad_provenance_and_occupied_folder(tmp_path):
     write_dicom_series(np.zeros((1, 2, 2, 2)), tmp_path / "q")
     with pytest.raises(ValueError, match="already holds .dcm files"):
         write_dicom_series(np.zeros((1, 2, 2, 2)), tmp_path / "q")
+
+
+def test_end_to_end_load_slice_write_back(shared_data, tmp_path):
+    """The issue's "done when": load TCIA, slice with positions, write back synthetic, SimpleITK geometry identical."""
+    source = shared_data / TCIA
+    volume = LoadDICOMSeries()(source)
+    slices = VolumeToSlices(2)(volume)
+    assert slices[0].meta["slice_position"] == 0.0 and slices[-1].meta["slice_position"] == 1.0
+    restacked = MetaTensor(torch.stack([s.as_tensor() for s in slices], dim=-1), affine=slices[0].affine)
+    files = write_dicom_series(restacked, tmp_path / "synthetic", provenance={"model_id": "identity", "seed": 0})
+    written, ref = _sitk_series(tmp_path / "synthetic"), _sitk_series(source)
+    _assert_same_geometry(written, ref)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(written), sitk.GetArrayFromImage(ref))
+    first = pydicom.dcmread(files[0])
+    assert first.SeriesDescription.startswith("SYNTHETIC") and "DERIVED" in first.ImageType

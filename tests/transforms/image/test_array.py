@@ -46,7 +46,9 @@ def test_slices_along_other_axes_numpy_and_torch():
     assert [s.meta["slice_position"] for s in slices] == [0.0, 1.0]
     assert slices[1].meta["filename_or_obj"] == "x.nii" and "slice_index" not in image.meta
     np.testing.assert_array_equal(slices[1].numpy(), data[:, :, 3, :])
-    expected = affine.double() @ torch.tensor([2.0, 3, 4, 1], dtype=torch.float64)  # voxel (i=2, j=3, k=4) of the volume
+    expected = affine.double() @ torch.tensor(
+        [2.0, 3, 4, 1], dtype=torch.float64
+    )  # voxel (i=2, j=3, k=4) of the volume
     np.testing.assert_allclose(slices[1].affine @ torch.tensor([2.0, 4, 0, 1], dtype=torch.float64), expected)
     as_numpy = VolumeToSlices(0)(data)
     assert len(as_numpy) == 3 and isinstance(as_numpy[2], np.ndarray)
