@@ -6,6 +6,7 @@ from .checkpointing import (
     AtomicCheckpointSaver,
     RandomStates,
     ResumeFromLatest,
+    TransformRandomStates,
     find_latest_checkpoint,
     list_checkpoints,
 )
@@ -23,6 +24,7 @@ __all__: list[str] = [
     "ResumableShardSampler",
     "ResumeFromLatest",
     "TrainingSetup",
+    "TransformRandomStates",
     "build_autoencoder_trainer",
     "build_diffusion_trainer",
     "build_latent_cache",

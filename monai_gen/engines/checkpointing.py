@@ -28,11 +28,19 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 from monai.handlers import CheckpointLoader
+from monai.transforms import Randomizable, Transform
 from torch.nn.parallel import DistributedDataParallel
 
 from monai_gen.utils.atomic import atomic_output_path
 
-__all__ = ["AtomicCheckpointSaver", "RandomStates", "ResumeFromLatest", "find_latest_checkpoint", "list_checkpoints"]
+__all__ = [
+    "AtomicCheckpointSaver",
+    "RandomStates",
+    "ResumeFromLatest",
+    "TransformRandomStates",
+    "find_latest_checkpoint",
+    "list_checkpoints",
+]
 
 _NAME = re.compile(r"^(?P<prefix>.+)_(?P<iteration>\d+)\.pt$")
 logger = logging.getLogger(__name__)
@@ -43,20 +51,17 @@ class RandomStates:
 
     Covers torch's CPU generator, every visible CUDA device's generator, numpy's legacy global ``RandomState`` (used
     by MONAI's ``set_determinism``) and python's ``random``. Put an instance into the checkpoint dictionary.
-    Randomizable MONAI transforms keep their own ``RandomState`` and are not covered.
+    Randomizable MONAI transforms keep their own ``RandomState``: :class:`TransformRandomStates` covers those.
 
     Examples:
         >>> save_dict = {"network": net, "optimizer": opt, "trainer": trainer, "rng": RandomStates()}
     """
 
     def state_dict(self) -> dict[str, Any]:
-        kind, keys, pos, has_gauss, gauss = np.random.get_state()
         version, internal, gauss_next = random.getstate()
         states = {
             "torch": torch.get_rng_state(),
-            "numpy_keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
-            "numpy_extra": torch.tensor([pos, has_gauss], dtype=torch.int64),
-            "numpy_gauss": torch.tensor(gauss, dtype=torch.float64),
+            **_pack_numpy_state(np.random.get_state(), "numpy"),
             "python": torch.tensor(internal, dtype=torch.int64),
             "python_extra": torch.tensor([version, gauss_next is not None], dtype=torch.int64),
             "python_gauss": torch.tensor(0.0 if gauss_next is None else gauss_next, dtype=torch.float64),
@@ -70,9 +75,7 @@ class RandomStates:
         if missing:
             raise ValueError(f"random-state checkpoint entry lacks {sorted(missing)}; keys: {sorted(state)}.")
         torch.set_rng_state(state["torch"].cpu().to(torch.uint8))
-        pos, has_gauss = (int(v) for v in state["numpy_extra"])
-        keys = state["numpy_keys"].cpu().numpy().astype(np.uint32)
-        np.random.set_state(("MT19937", keys, pos, has_gauss, float(state["numpy_gauss"])))
+        np.random.set_state(_unpack_numpy_state(state, "numpy"))
         version, has_next = (int(v) for v in state["python_extra"])
         gauss_next = float(state["python_gauss"]) if has_next else None
         random.setstate((version, tuple(int(v) for v in state["python"]), gauss_next))
@@ -80,6 +83,77 @@ class RandomStates:
             saved = list(state["cuda"].cpu().to(torch.uint8))
             torch.cuda.set_rng_state_all(saved[: torch.cuda.device_count()])
 
+
+
+class TransformRandomStates:
+    """The ``R`` states of the randomizable MONAI transforms in a pipeline as a ``state_dict`` of tensors.
+
+    MONAI's random transforms draw from their own ``numpy.random.RandomState`` (``self.R``), which
+    :class:`RandomStates` does not cover; put an instance of this class into the checkpoint dictionary too, so that
+    a resumed run continues the augmentation stream where the interrupted one stopped. The pipeline is searched
+    recursively (``Compose`` members, the array transforms inside dictionary transforms). Exact with
+    ``num_workers=0``, where the transforms run in the training process.
+
+    Args:
+        transform: the data set's transform (e.g. a ``Compose``).
+
+    Examples:
+        >>> save_dict = {"network": net, "trainer": trainer, "rng": RandomStates(),
+        ...              "augmentation_rng": TransformRandomStates(dataset.transform)}
+    """
+
+    def __init__(self, transform: Any) -> None:
+        self.randomizables = _find_randomizables(transform)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        out: dict[str, torch.Tensor] = {}
+        for index, transform in enumerate(self.randomizables):
+            out |= _pack_numpy_state(transform.R.get_state(), f"t{index}")
+        return out
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        count = len({key.split("_")[0] for key in state})
+        if count != len(self.randomizables):
+            raise ValueError(
+                f"the checkpoint holds the random states of {count} transforms, but the pipeline has "
+                f"{len(self.randomizables)} randomizable transforms; was the transform chain changed?"
+            )
+        for index, transform in enumerate(self.randomizables):
+            transform.R.set_state(_unpack_numpy_state(state, f"t{index}"))
+
+
+def _find_randomizables(transform: Any) -> list[Randomizable]:
+    """Every ``Randomizable`` reachable from ``transform`` through transform attributes and lists, in a fixed order."""
+    found: list[Randomizable] = []
+    stack, seen = [transform], set()
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, Randomizable):
+            found.append(obj)
+        for child in reversed(list(getattr(obj, "__dict__", {}).values())):
+            members = child if isinstance(child, (list, tuple)) else (child,)
+            stack.extend(m for m in reversed(members) if isinstance(m, (Transform, Randomizable)))
+    return found
+
+
+def _pack_numpy_state(state: tuple, prefix: str) -> dict[str, torch.Tensor]:
+    """``numpy.random`` MT19937 state tuple -> tensors ``<prefix>_keys`` / ``_extra`` / ``_gauss``."""
+    _, keys, pos, has_gauss, gauss = state
+    return {
+        f"{prefix}_keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+        f"{prefix}_extra": torch.tensor([pos, has_gauss], dtype=torch.int64),
+        f"{prefix}_gauss": torch.tensor(gauss, dtype=torch.float64),
+    }
+
+
+def _unpack_numpy_state(state: Mapping[str, Any], prefix: str) -> tuple:
+    """The inverse of :func:`_pack_numpy_state`."""
+    pos, has_gauss = (int(v) for v in state[f"{prefix}_extra"])
+    keys = state[f"{prefix}_keys"].cpu().numpy().astype(np.uint32)
+    return "MT19937", keys, pos, has_gauss, float(state[f"{prefix}_gauss"])
 
 def list_checkpoints(folder: str | os.PathLike, *, prefix: str = "checkpoint") -> list[tuple[int, Path]]:
     """``(iteration, path)`` of the checkpoints ``<prefix>_<iteration>.pt`` in ``folder``, oldest first.

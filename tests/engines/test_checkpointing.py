@@ -14,13 +14,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import wfdb
 from ignite.engine import Engine
+from monai.transforms import Compose, RandFlipd, RandGaussianNoised, RandScaleIntensityd
 
 from monai_gen.bundle.registry import find_bundle, run_bundle_workflow
 from monai_gen.engines.checkpointing import (
     AtomicCheckpointSaver,
     RandomStates,
     ResumeFromLatest,
+    TransformRandomStates,
     find_latest_checkpoint,
     list_checkpoints,
 )
@@ -150,6 +153,28 @@ def test_random_states_round_trip_through_weights_only_checkpoint(tmp_path):
 def test_random_states_rejects_incomplete_entry():
     with pytest.raises(ValueError, match=r"lacks \['numpy_extra'"):
         RandomStates().load_state_dict({"torch": torch.get_rng_state(), "numpy_keys": torch.zeros(624)})
+
+
+def test_transform_random_states_continue_the_augmentation_stream(shared_data, tmp_path):
+    signal = wfdb.rdrecord(str(shared_data / "ecg/cinc2021/E07500")).p_signal.T.astype(np.float32)
+    item = {"image": torch.from_numpy(signal[:, :256].copy())}
+    pipeline = Compose([RandGaussianNoised("image", prob=1.0, std=0.05), RandFlipd("image", prob=0.5, spatial_axis=0),
+                        RandScaleIntensityd("image", factors=0.2, prob=1.0)])
+    pipeline.set_random_state(0)
+    states = TransformRandomStates(pipeline)
+    # Compose, the three dictionary transforms, the random array transforms inside two of them (Flip is not random)
+    assert len(states.randomizables) == 6
+    [pipeline(item) for _ in range(3)]  # part-way through the stream
+    torch.save({"augmentation": states.state_dict()}, tmp_path / "ckpt.pt")
+    expected = [pipeline(item)["image"] for _ in range(4)]
+    pipeline.set_random_state(123)
+    assert not torch.equal(pipeline(item)["image"], expected[0])
+    TransformRandomStates(pipeline).load_state_dict(torch.load(tmp_path / "ckpt.pt", weights_only=True)["augmentation"])
+    got = [pipeline(item)["image"] for _ in range(4)]
+    assert all(torch.equal(g, e) for g, e in zip(got, expected, strict=True))
+    assert not torch.equal(expected[0], expected[1])  # the stream moves on
+    with pytest.raises(ValueError, match="random states of 6 transforms, but the pipeline has 2"):
+        TransformRandomStates(RandGaussianNoised("image")).load_state_dict(states.state_dict())
 
 
 def _engine(n_iterations: int) -> Engine:
