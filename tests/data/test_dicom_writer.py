@@ -170,3 +170,15 @@ def test_end_to_end_load_slice_write_back(shared_data, tmp_path):
     np.testing.assert_array_equal(sitk.GetArrayFromImage(written), sitk.GetArrayFromImage(ref))
     first = pydicom.dcmread(files[0])
     assert first.SeriesDescription.startswith("SYNTHETIC") and "DERIVED" in first.ImageType
+
+
+def test_ct_loaded_in_lps_written_as_ct(shared_data, tmp_path):
+    """An LPS MetaTensor (meta["space"] == "LPS") keeps its geometry; CT Image Storage with HU rescale type."""
+    source = shared_data / "ct/totalsegmentator/example_ct_dicom"
+    volume = LoadDICOMSeries(affine_lps_to_ras=False)(source)
+    files = write_dicom_series(volume, tmp_path / "ct", modality="CT")
+    written, ref = _sitk_series(tmp_path / "ct"), _sitk_series(source)
+    _assert_same_geometry(written, ref)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(written), sitk.GetArrayFromImage(ref))
+    first = pydicom.dcmread(files[0])
+    assert first.SOPClassUID == dicom_writer.SOP_CLASSES["CT"] and first.RescaleType == "HU"
