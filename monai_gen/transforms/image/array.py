@@ -125,7 +125,7 @@ class CineToFrames(Transform):
     Returns one ``(1, x, y)`` sample per slice and time frame (slice-major). Frame ``t`` of ``T`` gets meta
     ``frame_index = t`` and ``phase = t / T`` (its position in the periodic cardiac cycle, in [0, 1)), the
     ``slice_index`` / ``slice_position`` of :class:`VolumeToSlices`, and ``is_ed`` / ``is_es`` flags when the
-    end-diastolic / end-systolic frames are given (0-based: ACDC's ``Info.cfg`` counts from 1).
+    end-diastolic / end-systolic frames are given (both False when not; 0-based: ACDC's ``Info.cfg`` counts from 1).
 
     A cine whose voxel spacing is exactly 1 mm on every axis has most likely lost its spacing (several ACDC
     files have): ``unit_spacing`` says whether to ``"warn"`` (default), ``"raise"`` or ``"ignore"``.
