@@ -156,8 +156,8 @@ class DICOMSeriesReader(ImageReader):
         series_meta: keep the first slice's DICOM tags in the meta (ITKReader's ``series_meta``).
 
     Examples:
-        >>> load = LoadImage(reader=DICOMSeriesReader(), image_only=True, ensure_channel_first=True)
-        >>> volume = load("tcia_vs_seg_001_t1c")  # MetaTensor (1, 512, 512, 120), RAS affine, mm
+        >>> load = LoadImage(image_only=True, ensure_channel_first=True)
+        >>> volume = load("tcia_vs_seg_001_t1c", reader=DICOMSeriesReader())  # runtime reader: errors not swallowed  # MetaTensor (1, 512, 512, 120), RAS affine, mm
 
     See:
         DICOM PS3.3 C.7.6.2 (Image Plane module: position, orientation, spacing).
