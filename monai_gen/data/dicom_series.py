@@ -157,7 +157,7 @@ class DICOMSeriesReader(ImageReader):
 
     Examples:
         >>> load = LoadImage(image_only=True, ensure_channel_first=True)
-        >>> volume = load("tcia_vs_seg_001_t1c", reader=DICOMSeriesReader())  # runtime reader: errors not swallowed  # MetaTensor (1, 512, 512, 120), RAS affine, mm
+        >>> volume = load("tcia_vs_seg_001_t1c", reader=DICOMSeriesReader())  # (1, 512, 512, 120), RAS mm
 
     See:
         DICOM PS3.3 C.7.6.2 (Image Plane module: position, orientation, spacing).
