@@ -132,6 +132,44 @@ def test_resume_from_mid_epoch_checkpoint_equals_uninterrupted_run(shared_data, 
         assert torch.equal(expected[key], got[key]), key
 
 
+# Writes a ~25 MB checkpoint every iteration, each holding weights equal to its iteration number.
+WRITER = """
+import sys, torch
+from ignite.engine import Engine
+from monai_gen.engines.checkpointing import AtomicCheckpointSaver
+layer = torch.nn.Linear(2048, 3072, bias=False)
+saver = AtomicCheckpointSaver(sys.argv[1], {"layer": layer}, every=1, n_saved=2)
+engine = Engine(lambda e, b: torch.nn.init.constant_(layer.weight, float(e.state.iteration)))
+saver.attach(engine)
+engine.run(range(100000), max_epochs=1)
+"""
+
+
+def test_sigkill_while_writing_leaves_only_complete_checkpoints(tmp_path):
+    script, folder = tmp_path / "writer.py", tmp_path / "ckpt"
+    script.write_text(WRITER)
+    interrupted = []
+    for _ in range(5):  # writing fills nearly all of the writer's time: the first kill almost surely lands mid-write
+        proc = subprocess.Popen([sys.executable, str(script), str(folder)], env={**os.environ, "OMP_NUM_THREADS": "1"})
+        deadline = time.monotonic() + 60
+        while len(list_checkpoints(folder)) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        interrupted = list(folder.glob(".checkpoint_*.tmp*"))
+        if interrupted:
+            break
+    assert interrupted, "no kill landed during a write"
+    saved = list_checkpoints(folder)
+    assert saved
+    for iteration, path in saved:  # every visible checkpoint is complete and holds its own iteration's weights
+        weight = torch.load(path, weights_only=True)["layer"]["weight"]
+        assert weight.shape == (3072, 2048) and weight.eq(iteration).all(), path
+    assert find_latest_checkpoint(folder) == saved[-1][1]
+    AtomicCheckpointSaver(folder, {"layer": torch.nn.Linear(1, 1)}, every=1).attach(Engine(lambda e, b: None))
+    assert not list(folder.glob(".*"))  # the next run's saver clears the interrupted temporary file
+
+
 def test_random_states_round_trip_through_weights_only_checkpoint(tmp_path):
     random.seed(1)
     np.random.seed(2)
