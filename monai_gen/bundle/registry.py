@@ -34,6 +34,7 @@ BUNDLE_PATH_ENV = "MONAI_GEN_BUNDLE_PATH"
 
 _SHIPPED = Path(__file__).resolve().parents[2] / "bundles"
 _WORKFLOW_TYPES = {"inference": "inference", "evaluate": "inference", "train": "train", "multi_gpu_train": "train"}
+_LAYERED = {"multi_gpu_train": ("train", "multi_gpu_train")}  # override configs applied on top of their base
 
 
 @dataclass(frozen=True)
@@ -134,16 +135,18 @@ def run_bundle_workflow(
 
     Args:
         bundle: bundle name or folder.
-        config: ``"inference"``, ``"evaluate"``, ``"train"`` or ``"multi_gpu_train"``.
+        config: ``"inference"``, ``"evaluate"``, ``"train"`` or ``"multi_gpu_train"`` (``train.json`` with
+            ``multi_gpu_train.json`` on top; run the process under ``torchrun``).
         overrides: config ids to override, e.g. ``{"heart_rate": 75, "num_samples": 4}``.
     """
     root = find_bundle(bundle)
-    config_file = root / "configs" / f"{config}.json"
-    if not config_file.is_file():
-        raise FileNotFoundError(f"bundle {root.name} has no {config_file.relative_to(root)}.")
+    config_files = [root / "configs" / f"{name}.json" for name in _LAYERED.get(config, (config,))]
+    for config_file in config_files:
+        if not config_file.is_file():
+            raise FileNotFoundError(f"bundle {root.name} has no {config_file.relative_to(root)}.")
     logging_file = root / "configs" / "logging.conf"
     workflow = ConfigWorkflow(
-        config_file=str(config_file),
+        config_file=[str(f) for f in config_files],
         meta_file=str(root / "configs" / "metadata.json"),
         logging_file=str(logging_file) if logging_file.is_file() else None,
         workflow_type=_WORKFLOW_TYPES.get(config, "inference"),

@@ -130,3 +130,19 @@ def test_bad_input_is_rejected():
         net(torch.randn(1, 3, 32, 32), torch.rand(1), context=torch.randn(1, 1, 8))
     with pytest.raises(ValueError, match=r"t must have shape \(B,\)"):
         net(torch.randn(2, 3, 32), torch.rand(1), context=torch.randn(2, 1, 8))
+
+
+@pytest.mark.parametrize("coordinates", [False, True])
+def test_coordinate_channels_break_translation_equivariance(coordinates):
+    torch.manual_seed(0)
+    net = DenoisingUNet(1, 2, 2, channels=(8, 8), attention_levels=(False, False), num_res_blocks=1,
+                        norm_num_groups=8, coordinate_channels=coordinates)
+    assert net.conv_in.conv.in_channels == 2 + coordinates  # signal channels (+ 1 coordinate channel)
+    with torch.no_grad():
+        for parameter in net.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+        flat = net(torch.zeros(1, 2, 256), 0.5)
+    # away from the borders a constant input gives a position-dependent output only through the coordinates
+    # (compared one downsampling period apart, so the stride-2 pattern of the U-Net itself cancels)
+    shifted = (flat[..., 96:160] - flat[..., 98:162]).abs().max()
+    assert (shifted > 1e-5) == coordinates

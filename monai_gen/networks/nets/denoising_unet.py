@@ -35,6 +35,13 @@ __all__ = ["DenoisingUNet"]
 SUPPORTED_SPATIAL_DIMS = (1, 2, 3)
 
 
+def _coordinates(x: torch.Tensor) -> torch.Tensor:
+    """One channel per spatial axis holding the normalised position along it, ``-1 ... 1`` (CoordConv)."""
+    axes = [torch.linspace(-1.0, 1.0, n, device=x.device, dtype=x.dtype) for n in x.shape[2:]]
+    grids = torch.meshgrid(*axes, indexing="ij")
+    return torch.stack(grids).unsqueeze(0).expand(x.shape[0], -1, *x.shape[2:])
+
+
 def _check_config(spatial_dims: int, kernel_size: int | Sequence[int], time_scale: float) -> tuple[int, ...]:
     """Validate the arguments MONAI does not check; return the kernel size per spatial axis."""
     if spatial_dims not in SUPPORTED_SPATIAL_DIMS:
@@ -116,6 +123,10 @@ class DenoisingUNet(DiffusionModelUNet):
         use_flash_attention: use ``torch.nn.functional.scaled_dot_product_attention``.
         use_checkpointing: recompute residual / attention blocks in backward to save activation memory (3D).
         time_scale: factor from ``t`` in ``[0, 1]`` to the embedding input.
+        coordinate_channels: append one channel per spatial axis holding the normalised position (-1 to 1) to
+            the input (CoordConv, Liu et al. 2018). A convolutional U-Net is otherwise translation-equivariant, so
+            starting from pure noise it cannot know *where* a structure belongs (e.g. the R peak of an R-aligned
+            ECG beat at sample 200, or anatomy in a registered slice); with this it can.
 
     Examples:
         >>> net = DenoisingUNet(1, 12, 12, channels=(16, 32), attention_levels=(False, True), norm_num_groups=8,
@@ -145,11 +156,12 @@ class DenoisingUNet(DiffusionModelUNet):
         use_flash_attention: bool = False,
         use_checkpointing: bool = False,
         time_scale: float = 1000.0,
+        coordinate_channels: bool = False,
     ) -> None:
         kernel = _check_config(spatial_dims, kernel_size, time_scale)
         super().__init__(
             spatial_dims=2 if spatial_dims == 1 else spatial_dims,
-            in_channels=in_channels,
+            in_channels=in_channels + (spatial_dims if coordinate_channels else 0),
             out_channels=out_channels,
             num_res_blocks=num_res_blocks,
             channels=channels,
@@ -168,6 +180,7 @@ class DenoisingUNet(DiffusionModelUNet):
         self.kernel_size = kernel
         self.cross_attention_dim = cross_attention_dim
         self.time_scale = float(time_scale)
+        self.coordinate_channels = bool(coordinate_channels)
         if spatial_dims == 1 or kernel != (3,) * spatial_dims:
             _adapt_layers(self, kernel=kernel, as_1d=spatial_dims == 1)
         if use_checkpointing:
@@ -212,6 +225,8 @@ class DenoisingUNet(DiffusionModelUNet):
         t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
         t = t.expand(x.shape[0]) if t.ndim == 0 else t
         self._check_input(x, t)
+        if self.coordinate_channels:
+            x = torch.cat([x, _coordinates(x)], dim=1)
         h = x.unsqueeze(-1) if self.spatial_dims == 1 else x
         out = super().forward(h, t * self.time_scale, context=context, class_labels=class_labels)
         return out.squeeze(-1) if self.spatial_dims == 1 else out
