@@ -135,7 +135,7 @@ def ours_end_to_end(num_samples: int, steps: int | None, output_dir: Path) -> fl
 
 def fidelity(beats: torch.Tensor, rows: list[dict[str, Any]]) -> dict[str, float]:
     measured = measure_beats(beats)
-    return {name: pearson_fidelity([r[name] for r in rows], measured[name]).value for name in ("qrs", "qt")}
+    return {name: pearson_fidelity([r.get(name, np.nan) for r in rows], measured[name]).value for name in ("qrs", "qt")}
 
 
 def test_conditions(model: dict[str, Any], count: int) -> list[dict[str, Any]]:
