@@ -14,6 +14,7 @@ import csv
 import io
 import logging
 import os
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,13 +155,13 @@ class GenerationJob:
         preview: Callable[[torch.Tensor, list[SampleRequest], Path], Any] | None = None,
         progress: bool = True,
     ) -> None:
-        names = [r.name for r in requests]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
+        duplicates = sorted(name for name, count in Counter(r.name for r in requests).items() if count > 1)
         if duplicates:
             raise ValueError(f"generation requests must have unique names, repeated: {duplicates[:5]}.")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
         self.requests = list(requests)
+        self._requested = {r.name for r in self.requests}
         self.generate_batch = generate_batch
         self.writer = writer
         self.output_dir = Path(output_dir)
@@ -223,7 +224,7 @@ class GenerationJob:
 
     def _write_manifest(self, rows: Mapping[str, Mapping[str, Any]]) -> None:
         ordered = [rows[r.name] for r in self.requests if r.name in rows]
-        extra = [r for name, r in rows.items() if name not in {q.name for q in self.requests}]
+        extra = [r for name, r in rows.items() if name not in self._requested]
         columns = list(_FIXED_COLUMNS)
         for row in ordered + extra:
             columns.extend(k for k in row if k not in columns)
