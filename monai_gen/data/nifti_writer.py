@@ -64,7 +64,9 @@ def write_nifti(
     ras = _ras_affine(image, affine, path)
     writer = NibabelWriter(output_dtype=output_dtype)
     writer.set_data_array(array, channel_dim=channel_dim)
-    writer.set_metadata({"affine": ras, "original_affine": ras}, resample=False)
+    # The affine is set directly: ``set_metadata(..., resample=False)`` still runs MONAI 1.6.1's resampler,
+    # which fails on oblique / permuted affines such as IXI's ("Affine ... is not invertible").
+    writer.affine = ras
     with atomic_output_path(path) as tmp:
         writer.write(tmp)
     return [path, write_provenance(path, record)]
