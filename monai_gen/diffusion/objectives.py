@@ -37,6 +37,15 @@ def _epsilon_weight(log_snr: torch.Tensor, bias: float) -> torch.Tensor:
     return log_snr.exp()
 
 
+def _v_weight(log_snr: torch.Tensor, bias: float) -> torch.Tensor:
+    """``1 + exp(lambda)``: the x-space form of the plain v MSE ``||v - v_hat||^2 = ||x - x_hat||^2 / sigma^2``.
+
+    Unlike the sigmoid weighting it keeps weight 1 at the noisiest levels (``lambda -> -inf``), where a
+    zero-terminal-SNR model must learn the conditional mean that sampling from pure noise starts from.
+    """
+    return 1.0 + log_snr.exp()
+
+
 def _uniform_weight(log_snr: torch.Tensor, bias: float) -> torch.Tensor:
     """1: plain x-space MSE."""
     return torch.ones_like(log_snr)
@@ -45,6 +54,7 @@ def _uniform_weight(log_snr: torch.Tensor, bias: float) -> torch.Tensor:
 WEIGHTINGS: dict[str, Callable[[torch.Tensor, float], torch.Tensor]] = {
     "sigmoid": sigmoid_weight,
     "epsilon": _epsilon_weight,
+    "v": _v_weight,
     "uniform": _uniform_weight,
 }
 
@@ -59,7 +69,8 @@ class DiffusionObjective:
     Args:
         schedule: a :class:`monai_gen.diffusion.schedules.NoiseSchedule` (e.g. ``CosineSchedule(0.05)``).
         prediction_type: ``"epsilon"``, ``"sample"`` or ``"v_prediction"``.
-        weighting: ``"sigmoid"`` (xMADD Eq. 2), ``"epsilon"`` (plain epsilon MSE) or ``"uniform"`` (x MSE).
+        weighting: ``"sigmoid"`` (xMADD Eq. 2), ``"epsilon"`` (plain epsilon MSE), ``"v"`` (plain v MSE) or
+            ``"uniform"`` (x MSE).
         bias: ``b`` of the sigmoid weighting (paper: 3).
 
     Examples:

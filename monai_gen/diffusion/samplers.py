@@ -184,8 +184,12 @@ def sample_dpmpp_2m(
         if s_s == 0:
             x = x0
         else:
-            h = math.log(a_s / s_s) - math.log(a_t / s_t)
-            d = x0 if old_x0 is None else (1 + h / (2 * h_prev)) * x0 - (h / (2 * h_prev)) * old_x0
+            # from pure noise (alpha_t = 0, lambda = -inf) h is infinite: the first-order step z_s = sigma_s z_t + alpha_s x0_hat
+            h = math.inf if a_t == 0 else math.log(a_s / s_s) - math.log(a_t / s_t)
+            if old_x0 is None or math.isinf(h_prev):
+                d = x0
+            else:
+                d = (1 + h / (2 * h_prev)) * x0 - (h / (2 * h_prev)) * old_x0
             x = (s_s / s_t) * x - a_s * math.expm1(-h) * d
             old_x0, h_prev = x0, h
         if callback is not None:

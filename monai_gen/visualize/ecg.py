@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 from matplotlib.axes import Axes
+from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
-from matplotlib.ticker import MultipleLocator
 from monai.data import MetaTensor
 from monai.utils import convert_to_numpy
 
@@ -271,17 +271,19 @@ def _draw_page(panels: list[_Panel], rows: int, *, row_height_mm: float, caption
 
 
 def _paper_grid(ax: Axes) -> None:
-    """Pink ECG paper: 1 mm minor and 5 mm major lines, no ticks or labels, transparent background."""
+    """Pink ECG paper over the axes' limits: 1 mm minor and 5 mm major lines, no ticks, transparent background.
+
+    The lines are two :class:`~matplotlib.collections.LineCollection` (gids ``"minor_grid"``, ``"major_grid"``)
+    rather than tick grid lines: tick machinery made up ~95 % of the drawing time of a 12-panel page.
+    """
     ax.set_facecolor("none")  # traces that leave their row stay visible over the neighbouring panels
-    for axis in (ax.xaxis, ax.yaxis):
-        axis.set_major_locator(MultipleLocator(5.0))
-        axis.set_minor_locator(MultipleLocator(1.0))
-    ax.grid(which="minor", color=_MINOR_COLOUR, linewidth=0.3)
-    ax.grid(which="major", color=_MAJOR_COLOUR, linewidth=0.7)
-    ax.set_axisbelow(True)
-    ax.tick_params(which="both", length=0, labelbottom=False, labelleft=False)
-    for spine in ax.spines.values():
-        spine.set_visible(False)
+    (x_low, x_high), (y_low, y_high) = ax.get_xlim(), ax.get_ylim()
+    for step, colour, width, gid in ((1.0, _MINOR_COLOUR, 0.3, "minor_grid"), (5.0, _MAJOR_COLOUR, 0.7, "major_grid")):
+        xs = np.arange(np.ceil(x_low / step), np.floor(x_high / step) + 1) * step
+        ys = np.arange(np.ceil(y_low / step), np.floor(y_high / step) + 1) * step
+        segments = [((x, y_low), (x, y_high)) for x in xs] + [((x_low, y), (x_high, y)) for y in ys]
+        ax.add_collection(LineCollection(segments, colors=colour, linewidths=width, gid=gid, zorder=0.5), autolim=False)
+    ax.set_axis_off()
 
 
 def _calibration_pulse(ax: Axes, end_mm: float) -> None:

@@ -9,7 +9,7 @@ import torch
 from monai.utils import unsqueeze_right
 from torch import nn
 
-from monai_gen.diffusion.objectives import DiffusionObjective, sigmoid_weight
+from monai_gen.diffusion.objectives import WEIGHTINGS, DiffusionObjective, sigmoid_weight
 from monai_gen.diffusion.schedules import CosineSchedule
 
 
@@ -55,6 +55,21 @@ def test_zero_network_loss_has_closed_form():
     expected = (sigmoid_weight(schedule.log_snr(t), 3.0) * x0.double().square().mean(dim=(1, 2))).mean()
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     assert loss.ndim == 0 and loss.dtype == x0.dtype
+
+
+def test_v_weighting_is_the_v_space_mse_and_trains_pure_noise():
+    schedule = CosineSchedule(0.0)  # zero terminal SNR: t = 1 is pure noise
+    x0 = torch.randn(6, 2, 8, dtype=torch.float64)
+    objective = DiffusionObjective(schedule, prediction_type="v_prediction", weighting="v")
+    loss = objective(_Zero(), x0, generator=torch.Generator().manual_seed(1))
+    generator = torch.Generator().manual_seed(1)
+    t = 1 - torch.rand(6, generator=generator, dtype=torch.float64)
+    eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
+    alpha, sigma = (v[:, None, None] for v in schedule.alpha_sigma(t))
+    v_target = alpha * eps - sigma * x0  # the zero network predicts v_hat = 0
+    assert loss.item() == pytest.approx(v_target.square().mean(dim=(1, 2)).mean().item(), rel=1e-9)
+    pure_noise = torch.tensor([-math.inf], dtype=torch.float64)  # lambda at t = 1
+    assert WEIGHTINGS["v"](pure_noise, 0.0).item() == 1.0 and sigmoid_weight(pure_noise, -1.0).item() == 0.0
 
 
 def test_conditions_reach_the_model_and_bad_arguments_fail():

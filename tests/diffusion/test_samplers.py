@@ -29,7 +29,7 @@ def _gaussian_oracle(schedule):
 
 
 def _marginal_at_one(schedule, generator):
-    """Exact samples of z_1 (the shifted schedule does not end at pure noise)."""
+    """Exact samples of z_1 (the shifted schedule does not end at pure noise; shift 0 does)."""
     alpha, sigma = schedule.alpha_sigma(torch.tensor(1.0, dtype=torch.float64))
     noise = sample_noise((N, 3), generator=generator, dtype=torch.float64)
     return alpha * MU + (alpha**2 * STD**2 + sigma**2).sqrt() * noise
@@ -42,8 +42,8 @@ CASES = [("dpmpp_2m", 50, 0.025, 0.03), ("ddim", 100, 0.025, 0.05), ("ddpm", 100
 @pytest.mark.parametrize("name, steps, mean_tol, std_tol", CASES)
 @pytest.mark.parametrize(
     "schedule",
-    [CosineSchedule(0.05), DiscreteSchedule(DDPMScheduler(1000, schedule="scaled_linear_beta"))],
-    ids=["cosine", "monai_ddpm"],
+    [CosineSchedule(0.05), CosineSchedule(0.0), DiscreteSchedule(DDPMScheduler(1000, schedule="scaled_linear_beta"))],
+    ids=["cosine", "cosine_zero_terminal_snr", "monai_ddpm"],
 )
 def test_oracle_denoiser_reaches_gaussian_target(name, steps, mean_tol, std_tol, schedule):
     generator = torch.Generator().manual_seed(0)

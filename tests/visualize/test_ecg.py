@@ -61,13 +61,17 @@ def test_v4_column_is_the_last_quarter_in_grid_units(page, record):
 
 def test_paper_grid_is_40_ms_by_100_uv_and_true_to_scale(page):
     ax = page.axes[5]
-    for axis in (ax.xaxis, ax.yaxis):  # lines every 1 mm (0.04 s at 25 mm/s; 0.1 mV at 10 mm/mV), bold every 5
-        low, high = sorted(axis.get_view_interval())
-        major = [x for x in axis.get_majorticklocs() if low <= x <= high]
-        lines = np.union1d([x for x in axis.get_minorticklocs() if low <= x <= high], major)
-        assert len(lines) > 20 and np.diff(lines) == pytest.approx(1.0)
+    grid = {c.get_gid(): c.get_segments() for c in ax.collections}
+    for axis, (low, high) in ((0, ax.get_xlim()), (1, ax.get_ylim())):  # lines every 1 mm (0.04 s; 0.1 mV), bold every 5
+        other = 1 - axis
+        positions = {
+            gid: np.unique([seg[0][axis] for seg in segments if seg[0][axis] == seg[1][axis]]) for gid, segments in grid.items()
+        }
+        minor, major = positions["minor_grid"], positions["major_grid"]
+        assert len(minor) > 20 and np.diff(minor) == pytest.approx(1.0) and low <= minor[0] < low + 1 and high - 1 < minor[-1] <= high
         assert np.diff(major) == pytest.approx(5.0) and np.all(np.mod(major, 5.0) == 0.0)
-    assert all(line.get_visible() for line in ax.xaxis.get_gridlines())
+        spans = [sorted((seg[0][other], seg[1][other])) for seg in grid["minor_grid"] if seg[0][axis] == seg[1][axis]]
+        assert spans and all(span == pytest.approx(sorted(ax.get_ylim() if axis == 0 else ax.get_xlim())) for span in spans)
     width_in, height_in = page.get_size_inches()
     box = ax.get_position()
     x_mm_per_unit = box.width * width_in * 25.4 / np.ptp(ax.get_xlim())
