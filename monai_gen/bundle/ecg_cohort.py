@@ -28,6 +28,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from monai_gen.data.ecg_readers import CPSCMatReader, DICOMECGReader
+from monai_gen.engines.weights import save_tensors
 from monai_gen.transforms.conditions import ConditionSet
 from monai_gen.transforms.ecg.array import LoadECG, RemoveBaselineWander, ResampleECG, StandardiseLeads
 from monai_gen.transforms.ecg.functional import MEDIAN_BEAT_R_INDEX, MEDIAN_BEAT_SAMPLES, beat_windows, detect_r_peaks
@@ -43,6 +44,7 @@ __all__ = [
     "split_by_record",
     "load_split_cohort",
     "fit_conditions",
+    "fit_mean_beat",
     "training_items",
 ]
 
@@ -227,10 +229,33 @@ def fit_conditions(specs: ConditionSet | Sequence[Any], cohort: BeatCohort, save
     return fitted
 
 
-def training_items(cohort: BeatCohort, conditions: ConditionSet, *, amplitude_scale_mv: float) -> list[dict[str, torch.Tensor]]:
-    """MONAI dataset items ``{"image": (12, 576) beat / scale, "conditions": (P,), "condition_mask": (P,)}``."""
+def fit_mean_beat(cohort: BeatCohort, save_to: str | os.PathLike | None = None) -> torch.Tensor:
+    """The mean of ``cohort``'s beats, ``(12, 576)`` in mV; saved as safetensors (key ``mean_beat``) when asked.
+
+    The bundle's diffusion model works on the deviation from this population mean beat (as image models work on
+    intensities minus a mean): every beat is R-aligned, so the mean carries the QRS at sample 200, and sampling
+    from pure noise starts from it. A convolutional denoiser trained on the raw beats placed the QRS anywhere.
+    Load it back with ``monai_gen.engines.weights.load_tensor(path, "mean_beat")``.
+    """
+    mean = cohort.beats.mean(0).float()
+    if save_to is not None:
+        save_tensors({"mean_beat": mean}, save_to)
+    return mean
+
+
+def training_items(
+    cohort: BeatCohort,
+    conditions: ConditionSet,
+    *,
+    amplitude_scale_mv: float,
+    offset_mv: torch.Tensor | None = None,
+) -> list[dict[str, torch.Tensor]]:
+    """MONAI dataset items ``{"image": (beat - offset) / scale (12, 576), "conditions": (P,), "condition_mask": (P,)}``.
+
+    ``offset_mv`` (e.g. :func:`fit_mean_beat`) is subtracted before scaling; generation adds it back.
+    """
     if not amplitude_scale_mv > 0:
         raise ValueError(f"amplitude_scale_mv must be > 0, got {amplitude_scale_mv}.")
     values, mask = conditions.encode_rows(cohort.rows, source="ECG training cohort")
-    beats = cohort.beats / float(amplitude_scale_mv)
+    beats = (cohort.beats - (0.0 if offset_mv is None else offset_mv)) / float(amplitude_scale_mv)
     return [{"image": beats[i], "conditions": values[i], "condition_mask": mask[i]} for i in range(len(cohort))]

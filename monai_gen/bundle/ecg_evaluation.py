@@ -34,7 +34,7 @@ from monai_gen.metrics import (
     memorisation_report,
     pearson_fidelity,
 )
-from monai_gen.metrics.ecg import limb_lead_residual, next_beat_rr_ms
+from monai_gen.metrics.ecg import limb_lead_residual, next_beat_rr_ms, qrs_alignment
 from monai_gen.transforms.ecg.functional import MEDIAN_BEAT_R_INDEX
 from monai_gen.transforms.ecg.measurements import measure_median_beat
 from monai_gen.utils.atomic import atomic_output_path, atomic_write_json, atomic_write_text
@@ -94,6 +94,10 @@ def _realism(synthetic: torch.Tensor, train: BeatCohort, test: BeatCohort, seed:
         "limb_lead_residual_median": {
             "synthetic": float(np.median(limb_lead_residual(synthetic.numpy()))),
             "real_test": float(np.median(limb_lead_residual(test.beats.numpy()))),
+        },
+        "qrs_aligned_fraction": {  # beats whose steepest deflection (or one at least half as steep) sits at R
+            "synthetic": float(np.mean(qrs_alignment(synthetic.numpy(), BEAT_FS, r_index=MEDIAN_BEAT_R_INDEX) >= 0.5)),
+            "real_test": float(np.mean(qrs_alignment(test.beats.numpy(), BEAT_FS, r_index=MEDIAN_BEAT_R_INDEX) >= 0.5)),
         },
     }
 
@@ -178,6 +182,8 @@ def report_markdown(report: dict[str, Any]) -> str:
         "",
         f"Limb-lead residual (Einthoven / Goldberger, median relative RMS): synthetic "
         f"{realism['limb_lead_residual_median']['synthetic']:.3f}, real {realism['limb_lead_residual_median']['real_test']:.3f}.",
+        f"QRS at the R position (12-lead slope energy there >= half the beat's maximum): synthetic "
+        f"{realism['qrs_aligned_fraction']['synthetic']:.2f}, real {realism['qrs_aligned_fraction']['real_test']:.2f} of beats.",
         "",
         "## Memorisation (nearest-neighbour L2 distance, mV)",
         "",

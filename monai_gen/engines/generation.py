@@ -318,6 +318,8 @@ class ConditionalSampleGenerator:
         sample_shape: ``(C, *spatial)`` of one sample in model space.
         device: where the network runs.
         output_scale: model space -> physical units (e.g. mV per model unit); samples are multiplied by it.
+        output_offset: added after scaling, in physical units, broadcast to ``sample_shape`` (e.g. the mean
+            beat a model of deviations was trained around); None adds nothing.
     """
 
     def __init__(
@@ -329,10 +331,20 @@ class ConditionalSampleGenerator:
         *,
         device: torch.device | str = "cpu",
         output_scale: float = 1.0,
+        output_offset: torch.Tensor | None = None,
     ) -> None:
         self.network = network.to(device).eval()
         self.inferer, self.conditions = inferer, conditions
         self.sample_shape, self.device, self.output_scale = tuple(int(s) for s in sample_shape), torch.device(device), float(output_scale)
+        self.output_offset = None if output_offset is None else torch.as_tensor(output_offset, dtype=torch.float32)
+        if self.output_offset is not None:
+            try:
+                torch.broadcast_shapes(self.output_offset.shape, self.sample_shape)
+            except RuntimeError as error:
+                raise ValueError(
+                    f"output_offset of shape {tuple(self.output_offset.shape)} does not broadcast to samples of shape "
+                    f"{self.sample_shape}."
+                ) from error
 
     def __call__(self, requests: Sequence[SampleRequest]) -> torch.Tensor:
         values, mask = self.conditions.encode_rows([r.conditions for r in requests], source="generation request")
@@ -342,4 +354,5 @@ class ConditionalSampleGenerator:
             noise, self.network, generator=generators,
             conditions=values.to(self.device), condition_mask=mask.to(self.device),
         )
-        return samples.float().cpu() * self.output_scale
+        samples = samples.float().cpu() * self.output_scale
+        return samples if self.output_offset is None else samples + self.output_offset

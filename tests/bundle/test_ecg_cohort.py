@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from monai_gen.bundle.ecg_cohort import BeatCohort, build_beat_cohort, find_ecg_records, split_by_record
+from monai_gen.bundle.ecg_cohort import (
+    BeatCohort,
+    build_beat_cohort,
+    find_ecg_records,
+    fit_mean_beat,
+    split_by_record,
+    training_items,
+)
+from monai_gen.engines.weights import load_tensor
+from monai_gen.transforms.conditions import ConditionSet
 
 
 @pytest.fixture(scope="module")
@@ -75,3 +84,14 @@ def test_unusable_records_are_skipped_with_the_reason(shared_data, caplog):
     with pytest.raises(ValueError, match="no usable ECG beats"):
         build_beat_cohort([two_lead])
     assert np.isfinite(cohort.beats.numpy()).all()
+
+
+def test_mean_beat_has_the_qrs_at_sample_200_and_training_items_are_deviations_from_it(small_cohort, tmp_path):
+    mean = fit_mean_beat(small_cohort, save_to=tmp_path / "mean_beat.safetensors")
+    assert mean.shape == (12, 576)
+    assert abs(int(mean.abs().sum(0).argmax()) - 200) <= 10  # R-aligned beats: the QRS survives averaging
+    torch.testing.assert_close(load_tensor(tmp_path / "mean_beat.safetensors", "mean_beat"), mean)
+    conditions = ConditionSet([{"name": "heart_rate", "unit": "bpm", "valid_range": [30, 200]}]).fit(small_cohort.rows)
+    items = training_items(small_cohort, conditions, amplitude_scale_mv=0.25, offset_mv=mean)
+    torch.testing.assert_close(items[3]["image"], (small_cohort.beats[3] - mean) / 0.25)
+    assert torch.stack([item["image"] for item in items]).mean(0).abs().max() < 1e-4  # deviations average to zero

@@ -10,7 +10,7 @@ import torch
 
 from monai_gen.bundle.ecg_cohort import build_beat_cohort, split_by_record
 from monai_gen.bundle.ecg_evaluation import evaluate_ecg_generator, measure_beats
-from monai_gen.metrics.ecg import limb_lead_residual, next_beat_rr_ms
+from monai_gen.metrics.ecg import limb_lead_residual, next_beat_rr_ms, qrs_alignment
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +33,7 @@ def test_oracle_generator_matches_the_real_ceiling(cohorts, tmp_path):
     assert report["fidelity"]["qt"]["real"]["value"] > 0.8
     assert report["realism"]["frechet_distance"]["synthetic_vs_test"] == pytest.approx(0.0, abs=1e-6)
     assert report["realism"]["limb_lead_residual_median"]["synthetic"] < 0.1
+    assert report["realism"]["qrs_aligned_fraction"]["synthetic"] == report["realism"]["qrs_aligned_fraction"]["real_test"] > 0.9
     assert json.loads((tmp_path / "evaluation.json").read_text())["n_synthetic"] == len(test)
     assert "| qt |" in (tmp_path / "evaluation.md").read_text()
     assert (tmp_path / "examples.png").stat().st_size > 1000
@@ -75,3 +76,13 @@ def test_rr_read_from_the_window_matches_the_record(cohorts):
         assert next_beat_rr_ms(train.beats[i].numpy(), 500, r_index=200) is None
     measured = measure_beats(train.beats[:4])
     assert measured["qt"].shape == (4,)
+
+
+def test_qrs_alignment_holds_on_real_beats_and_fails_when_the_qrs_moves(cohorts):
+    beats = cohorts[1].beats.numpy()
+    aligned = qrs_alignment(beats, 500.0, r_index=200)
+    assert aligned.shape == (len(beats),) and np.mean(aligned >= 0.5) > 0.95
+    moved = np.roll(beats, 150, axis=-1)  # every QRS now at sample 350
+    assert np.mean(qrs_alignment(moved, 500.0, r_index=200) >= 0.5) < 0.3
+    with pytest.raises(ValueError, match="r_index=600"):
+        qrs_alignment(beats, 500.0, r_index=600)

@@ -45,13 +45,14 @@ def test_oracle_network_has_zero_loss(kind):
     assert loss.item() == pytest.approx(0.0, abs=1e-20)
 
 
-def test_zero_network_loss_has_closed_form():
+@pytest.mark.parametrize("time_power", [1.0, 2.0])
+def test_zero_network_loss_has_closed_form(time_power):
     schedule = CosineSchedule(0.05)
     x0 = torch.randn(5, 2, 8)
-    loss = DiffusionObjective(schedule, prediction_type="sample", bias=3.0)(
+    loss = DiffusionObjective(schedule, prediction_type="sample", bias=3.0, time_power=time_power)(
         _Zero(), x0, generator=torch.Generator().manual_seed(0)
     )
-    t = 1 - torch.rand(5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    t = 1 - torch.rand(5, generator=torch.Generator().manual_seed(0), dtype=torch.float64) ** time_power
     expected = (sigmoid_weight(schedule.log_snr(t), 3.0) * x0.double().square().mean(dim=(1, 2))).mean()
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     assert loss.ndim == 0 and loss.dtype == x0.dtype
@@ -81,5 +82,7 @@ def test_conditions_reach_the_model_and_bad_arguments_fail():
     assert objective(_Needs(), torch.ones(2, 1, 4), conditions=torch.zeros(2, 1)).item() > 0
     with pytest.raises(ValueError, match="sigmoid"):
         DiffusionObjective(CosineSchedule(), weighting="sigmoidal")
+    with pytest.raises(ValueError, match="time_power must be >= 1"):
+        DiffusionObjective(CosineSchedule(), time_power=0.5)
     with pytest.raises(ValueError, match=r"x0 must be a floating-point \(B, C, \*spatial\)"):
         objective(_Zero(), torch.ones(2, 4))

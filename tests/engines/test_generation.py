@@ -11,7 +11,13 @@ import pytest
 import torch
 
 from monai_gen.data.provenance import write_provenance
-from monai_gen.engines.generation import GenerationJob, read_manifest, requests_from_rows, sweep_requests
+from monai_gen.engines.generation import (
+    ConditionalSampleGenerator,
+    GenerationJob,
+    read_manifest,
+    requests_from_rows,
+    sweep_requests,
+)
 from monai_gen.utils.atomic import atomic_output_path
 
 
@@ -138,7 +144,7 @@ def tiny_model():
 
 def make_generator(**inferer_options):
     from monai_gen.diffusion.schedules import CosineSchedule
-    from monai_gen.engines.generation import ConditionalSampleGenerator, DiffusionSamplingInferer
+    from monai_gen.engines.generation import DiffusionSamplingInferer
     from monai_gen.transforms.conditions import ConditionSet
 
     conditions = ConditionSet(
@@ -165,3 +171,13 @@ def test_sampling_generator_is_seeded_per_sample_and_guidance_one_is_conditional
         plain(requests_from_rows([{"heart_rate": 500}]))
     with pytest.raises(ValueError, match="not conditions of the model"):
         make_generator(phenotype_guidance={"bmi": 2.0})
+
+
+def test_output_offset_is_added_after_scaling_and_checked_against_the_shape():
+    requests = requests_from_rows([{"heart_rate": 60}, {"heart_rate": 90}], seed=1)
+    plain = make_generator()
+    offset = torch.linspace(-1.0, 1.0, 16).expand(2, 16)  # (C, L) in physical units
+    shifted = ConditionalSampleGenerator(plain.network, plain.inferer, plain.conditions, (2, 16), output_scale=0.25, output_offset=offset)
+    torch.testing.assert_close(shifted(requests), plain(requests) + offset)
+    with pytest.raises(ValueError, match=r"output_offset of shape \(3, 16\) does not broadcast to samples of shape \(2, 16\)"):
+        ConditionalSampleGenerator(plain.network, plain.inferer, plain.conditions, (2, 16), output_offset=torch.zeros(3, 16))
