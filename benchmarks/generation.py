@@ -44,7 +44,7 @@ from monai_gen.engines.generation import (
     DiffusionSamplingInferer,
     SampleRequest,
 )
-from monai_gen.engines.weights import load_weights
+from monai_gen.engines.weights import load_tensor, load_weights
 from monai_gen.metrics import pearson_fidelity
 from monai_gen.transforms.conditions import ConditionSet
 
@@ -89,6 +89,7 @@ def load_bundle_model(device: torch.device) -> dict[str, Any]:
         "conditions": ConditionSet.load(root / "models/conditions.json"),
         "schedule": bundle_component(root, "schedule"),
         "scale": float(bundle_component(root, "amplitude_scale_mv")),
+        "offset": load_tensor(root / "models/mean_beat.safetensors", "mean_beat"),
         "shape": (12, int(bundle_component(root, "num_samples_per_beat"))),
     }
 
@@ -116,7 +117,7 @@ def reference_samples(model, rows, seeds, device, steps_to_time: int | None) -> 
     if steps_to_time is None:
         start = time.perf_counter()
         samples = inferer.sample(noise, wrapped, scheduler, verbose=False)
-        return samples.cpu() * model["scale"], time.perf_counter() - start, False
+        return samples.cpu() * model["scale"] + model["offset"], time.perf_counter() - start, False
     scheduler.timesteps = scheduler.timesteps[:steps_to_time]
     start = time.perf_counter()
     inferer.sample(noise, wrapped, scheduler, verbose=False)
@@ -176,7 +177,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results["speedup_samples_per_second"] = results["ours"]["samples_per_second"] / results["reference"]["samples_per_second"]
     if not args.tiny:
         inferer = DiffusionSamplingInferer(model["schedule"], num_steps=args.steps, condition_names=model["conditions"].names)
-        generate = ConditionalSampleGenerator(model["network"], inferer, model["conditions"], model["shape"], device=device, output_scale=model["scale"])
+        generate = ConditionalSampleGenerator(model["network"], inferer, model["conditions"], model["shape"], device=device, output_scale=model["scale"], output_offset=model["offset"])
         ours_beats = generate([SampleRequest(f"b{i}", s, r) for i, (r, s) in enumerate(zip(rows, seeds, strict=True))])
         results["fidelity_r"] = {"ours": fidelity(ours_beats, rows)}
         if reference is not None:

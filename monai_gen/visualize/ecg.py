@@ -266,7 +266,7 @@ def _draw_page(panels: list[_Panel], rows: int, *, row_height_mm: float, caption
             _calibration_pulse(ax, panel.x0)
         else:  # the usual lead-change mark where one lead's stretch of paper ends and the next begins
             ax.plot([panel.x0, panel.x0], [-2.5, 2.5], color="black", linewidth=0.9, gid="separator")
-    figure.text(_MARGIN_MM / width_mm, 1 - _MARGIN_MM / height_mm, caption, fontsize=9, va="top", ha="left")
+    figure.text(_MARGIN_MM / width_mm, 1 - _MARGIN_MM / height_mm, caption, fontsize=9, va="top", ha="left", wrap=True)
     return figure
 
 

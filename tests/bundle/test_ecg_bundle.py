@@ -33,7 +33,8 @@ def test_network_input_output_as_declared_in_metadata():
 
 def test_shipped_weights_generate_finite_beats_for_conditions():
     from monai_gen.engines.generation import ConditionalSampleGenerator, DiffusionSamplingInferer, requests_from_rows
-    from monai_gen.engines.weights import load_weights
+    from monai_gen.engines.weights import load_tensor, load_weights
+    from monai_gen.metrics.ecg import qrs_alignment
     from monai_gen.transforms.conditions import ConditionSet
 
     network = load_weights(bundle_component(BUNDLE, "network_def"), BUNDLE / "models/model.safetensors")
@@ -41,10 +42,17 @@ def test_shipped_weights_generate_finite_beats_for_conditions():
     assert conditions.names == ["heart_rate", "qrs", "qt", "age", "sex"]
     assert all(conditions[n].observed_range is not None for n in ("heart_rate", "qrs", "qt", "age"))
     inferer = DiffusionSamplingInferer(bundle_component(BUNDLE, "schedule"), num_steps=8, condition_names=conditions.names)
-    generate = ConditionalSampleGenerator(network, inferer, conditions, (12, 576), output_scale=bundle_component(BUNDLE, "amplitude_scale_mv"))
-    beats = generate(requests_from_rows([{"heart_rate": 60, "sex": "female"}, {"heart_rate": 110, "qt": 320}]))
-    assert beats.shape == (2, 12, 576) and torch.isfinite(beats).all()
+    mean_beat = load_tensor(BUNDLE / "models/mean_beat.safetensors", "mean_beat")
+    generate = ConditionalSampleGenerator(
+        network, inferer, conditions, (12, 576),
+        output_scale=bundle_component(BUNDLE, "amplitude_scale_mv"), output_offset=mean_beat,
+    )
+    rows = [{"heart_rate": 60, "sex": "female"}, {"heart_rate": 110, "qt": 320}, {"heart_rate": 75}, {"age": 40}]
+    beats = generate(requests_from_rows(rows))
+    assert beats.shape == (4, 12, 576) and torch.isfinite(beats).all()
     assert 0.2 < float(beats.abs().amax(dim=(1, 2)).min()) < 8.0  # QRS of a plausible size in mV
+    aligned = qrs_alignment(beats.numpy(), 500.0, r_index=200) >= 0.5  # the QRS at sample 200, like the training beats
+    assert aligned.sum() >= 3, aligned
 
 
 @pytest.fixture(scope="module")
