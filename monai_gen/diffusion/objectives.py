@@ -62,8 +62,9 @@ WEIGHTINGS: dict[str, Callable[[torch.Tensor, float], torch.Tensor]] = {
 class DiffusionObjective:
     """``objective(model, x0, **cond) -> loss``: everything a trainer needs for one diffusion training step.
 
-    Per sample: ``t = 1 - u^p`` with ``u ~ U[0, 1)`` (``p = time_power``; 1 is uniform), ``eps ~ N(0, I)``, ``z_t = alpha_t x0 + sigma_t eps``; the network (through the
-    ``prediction_type`` wrapper of :mod:`monai_gen.networks.precond`) gives ``x0_hat``; the loss is
+    Per sample: ``t = 1 - u^p`` with ``u ~ U[0, 1)`` (``p = time_power``; 1 is uniform), ``eps ~ N(0, I)``,
+    ``z_t = alpha_t x0 + sigma_t eps``; the network (through the ``prediction_type`` wrapper of
+    :mod:`monai_gen.networks.precond`) gives ``x0_hat``; the loss is
     ``mean_b w(lambda_t) * mean(|x0 - x0_hat|^2)``, with the element mean over channels and space.
 
     Args:

@@ -184,7 +184,8 @@ def sample_dpmpp_2m(
         if s_s == 0:
             x = x0
         else:
-            # from pure noise (alpha_t = 0, lambda = -inf) h is infinite: the first-order step z_s = sigma_s z_t + alpha_s x0_hat
+            # from pure noise (alpha_t = 0, lambda = -inf) h is infinite: the first-order step
+            # z_s = sigma_s z_t + alpha_s x0_hat
             h = math.inf if a_t == 0 else math.log(a_s / s_s) - math.log(a_t / s_t)
             if old_x0 is None or math.isinf(h_prev):
                 d = x0

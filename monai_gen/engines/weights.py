@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-
 from ignite.engine import Engine, Events
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
