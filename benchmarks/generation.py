@@ -82,7 +82,8 @@ def reference_scheduler(schedule) -> DDPMScheduler:
 
 def load_bundle_model(device: torch.device) -> dict[str, Any]:
     root = find_bundle(BUNDLE)
-    network = load_weights(bundle_component(root, "network_def"), root / "models/model.safetensors").to(device).eval()
+    network = load_weights(bundle_component(root, "network_def"), root / "models/model.safetensors")
+    network = network.to(device=device, memory_format=torch.channels_last).eval()  # as ConditionalSampleGenerator
     return {
         "root": root,
         "network": network,

@@ -333,7 +333,9 @@ class ConditionalSampleGenerator:
         output_scale: float = 1.0,
         output_offset: torch.Tensor | None = None,
     ) -> None:
-        self.network = network.to(device).eval()
+        # channels-last 4-D weights: the 1D / 2D denoisers' convolutions run 1.24x faster on CPU (oneDNN), same
+        # outputs to 1e-5 (benchmarks/NOTES.md); 5-D (3D) weights are left as they are.
+        self.network = network.to(device=device, memory_format=torch.channels_last).eval()
         self.inferer, self.conditions = inferer, conditions
         self.sample_shape, self.device, self.output_scale = tuple(int(s) for s in sample_shape), torch.device(device), float(output_scale)
         self.output_offset = None if output_offset is None else torch.as_tensor(output_offset, dtype=torch.float32)
