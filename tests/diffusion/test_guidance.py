@@ -8,8 +8,6 @@ import torch
 from monai_gen.diffusion.guidance import ConditionGuidance
 from monai_gen.diffusion.samplers import sample
 from monai_gen.diffusion.schedules import CosineSchedule
-from monai_gen.networks import ConditionalDenoiser, EmbeddingEncoder, PhenotypeEncoder, make_denoiser
-from monai_gen.networks.nets import DenoisingUNet
 
 GAINS = torch.tensor([1.0, 10.0, 100.0])
 
@@ -54,31 +52,8 @@ def test_group_and_all_scales():
     torch.testing.assert_close(everything, (4.0 * (phen + emb)).expand_as(X))
 
 
-def _tiny_denoiser():
-    torch.manual_seed(0)
-    backbone = DenoisingUNet(
-        1,
-        2,
-        2,
-        channels=(8,),
-        attention_levels=(True,),
-        num_res_blocks=1,
-        norm_num_groups=8,
-        num_head_channels=8,
-        with_conditioning=True,
-        cross_attention_dim=8,
-    )
-    for p in backbone.parameters():
-        if not p.any():
-            torch.nn.init.normal_(p, std=0.1)
-    model = ConditionalDenoiser(
-        backbone, phenotype_encoder=PhenotypeEncoder([0, 2], 8), embedding_encoder=EmbeddingEncoder(3, 8)
-    )
-    return make_denoiser(model.eval(), CosineSchedule(0.05), "epsilon")
-
-
-def test_scale_one_is_exactly_conditional_sampling():
-    denoise = _tiny_denoiser()
+def test_scale_one_is_exactly_conditional_sampling(tiny_denoiser):
+    denoise = tiny_denoiser("epsilon", embedding_dim=3)
     cond = {"conditions": torch.tensor([[0.5, 1.0], [-1.0, 0.0]]), "embedding": torch.randn(2, 3)}
     kwargs = {"num_steps": 3, "seeds": [1, 2], **cond}
     plain = sample(denoise, CosineSchedule(0.05), (2, 2, 16), **kwargs)
@@ -88,8 +63,8 @@ def test_scale_one_is_exactly_conditional_sampling():
     assert (sample(stronger, CosineSchedule(0.05), (2, 2, 16), **kwargs) - plain).abs().max() > 1e-3
 
 
-def test_guided_real_model_matches_its_separate_passes():
-    denoise = _tiny_denoiser()
+def test_guided_real_model_matches_its_separate_passes(tiny_denoiser):
+    denoise = tiny_denoiser("epsilon", embedding_dim=3)
     x, t = torch.randn(2, 2, 16), torch.tensor([0.3, 0.8])
     values, mask = torch.tensor([[0.5, 1.0], [-1.0, 0.0]]), torch.ones(2, 2)
     with torch.no_grad():

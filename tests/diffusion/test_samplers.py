@@ -9,8 +9,6 @@ from monai.utils import unsqueeze_right
 
 from monai_gen.diffusion.samplers import SAMPLERS, per_sample_generators, sample, sample_ddim, sample_noise
 from monai_gen.diffusion.schedules import CosineSchedule, DiscreteSchedule, time_grid
-from monai_gen.networks import ConditionalDenoiser, PhenotypeEncoder, make_denoiser
-from monai_gen.networks.nets import DenoisingUNet
 
 MU = torch.tensor([1.5, -0.5, 0.0], dtype=torch.float64)
 STD = torch.tensor([0.5, 1.0, 0.2], dtype=torch.float64)
@@ -56,30 +54,9 @@ def test_oracle_denoiser_reaches_gaussian_target(name, steps, mean_tol, std_tol,
     assert (out.std(0) / STD - 1).abs().max() < std_tol
 
 
-def _tiny_model():
-    torch.manual_seed(0)
-    backbone = DenoisingUNet(
-        1,
-        2,
-        2,
-        channels=(8,),
-        attention_levels=(True,),
-        num_res_blocks=1,
-        norm_num_groups=8,
-        num_head_channels=8,
-        with_conditioning=True,
-        cross_attention_dim=8,
-    )
-    for p in backbone.parameters():
-        if not p.any():
-            torch.nn.init.normal_(p, std=0.1)
-    model = ConditionalDenoiser(backbone, phenotype_encoder=PhenotypeEncoder([0, 2], 8)).eval()
-    return make_denoiser(model, CosineSchedule(0.05), "v_prediction")
-
-
 @pytest.mark.parametrize("name", sorted(SAMPLERS))
-def test_seeds_reproduce_and_batch_of_four_equals_four_batches_of_one(name):
-    denoise = _tiny_model()
+def test_seeds_reproduce_and_batch_of_four_equals_four_batches_of_one(name, tiny_denoiser):
+    denoise = tiny_denoiser()
     values = torch.tensor([[0.5, 1.0], [-1.0, 0.0], [0.0, 1.0], [2.0, 0.0]])
     seeds = [11, 12, 13, 14]
     kwargs = {"sampler": name, "num_steps": 4, "eta": 0.5}
@@ -106,9 +83,9 @@ def test_stochastic_samplers_use_the_generator_each_step():
     assert torch.equal(det[0], det[1])  # eta = 0 draws nothing
 
 
-def test_callback_and_inference_mode():
+def test_callback_and_inference_mode(tiny_denoiser):
     seen = []
-    denoise = _tiny_model()
+    denoise = tiny_denoiser()
     out = sample(
         denoise,
         CosineSchedule(),
@@ -121,8 +98,8 @@ def test_callback_and_inference_mode():
     assert out.is_inference()
 
 
-def test_errors():
-    denoise = _tiny_model()
+def test_errors(tiny_denoiser):
+    denoise = tiny_denoiser()
     with pytest.raises(ValueError, match="dpmpp_2m"):
         sample(denoise, CosineSchedule(), (1, 2, 16), sampler="dpm++")
     with pytest.raises(ValueError, match="seeds has 1 entries"):
@@ -143,8 +120,8 @@ def test_errors():
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("name", sorted(SAMPLERS))
-def test_cuda_follows_x_and_matches_cpu(name):
-    denoise = _tiny_model()
+def test_cuda_follows_x_and_matches_cpu(name, tiny_denoiser):
+    denoise = tiny_denoiser()
     kwargs = {"sampler": name, "num_steps": 3, "seeds": [5, 6], "conditions": torch.tensor([[0.5, 1.0], [0.0, 0.0]])}
     cpu = sample(denoise, CosineSchedule(), (2, 2, 16), **kwargs)
     kwargs["conditions"] = kwargs["conditions"].cuda()
