@@ -22,6 +22,7 @@ from monai_gen.bundle.registry import bundle_component, find_bundle
 from monai_gen.engines.generation import ConditionalSampleGenerator, DiffusionSamplingInferer, sweep_requests
 from monai_gen.engines.weights import load_tensor, load_weights
 from monai_gen.transforms.conditions import ConditionSet
+from monai_gen.transforms.ecg import DeriveLimbLeads
 from monai_gen.visualize import plot_signal_sweep
 
 
@@ -44,6 +45,7 @@ def main(argv: list[str] | None = None) -> dict:
         network, inferer, conditions, (12, int(bundle_component(root, "num_samples_per_beat"))),
         output_scale=float(bundle_component(root, "amplitude_scale_mv")),
         output_offset=load_tensor(root / "models/mean_beat.safetensors", "mean_beat"),
+        postprocess=DeriveLimbLeads(),  # III, aVR, aVL, aVF from I and II, as an electrocardiograph does
     )
 
     # %% 2. A counterfactual sweep: every row the same seeds and other phenotypes, only the heart rate moves.

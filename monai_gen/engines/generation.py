@@ -320,6 +320,8 @@ class ConditionalSampleGenerator:
         output_scale: model space -> physical units (e.g. mV per model unit); samples are multiplied by it.
         output_offset: added after scaling, in physical units, broadcast to ``sample_shape`` (e.g. the mean
             beat a model of deviations was trained around); None adds nothing.
+        postprocess: applied last to the ``(B, *sample_shape)`` batch in physical units, e.g.
+            :class:`monai_gen.transforms.ecg.DeriveLimbLeads`; None leaves the samples as they are.
     """
 
     def __init__(
@@ -332,6 +334,7 @@ class ConditionalSampleGenerator:
         device: torch.device | str = "cpu",
         output_scale: float = 1.0,
         output_offset: torch.Tensor | None = None,
+        postprocess: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         # channels-last 4-D weights: the 1D / 2D denoisers' convolutions run 1.24x faster on CPU (oneDNN), same
         # outputs to 1e-5 (benchmarks/NOTES.md); 5-D (3D) weights are left as they are.
@@ -339,6 +342,7 @@ class ConditionalSampleGenerator:
         self.inferer, self.conditions = inferer, conditions
         self.sample_shape, self.device, self.output_scale = tuple(int(s) for s in sample_shape), torch.device(device), float(output_scale)
         self.output_offset = None if output_offset is None else torch.as_tensor(output_offset, dtype=torch.float32)
+        self.postprocess = postprocess
         if self.output_offset is not None:
             try:
                 torch.broadcast_shapes(self.output_offset.shape, self.sample_shape)
@@ -357,4 +361,6 @@ class ConditionalSampleGenerator:
             conditions=values.to(self.device), condition_mask=mask.to(self.device),
         )
         samples = samples.float().cpu() * self.output_scale
-        return samples if self.output_offset is None else samples + self.output_offset
+        if self.output_offset is not None:
+            samples = samples + self.output_offset
+        return samples if self.postprocess is None else self.postprocess(samples)

@@ -12,6 +12,7 @@ from monai.bundle import verify_metadata, verify_net_in_out
 
 from monai_gen.bundle.registry import bundle_component, find_bundle, run_bundle_workflow
 from monai_gen.engines.generation import read_manifest
+from monai_gen.metrics.ecg import limb_lead_residual
 
 BUNDLE = find_bundle("ecg_generative_diffusion")
 SCHEMA = Path(__file__).resolve().parents[3] / "shared" / "schemas" / "meta_schema_20240725.json"
@@ -71,7 +72,7 @@ def test_train_infer_evaluate_smoke(small_ecg_folder, tmp_path):
         "dataset_dir": str(small_ecg_folder), "output_dir": str(tmp_path / "train"), "export_dir": str(models),
         "max_epochs": 1, "batch_size": 8, "max_beats_per_record": 6,
     })
-    assert (models / "model.safetensors").is_file() and (models / "conditions.json").is_file()
+    assert all((models / f).is_file() for f in ("model.safetensors", "conditions.json", "mean_beat.safetensors"))
     assert [p.name for p in (tmp_path / "train").glob("checkpoint_*.pt")] == ["checkpoint_2.pt"]
     run_bundle_workflow(BUNDLE, "train", {  # the same command with more epochs resumes from checkpoint_2
         "dataset_dir": str(small_ecg_folder), "output_dir": str(tmp_path / "train"), "export_dir": str(models),
@@ -88,6 +89,7 @@ def test_train_infer_evaluate_smoke(small_ecg_folder, tmp_path):
     assert [r["name"] for r in rows] == ["ecg_0", "ecg_1"] and rows[0]["heart_rate"] == "70"
     record = wfdb.rdrecord(str(out / "ecg_0"))
     assert record.p_signal.shape == (576, 12) and record.fs == 500
+    assert limb_lead_residual(record.p_signal.T)[0] < 0.01  # III, aVR, aVL, aVF derived (up to WFDB quantisation)
 
     run_bundle_workflow(BUNDLE, "evaluate", {
         "dataset_dir": str(small_ecg_folder), "models_dir": str(models), "output_dir": str(tmp_path / "eval"),
@@ -96,6 +98,7 @@ def test_train_infer_evaluate_smoke(small_ecg_folder, tmp_path):
     })
     report = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
     assert report["n_synthetic"] == 4 and set(report["fidelity"]) == {"qrs", "qt", "heart_rate", "age", "sex"}
+    assert report["realism"]["limb_lead_residual_median"]["synthetic"] < 1e-6
 
 
 @pytest.mark.slow

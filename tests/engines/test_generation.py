@@ -179,5 +179,10 @@ def test_output_offset_is_added_after_scaling_and_checked_against_the_shape():
     offset = torch.linspace(-1.0, 1.0, 16).expand(2, 16)  # (C, L) in physical units
     shifted = ConditionalSampleGenerator(plain.network, plain.inferer, plain.conditions, (2, 16), output_scale=0.25, output_offset=offset)
     torch.testing.assert_close(shifted(requests), plain(requests) + offset)
+    flipped = ConditionalSampleGenerator(
+        plain.network, plain.inferer, plain.conditions, (2, 16), output_scale=0.25, output_offset=offset,
+        postprocess=lambda batch: batch.flip(-1),  # applied last, in physical units
+    )
+    torch.testing.assert_close(flipped(requests), (plain(requests) + offset).flip(-1))
     with pytest.raises(ValueError, match=r"output_offset of shape \(3, 16\) does not broadcast to samples of shape \(2, 16\)"):
         ConditionalSampleGenerator(plain.network, plain.inferer, plain.conditions, (2, 16), output_offset=torch.zeros(3, 16))

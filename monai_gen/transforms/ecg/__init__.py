@@ -10,6 +10,7 @@ from monai_gen.transforms.ecg.array import (
     R_PEAK_INDEX,
     RR_MS,
     BandPassECG,
+    DeriveLimbLeads,
     FixedLengthECG,
     LoadECG,
     MeasureECG,
@@ -21,6 +22,7 @@ from monai_gen.transforms.ecg.array import (
 )
 from monai_gen.transforms.ecg.dictionary import (
     BandPassECGd,
+    DeriveLimbLeadsd,
     FixedLengthECGd,
     LoadECGd,
     MeasureECGd,
@@ -52,6 +54,8 @@ __all__ = [
     "MEDIAN_BEAT_SAMPLES",
     "BandPassECG",
     "BandPassECGd",
+    "DeriveLimbLeads",
+    "DeriveLimbLeadsd",
     "ECGMeasurements",
     "FixedLengthECG",
     "FixedLengthECGd",

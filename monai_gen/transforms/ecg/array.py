@@ -43,6 +43,7 @@ __all__ = [
     "LIMB_LEAD_COEFFICIENTS",
     "AMPLITUDE_METHODS",
     "StandardiseLeads",
+    "DeriveLimbLeads",
     "ResampleECG",
     "RemoveBaselineWander",
     "BandPassECG",
@@ -221,6 +222,29 @@ class StandardiseLeads(Transform):
             rows[name] = a * rows["I"] + b * rows["II"]
         stacked = np.stack([rows[n] for n in STANDARD_LEADS])
         return _like(stacked, img, **{LEAD_NAMES: list(STANDARD_LEADS), DERIVED_LEADS: derived})
+
+
+class DeriveLimbLeads(Transform):
+    """Recompute III, aVR, aVL and aVF from I and II in standard-order 12-lead ECGs ``(..., 12, samples)``.
+
+    A recorded ECG obeys Einthoven's and Goldberger's laws exactly (an electrocardiograph measures 8 independent
+    leads and computes these 4); a generator that outputs 12 leads independently does not. Applied to its
+    output, this makes the limb leads consistent by construction. Works on single ECGs and batches (numpy,
+    torch, MetaTensor; metadata kept).
+
+    See: :data:`LIMB_LEAD_COEFFICIENTS`, :func:`monai_gen.metrics.ecg.limb_lead_residual`.
+    """
+
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
+
+    def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
+        if img.ndim < 2 or img.shape[-2] != len(STANDARD_LEADS):
+            raise ValueError(f"DeriveLimbLeads needs (..., 12, samples) in standard lead order, got shape {tuple(img.shape)}.")
+        out = img.clone() if isinstance(img, torch.Tensor) else np.array(img, copy=True)
+        lead_i, lead_ii = img[..., 0, :], img[..., 1, :]
+        for name, (a, b) in LIMB_LEAD_COEFFICIENTS.items():
+            out[..., STANDARD_LEADS.index(name), :] = a * lead_i + b * lead_ii
+        return out
 
 
 class ResampleECG(Transform):

@@ -19,6 +19,7 @@ from monai.transforms.transform import MapTransform
 
 from monai_gen.transforms.ecg.array import (
     BandPassECG,
+    DeriveLimbLeads,
     FixedLengthECG,
     LoadECG,
     MeasureECG,
@@ -32,6 +33,7 @@ from monai_gen.transforms.ecg.array import (
 __all__ = [
     "LoadECGd",
     "StandardiseLeadsd",
+    "DeriveLimbLeadsd",
     "ResampleECGd",
     "RemoveBaselineWanderd",
     "BandPassECGd",
@@ -45,7 +47,10 @@ __all__ = [
 class _ApplyToKeys(MapTransform):
     """Apply ``self.transform`` (an array transform) to every key."""
 
-    transform: LoadECG | StandardiseLeads | ResampleECG | BandPassECG | FixedLengthECG | MedianBeat | NormaliseAmplitude
+    transform: (
+        LoadECG | StandardiseLeads | DeriveLimbLeads | ResampleECG | BandPassECG | FixedLengthECG | MedianBeat
+        | NormaliseAmplitude
+    )
 
     def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
         d = dict(data)
@@ -84,6 +89,16 @@ class StandardiseLeadsd(_ApplyToKeys):
                  allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         self.transform = StandardiseLeads(lead_names)
+
+
+class DeriveLimbLeadsd(_ApplyToKeys):
+    """Dictionary :class:`~monai_gen.transforms.ecg.array.DeriveLimbLeads`."""
+
+    backend = DeriveLimbLeads.backend
+
+    def __init__(self, keys: KeysCollection, *, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.transform = DeriveLimbLeads()
 
 
 class ResampleECGd(_ApplyToKeys):

@@ -13,6 +13,7 @@ from monai_gen.data.ecg_readers import WFDBReader, canonical_lead_name
 from monai_gen.metrics.ecg import limb_lead_residual
 from monai_gen.transforms.ecg.array import (
     BandPassECG,
+    DeriveLimbLeads,
     FixedLengthECG,
     MeasureECG,
     MedianBeat,
@@ -72,6 +73,21 @@ def test_derived_leads_satisfy_the_residual_metric_exactly(record):
     derived = StandardiseLeads(RECORDED)(record[[STANDARD_LEADS.index(n) for n in RECORDED]])
     assert limb_lead_residual(derived)[0] < 1e-12  # same coefficients as the metric, shared not copied
     assert limb_lead_residual(record)[0] < 0.01
+
+
+@pytest.mark.parametrize("kind", ["numpy", "torch", "meta"])
+def test_derive_limb_leads_repairs_inconsistent_leads_and_keeps_recorded_ones(record, kind):
+    broken = _np(record).copy()
+    broken[2:6] += np.random.default_rng(0).normal(0.0, 0.2, size=broken[2:6].shape)  # III, aVR, aVL, aVF off
+    batch = np.stack([broken, _np(record)])  # works on (B, 12, samples) too
+    x = {"numpy": batch, "torch": torch.as_tensor(batch), "meta": MetaTensor(torch.as_tensor(batch))}[kind]
+    out = DeriveLimbLeads()(x)
+    assert type(out) is type(x) and limb_lead_residual(_np(out)).max() < 1e-6 and limb_lead_residual(broken)[0] > 0.3
+    np.testing.assert_array_equal(_np(out)[:, [0, 1, *range(6, 12)]], batch[:, [0, 1, *range(6, 12)]])
+    np.testing.assert_allclose(_np(out)[1], _np(record), atol=0.01)  # a real record already obeys the laws (quantised)
+    assert limb_lead_residual(_np(x))[0] > 0.3  # the input is not modified
+    with pytest.raises(ValueError, match=r"\(\.\.\., 12, samples\) in standard lead order, got shape \(8, 5000\)"):
+        DeriveLimbLeads()(_np(record)[:8])
 
 
 def test_ptb_drops_frank_leads_and_derives_nothing(ptb):

@@ -13,6 +13,8 @@ from monai_gen.data.ecg_readers import WFDBReader
 from monai_gen.transforms.ecg import (
     BandPassECG,
     BandPassECGd,
+    DeriveLimbLeads,
+    DeriveLimbLeadsd,
     FixedLengthECG,
     FixedLengthECGd,
     MeasureECG,
@@ -70,6 +72,7 @@ def test_ptb_chain_standardises_resamples_and_takes_the_median_beat(shared_data)
     ("array", "dictionary"),
     [
         (StandardiseLeads(), StandardiseLeadsd("ecg")),
+        (DeriveLimbLeads(), DeriveLimbLeadsd("ecg")),
         (ResampleECG(360), ResampleECGd("ecg", 360)),
         (RemoveBaselineWander(0.7), RemoveBaselineWanderd("ecg", 0.7)),
         (BandPassECG(1.0, 30.0, order=3), BandPassECGd("ecg", 1.0, 30.0, order=3)),
