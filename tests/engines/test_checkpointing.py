@@ -150,11 +150,13 @@ def test_sigkill_while_writing_leaves_only_complete_checkpoints(tmp_path):
     script, folder = tmp_path / "writer.py", tmp_path / "ckpt"
     script.write_text(WRITER)
     interrupted = []
-    for _ in range(5):  # writing fills nearly all of the writer's time: the first kill almost surely lands mid-write
+    for _ in range(5):  # kill as soon as a write is seen in progress; retry if that write finished first
         proc = subprocess.Popen([sys.executable, str(script), str(folder)], env={**os.environ, "OMP_NUM_THREADS": "1"})
         deadline = time.monotonic() + 60
         while len(list_checkpoints(folder)) < 2 and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.01)
+        while not list(folder.glob(".checkpoint_*.tmp*")) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.0005)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
         interrupted = list(folder.glob(".checkpoint_*.tmp*"))
