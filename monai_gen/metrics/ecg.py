@@ -7,12 +7,12 @@ from scipy.ndimage import uniform_filter1d
 from scipy.signal import find_peaks
 
 from monai_gen.data.ecg_meta import STANDARD_LEADS
-from monai_gen.transforms.ecg.array import LIMB_LEAD_COEFFICIENTS
+from monai_gen.transforms.ecg.array import LIMB_LEAD_COEFFICIENTS, DeriveLimbLeads
 
 __all__ = ["qrs_alignment", "limb_lead_residual", "next_beat_rr_ms"]
 
-# channel of each derived limb lead (III, aVR, aVL, aVF) in the standard order -> (a, b) of a * I + b * II
-_DERIVED = {STANDARD_LEADS.index(name): ab for name, ab in LIMB_LEAD_COEFFICIENTS.items()}
+# channels of the derived limb leads (III, aVR, aVL, aVF) in the standard order
+_DERIVED = [STANDARD_LEADS.index(name) for name in LIMB_LEAD_COEFFICIENTS]
 
 
 def qrs_alignment(beats: np.ndarray, fs: float, *, r_index: int, tolerance_ms: float = 30.0) -> np.ndarray:
@@ -51,11 +51,10 @@ def limb_lead_residual(beats: np.ndarray) -> np.ndarray:
     """
     beats = np.asarray(beats, dtype=np.float64)
     beats = beats[None] if beats.ndim == 2 else beats
-    if beats.ndim != 3 or beats.shape[1] < 6:
+    if beats.ndim != 3 or beats.shape[1] != len(STANDARD_LEADS):
         raise ValueError(f"beats must be (N, 12, samples) in standard lead order, got shape {beats.shape}.")
-    lead_i, lead_ii = beats[:, 0], beats[:, 1]
-    residual = np.stack([beats[:, k] - (a * lead_i + b * lead_ii) for k, (a, b) in _DERIVED.items()], axis=1)
-    recorded = beats[:, list(_DERIVED)]
+    recorded = beats[:, _DERIVED]
+    residual = recorded - DeriveLimbLeads()(beats)[:, _DERIVED]
     return np.sqrt((residual**2).mean(axis=(1, 2))) / np.maximum(np.sqrt((recorded**2).mean(axis=(1, 2))), 1e-9)
 
 
