@@ -1,11 +1,13 @@
 """Generation jobs: condition rows and seeds -> batches -> a sampling callable -> writers, a manifest and resume.
 
-A job is a list of :class:`SampleRequest` (output name, seed, requested phenotypes). :class:`GenerationJob`
-groups them into batches, asks ``generate_batch`` for the samples, hands each one to ``writer`` with its
-provenance, and keeps ``manifest.csv`` (one row per finished sample: files, seed, every condition, model id,
-sampler, steps) current after every batch. A sample is *finished* when its manifest row exists and all its
-files are on disk, so re-running a killed job generates only what is missing; because every sample draws its
-noise from its own seed, the resumed output is identical to an uninterrupted run.
+A job is a list of :class:`~monai_gen.engines.requests.SampleRequest` (output name, seed, requested phenotypes).
+:class:`GenerationJob` groups them into batches, asks ``generate_batch`` for the samples, hands each one to ``writer``
+with its provenance, and keeps ``manifest.csv`` (one row per finished sample: files, seed, every condition, model id,
+sampler, steps) current after every batch. A sample is *finished* when its manifest row records exactly the same
+request (conditions, pass-through columns, seed, model id, sampler, steps, guidance...) and all its files are on
+disk, so re-running a killed job generates only what is missing; because every sample draws its noise from its own
+seed, the resumed output is identical to an uninterrupted run. A folder whose finished samples were made for a
+different request is an error that says what differs, unless the job is told to ``overwrite`` them.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import logging
 import os
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +32,12 @@ from monai_gen.data.provenance import to_json_compatible
 from monai_gen.diffusion.guidance import ALL_CONDITIONS, ConditionGuidance
 from monai_gen.diffusion.samplers import SAMPLERS, per_sample_generators, sample_noise
 from monai_gen.diffusion.schedules import time_grid
+from monai_gen.engines.requests import RESERVED_COLUMNS, SampleRequest
 from monai_gen.networks.precond import make_denoiser
 from monai_gen.transforms.conditions import ConditionSet
 from monai_gen.utils.atomic import atomic_write_text
 
 __all__ = [
-    "SampleRequest",
-    "requests_from_rows",
-    "sweep_requests",
     "read_manifest",
     "GenerationJob",
     "DiffusionSamplingInferer",
@@ -48,72 +47,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.csv"
-_FIXED_COLUMNS = ("name", "files", "seed")
-
-
-@dataclass(frozen=True)
-class SampleRequest:
-    """One sample to generate.
-
-    Args:
-        name: output stem (file names derive from it), unique within a job, e.g. ``"ecg_0003"``.
-        seed: the seed of this sample's noise; the same seed gives the same sample whatever the batch.
-        conditions: requested phenotypes in physical units / labels, e.g. ``{"heart_rate_bpm": 75}``;
-            a phenotype absent here is left unconditioned (its null token).
-    """
-
-    name: str
-    seed: int
-    conditions: Mapping[str, Any] = field(default_factory=dict)
-
-
-def requests_from_rows(
-    rows: Sequence[Mapping[str, Any]], *, seed: int = 0, prefix: str = "sample", samples_per_row: int = 1
-) -> list[SampleRequest]:
-    """One request per row (times ``samples_per_row``), seeds ``seed, seed + 1, ...`` in order.
-
-    A row may carry its own ``seed`` (then that seed is used, plus the repeat index); other keys are
-    conditions.
-    """
-    if samples_per_row < 1:
-        raise ValueError(f"samples_per_row must be >= 1, got {samples_per_row}.")
-    requests, width = [], len(str(max(len(rows) * samples_per_row - 1, 1)))
-    for i, row in enumerate(rows):
-        conditions = {k: v for k, v in row.items() if k != "seed"}
-        row_seed = int(row["seed"]) if "seed" in row and str(row["seed"]).strip() else None
-        for r in range(samples_per_row):
-            index = i * samples_per_row + r
-            sample_seed = (row_seed + r) if row_seed is not None else seed + index
-            requests.append(SampleRequest(f"{prefix}_{index:0{width}d}", sample_seed, conditions))
-    return requests
-
-
-def sweep_requests(
-    name: str,
-    values: Sequence[float],
-    *,
-    seeds: Sequence[int],
-    fixed: Mapping[str, Any] | None = None,
-    prefix: str = "sweep",
-) -> list[SampleRequest]:
-    """A counterfactual sweep (xMADD Fig. 5): every value of phenotype ``name`` with every seed.
-
-    The same seeds are reused for every value, so a column of the sweep differs only in the phenotype.
-
-    Args:
-        name: the phenotype swept.
-        values: its values in physical units, e.g. ``numpy.linspace(50, 110, 5)``.
-        seeds: one seed per column.
-        fixed: other phenotypes held constant across the sweep.
-    """
-    if not len(values) or not len(seeds):
-        raise ValueError(f"a sweep needs at least one value and one seed, got values={list(values)}, seeds={list(seeds)}.")
-    fixed = dict(fixed or {})
-    return [
-        SampleRequest(f"{prefix}_{name}_{k:03d}_seed{seed}", int(seed), {**fixed, name: float(value)})
-        for k, value in enumerate(values)
-        for seed in seeds
-    ]
 
 
 def read_manifest(path: str | os.PathLike) -> list[dict[str, str]]:
@@ -141,6 +74,12 @@ class GenerationJob:
         preview: optional ``preview(samples, requests, output_dir)`` called after each batch (e.g. a PNG
             per sample); its failures are errors, not warnings.
         progress: show a tqdm progress bar.
+        overwrite: regenerate samples whose manifest row records a different request (default: raise).
+
+    Raises:
+        ValueError: repeated names; a condition, pass-through column or provenance field named like another one or
+            like the manifest's own columns; at :meth:`run`, finished samples of a different request (without
+            ``overwrite``).
     """
 
     def __init__(
@@ -154,12 +93,14 @@ class GenerationJob:
         provenance: Mapping[str, Any] | None = None,
         preview: Callable[[torch.Tensor, list[SampleRequest], Path], Any] | None = None,
         progress: bool = True,
+        overwrite: bool = False,
     ) -> None:
         duplicates = sorted(name for name, count in Counter(r.name for r in requests).items() if count > 1)
         if duplicates:
             raise ValueError(f"generation requests must have unique names, repeated: {duplicates[:5]}.")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+        _check_columns(requests, provenance or {})
         self.requests = list(requests)
         self._requested = {r.name for r in self.requests}
         self.generate_batch = generate_batch
@@ -169,18 +110,37 @@ class GenerationJob:
         self.provenance = dict(provenance or {})
         self.preview = preview
         self.progress = progress
+        self.overwrite = bool(overwrite)
 
     @property
     def manifest_path(self) -> Path:
         return self.output_dir / MANIFEST_NAME
 
     def finished(self) -> dict[str, dict[str, str]]:
-        """Manifest rows (by name) of samples whose files all exist; anything else will be generated again."""
-        done = {}
+        """Manifest rows (by name) of samples whose files all exist; anything else will be generated again.
+
+        Raises:
+            ValueError: a finished sample of one of this job's names was made for a different request (unless
+                ``overwrite``: then it is left out, to be generated again).
+        """
+        done, conflicts = {}, []
+        by_name = {r.name: r for r in self.requests}
         for row in read_manifest(self.manifest_path):
             files = [self.output_dir / f for f in row.get("files", "").split(";") if f]
-            if files and all(f.is_file() for f in files):
+            if not (files and all(f.is_file() for f in files)):
+                continue
+            request = by_name.get(row["name"])
+            differences = [] if request is None else _differences(row, self._row(request, files=""))
+            if differences and not self.overwrite:
+                conflicts.append(f"{row['name']}: {'; '.join(differences)}")
+            elif not differences:
                 done[row["name"]] = row
+        if conflicts:
+            raise ValueError(
+                f"{self.output_dir} already holds {len(conflicts)} sample(s) made for a different request (recorded "
+                f"vs requested) - {' | '.join(conflicts[:3])}{' | ...' if len(conflicts) > 3 else ''}. Use another "
+                "output folder, or overwrite them (monai-gen --overwrite, config overwrite=true)."
+            )
         return done
 
     def run(self) -> Path:
@@ -215,17 +175,23 @@ class GenerationJob:
 
     def _write(self, request: SampleRequest, sample: torch.Tensor) -> dict[str, Any]:
         provenance = {**self.provenance, "seed": request.seed, "conditions": dict(request.conditions)}
+        if request.pass_through:
+            provenance["pass_through"] = dict(request.pass_through)
         files = self.writer(sample, self.output_dir / request.name, provenance)
-        relative = [os.path.relpath(f, self.output_dir) for f in files]
-        row = {"name": request.name, "files": ";".join(relative), "seed": request.seed}
+        return self._row(request, files=";".join(os.path.relpath(f, self.output_dir) for f in files))
+
+    def _row(self, request: SampleRequest, *, files: str) -> dict[str, Any]:
+        """The manifest row of ``request``: name, files, seed, its conditions and pass-through columns, provenance."""
+        row = {"name": request.name, "files": files, "seed": request.seed}
         row.update({k: _cell(v) for k, v in request.conditions.items()})
+        row.update({k: _cell(v) for k, v in request.pass_through.items()})
         row.update({k: _cell(v) for k, v in self.provenance.items()})
         return row
 
     def _write_manifest(self, rows: Mapping[str, Mapping[str, Any]]) -> None:
         ordered = [rows[r.name] for r in self.requests if r.name in rows]
         extra = [r for name, r in rows.items() if name not in self._requested]
-        columns = list(_FIXED_COLUMNS)
+        columns = list(RESERVED_COLUMNS)
         for row in ordered + extra:
             columns.extend(k for k in row if k not in columns)
         buffer = io.StringIO()
@@ -233,6 +199,29 @@ class GenerationJob:
         writer.writeheader()
         writer.writerows(ordered + extra)
         atomic_write_text(self.manifest_path, buffer.getvalue())
+
+
+def _check_columns(requests: Sequence[SampleRequest], provenance: Mapping[str, Any]) -> None:
+    """Manifest columns must not collide: conditions, pass-through columns, provenance and the job's own columns."""
+    sources = {"provenance field": set(provenance)}
+    sources["condition"] = {k for r in requests for k in r.conditions}
+    sources["pass-through column"] = {k for r in requests for k in r.pass_through}
+    seen: dict[str, str] = dict.fromkeys(RESERVED_COLUMNS, "manifest column")
+    for kind, names in sources.items():
+        for name in sorted(names):
+            if name in seen:
+                raise ValueError(f"{kind} {name!r} has the name of a {seen[name]}; manifest columns must be distinct.")
+            seen[name] = kind
+
+
+def _differences(recorded: Mapping[str, str], requested: Mapping[str, Any]) -> list[str]:
+    """What a finished sample's manifest row records differently from a request's row (``files`` aside)."""
+    keys = [k for k in dict.fromkeys([*requested, *recorded]) if k != "files"]
+    return [
+        f"{k} {recorded.get(k) or 'unset'} vs {requested.get(k) if requested.get(k) not in (None, '') else 'unset'}"
+        for k in keys
+        if str(recorded.get(k) or "") != str("" if requested.get(k) is None else requested.get(k))
+    ]
 
 
 def _cell(value: Any) -> Any:

@@ -1,4 +1,4 @@
-"""Requests, WFDB writing and previews of the ECG bundle's inference."""
+"""WFDB writing and previews of the ECG bundle's inference."""
 
 from __future__ import annotations
 
@@ -6,37 +6,14 @@ import pytest
 import torch
 import wfdb
 
-from monai_gen.bundle.ecg_generation import build_requests, ecg_preview, wfdb_sample_writer
+from monai_gen.bundle.ecg_generation import ecg_preview, wfdb_sample_writer
 from monai_gen.bundle.registry import find_bundle, read_bundle_info
+from monai_gen.engines.requests import build_requests
 
 
 @pytest.fixture(scope="module")
 def conditions():
     return read_bundle_info(find_bundle("ecg_generative_diffusion")).conditions
-
-
-def test_plain_table_and_sweep_requests(conditions, tmp_path):
-    plain = build_requests(conditions, values={"heart_rate": 75, "qt": None}, num_samples=3, seed=10)
-    assert [r.seed for r in plain] == [10, 11, 12] and all(r.conditions == {"heart_rate": 75} for r in plain)
-    table = tmp_path / "subjects.csv"
-    table.write_text("heart_rate,sex\n60,female\n90,\n")
-    rows = build_requests(conditions, values={"qt": 400}, table=table, num_samples=1)
-    assert [r.conditions for r in rows] == [{"qt": 400, "heart_rate": "60", "sex": "female"}, {"qt": 400, "heart_rate": "90"}]
-    sweep = build_requests(conditions, values={"sex": "male"}, sweep="qt", sweep_start=350, sweep_stop=450, sweep_num_values=3, sweep_num_seeds=2, seed=5)
-    assert [(r.conditions["qt"], r.seed) for r in sweep] == [(350, 5), (350, 6), (400, 5), (400, 6), (450, 5), (450, 6)]
-
-
-def test_invalid_requests_are_rejected_with_names(conditions, tmp_path):
-    with pytest.raises(ValueError, match="unknown phenotype"):
-        build_requests(conditions, values={"bmi": 25})
-    with pytest.raises(ValueError, match="'heart_rate' = 20 bpm is outside its valid range"):
-        build_requests(conditions, values={"heart_rate": 20})
-    table = tmp_path / "bad.csv"
-    table.write_text("heart_rate,sex\n60,unknown-sex\n")
-    with pytest.raises(ValueError, match=r"bad\.csv, row 1"):
-        build_requests(conditions, table=table)
-    with pytest.raises(ValueError, match="continuous phenotype"):
-        build_requests(conditions, sweep="sex", sweep_start=0, sweep_stop=1)
 
 
 def test_writer_and_sweep_preview_on_records(conditions, tmp_path):

@@ -11,13 +11,8 @@ import pytest
 import torch
 
 from monai_gen.data.provenance import write_provenance
-from monai_gen.engines.generation import (
-    ConditionalSampleGenerator,
-    GenerationJob,
-    read_manifest,
-    requests_from_rows,
-    sweep_requests,
-)
+from monai_gen.engines.generation import ConditionalSampleGenerator, GenerationJob, read_manifest
+from monai_gen.engines.requests import SampleRequest, requests_from_rows, sweep_requests
 from monai_gen.utils.atomic import atomic_output_path
 
 
@@ -186,3 +181,47 @@ def test_output_offset_is_added_after_scaling_and_checked_against_the_shape():
     torch.testing.assert_close(flipped(requests), (plain(requests) + offset).flip(-1))
     with pytest.raises(ValueError, match=r"output_offset of shape \(3, 16\) does not broadcast to samples of shape \(2, 16\)"):
         ConditionalSampleGenerator(plain.network, plain.inferer, plain.conditions, (2, 16), output_offset=torch.zeros(3, 16))
+
+
+def test_resume_matches_the_full_request_and_a_conflicting_folder_says_what_differs(tmp_path):
+    first = requests_from_rows([{"heart_rate_bpm": 75.0}] * 2, seed=0)
+    make_job(tmp_path, first).run()
+    stamp = (tmp_path / "sample_0.npy").stat().st_mtime_ns
+    make_job(tmp_path, first).run()  # the same request resumes: nothing is generated again
+    assert (tmp_path / "sample_0.npy").stat().st_mtime_ns == stamp
+
+    other = requests_from_rows([{"heart_rate_bpm": 120.0}] * 2, seed=0)
+    with pytest.raises(ValueError, match=r"different request.*sample_0: heart_rate_bpm 75.0 vs 120.0"):
+        make_job(tmp_path, other).run()
+    reseeded = requests_from_rows([{"heart_rate_bpm": 75.0}] * 2, seed=5)
+    with pytest.raises(ValueError, match="seed 0 vs 5"):
+        make_job(tmp_path, reseeded).run()
+    unconditioned = requests_from_rows([{}] * 2, seed=0)
+    with pytest.raises(ValueError, match="heart_rate_bpm 75.0 vs unset"):
+        make_job(tmp_path, unconditioned).run()
+    more_steps = GenerationJob(
+        first, generate_batch=seeded_samples, writer=npy_writer, output_dir=tmp_path, progress=False,
+        provenance={"model_id": "unit", "sampler": "none", "steps": 25},
+    )
+    with pytest.raises(ValueError, match="steps 0 vs 25"):
+        more_steps.run()
+
+    GenerationJob(
+        other, generate_batch=seeded_samples, writer=npy_writer, output_dir=tmp_path, progress=False, overwrite=True,
+        provenance={"model_id": "unit", "sampler": "none", "steps": 0},
+    ).run()
+    rows = read_manifest(tmp_path / "manifest.csv")
+    assert [r["heart_rate_bpm"] for r in rows] == ["120.0", "120.0"]
+    np.testing.assert_array_equal(np.load(tmp_path / "sample_0.npy"), seeded_samples(other[:1])[0].numpy())
+
+
+def test_pass_through_columns_reach_manifest_and_sidecar_and_names_may_not_collide(tmp_path):
+    requests = [SampleRequest("s0", 1, {"heart_rate_bpm": 60.0}, {"subject_id": "S017"})]
+    make_job(tmp_path, requests).run()
+    assert read_manifest(tmp_path / "manifest.csv")[0]["subject_id"] == "S017"
+    assert json.loads((tmp_path / "s0.json").read_text())["pass_through"] == {"subject_id": "S017"}
+    for clash in ({"name": "x"}, {"files": "y"}, {"model_id": "z"}):
+        with pytest.raises(ValueError, match="manifest columns must be distinct"):
+            make_job(tmp_path / "clash", [SampleRequest("s0", 1, {}, clash)])
+    with pytest.raises(ValueError, match="condition 'files'"):
+        make_job(tmp_path / "clash", [SampleRequest("s0", 1, {"files": 1})])

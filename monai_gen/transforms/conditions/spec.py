@@ -23,13 +23,17 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from monai.utils import look_up_option
 
 from monai_gen.utils.atomic import atomic_write_json
+
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported inside the methods that build tensors, so reading a bundle's conditions (``monai-gen bundles``,
+# ``--help``) does not pay for importing it.
 
 __all__ = ["ConditionKind", "ConditionSpec", "ConditionSet", "is_missing"]
 
@@ -52,8 +56,8 @@ def is_missing(value: Any) -> bool:
         return value.strip().lower() in _MISSING_STRINGS
     if isinstance(value, (float, np.floating)):
         return math.isnan(value)
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        return bool(torch.isnan(value.float()))
+    if hasattr(value, "numel") and value.numel() == 1:  # a one-element torch tensor (torch is not imported here)
+        return math.isnan(float(value))
     return False
 
 
@@ -90,8 +94,10 @@ class ConditionSpec:
     description: str = ""
 
     def __post_init__(self) -> None:
-        kind = look_up_option(str(self.kind).lower(), [k.value for k in ConditionKind])
-        object.__setattr__(self, "kind", kind)
+        kinds = [k.value for k in ConditionKind]
+        if str(self.kind).lower() not in kinds:
+            raise ValueError(f"condition {self.name!r}: kind must be one of {kinds}, got {self.kind!r}.")
+        object.__setattr__(self, "kind", str(self.kind).lower())
         object.__setattr__(self, "categories", tuple(str(c) for c in self.categories))
         object.__setattr__(self, "aliases", {str(k).lower(): str(v) for k, v in dict(self.aliases).items()})
         for field in ("valid_range", "observed_range"):
@@ -138,6 +144,27 @@ class ConditionSpec:
         self._check_range(number, where)
         return (number - self.mean) / self.std
 
+    def canonical_value(self, value: Any, *, where: str = "") -> float | str:
+        """A present value as it is recorded: a range-checked float, or the category's own label (``"Male"`` and
+        ``"m"`` become ``"male"``).
+
+        Raises:
+            ValueError: as :meth:`encode_value`.
+        """
+        if self.is_categorical:
+            return self.categories[self._category_index(value, where)]
+        number = self._as_number(value, where)
+        self._check_range(number, where)
+        return number
+
+    def extrapolates(self, value: float) -> bool:
+        """True when a continuous ``value`` lies outside the range seen in training (``observed_range``)."""
+        return (
+            not self.is_categorical
+            and self.observed_range is not None
+            and not self.observed_range[0] <= float(value) <= self.observed_range[1]
+        )
+
     def decode_value(self, encoded: float) -> float | str:
         """Inverse of :meth:`encode_value`: physical value in ``unit``, or the category label."""
         if self.is_categorical:
@@ -149,7 +176,7 @@ class ConditionSpec:
 
     def _as_number(self, value: Any, where: str) -> float:
         try:
-            number = float(value.item() if isinstance(value, (torch.Tensor, np.ndarray)) else value)
+            number = float(value.item() if hasattr(value, "item") else value)
         except (TypeError, ValueError) as err:
             raise ValueError(f"{_where(where)}condition {self.name!r} must be a number, got {value!r}.") from err
         if not math.isfinite(number):
@@ -165,20 +192,22 @@ class ConditionSpec:
 
     def _category_index(self, value: Any, where: str) -> int:
         """Strings match a category or alias (case-insensitive); integral numbers are category indices."""
-        if isinstance(value, (torch.Tensor, np.ndarray)):
+        if hasattr(value, "item"):
             value = value.item()
-        if isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and float(value).is_integer():
-            if 0 <= int(value) < len(self.categories):
-                return int(value)
-        else:
+        numeric = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+        if numeric and float(value).is_integer() and 0 <= int(value) < len(self.categories):
+            return int(value)
+        if not numeric:
             label = str(value).strip().lower()
             canonical = {c.lower(): c for c in self.categories}.get(label) or self.aliases.get(label)
             if canonical is not None:
                 return self.categories.index(canonical)
+        # text is matched by label only: a "1" in a table could mean either category, so it is never an index
         raise ValueError(
             f"{_where(where)}condition {self.name!r} = {value!r} is not one of its categories {list(self.categories)}"
             + (f" (aliases: {sorted(self.aliases)})" if self.aliases else "")
-            + f" or an index 0..{len(self.categories) - 1}."
+            + (f" or an index 0..{len(self.categories) - 1}" if numeric else "")
+            + "."
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -231,7 +260,14 @@ class ConditionSet:
         return len(self.specs)
 
     def __getitem__(self, name: str) -> ConditionSpec:
-        return self.specs[self.names.index(look_up_option(name, self.names))]
+        if name not in self.names:
+            raise KeyError(f"{name!r} is not a condition of this model; its conditions are {self.names}.")
+        return self.specs[self.names.index(name)]
+
+    def resolve_name(self, name: str) -> str | None:
+        """The condition a column or option ``name`` means, matched case-insensitively; None when it is none."""
+        by_lower = {n.lower(): n for n in self.names}
+        return by_lower.get(str(name).strip().lower())
 
     def encode(self, row: Mapping[str, Any], *, one_hot: bool = False, where: str = "") -> tuple[torch.Tensor, torch.Tensor]:
         """Encode one row of phenotypes into ``(values, mask)``, float32 ``(P,)``.
@@ -242,6 +278,8 @@ class ConditionSet:
         Raises:
             ValueError: a present value is invalid (see :meth:`ConditionSpec.encode_value`).
         """
+        import torch
+
         values, mask = [], []
         for spec in self.specs:
             raw = row.get(spec.name)
@@ -259,6 +297,8 @@ class ConditionSet:
         self, rows: Iterable[Mapping[str, Any]], *, one_hot: bool = False, source: str = "rows"
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Encode many rows into ``(values, mask)`` of shape ``(N, P)``; errors name ``source`` and the row."""
+        import torch
+
         encoded = [self.encode(r, one_hot=one_hot, where=f"{source}, row {i + 1}") for i, r in enumerate(rows)]
         if not encoded:
             raise ValueError(f"{source} holds no rows to encode.")
@@ -266,6 +306,8 @@ class ConditionSet:
 
     def decode(self, values: torch.Tensor | np.ndarray, mask: torch.Tensor | np.ndarray | None = None) -> dict[str, Any]:
         """Inverse of :meth:`encode` (index form) for one sample: physical values / labels, None where masked."""
+        import torch
+
         values = torch.as_tensor(values, dtype=torch.float64).reshape(-1)
         mask = torch.ones_like(values) if mask is None else torch.as_tensor(mask).reshape(-1)
         if values.numel() != len(self):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,24 +45,32 @@ def read_condition_table(
 def _read_csv(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise FileNotFoundError(f"condition table {path} does not exist.")
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if not header:
-            raise ValueError(f"condition table {path} is empty (no header row).")
-        header = [name.strip() for name in header]
-        duplicates = sorted({name for name in header if header.count(name) > 1})
-        if duplicates:
-            raise ValueError(f"condition table {path} has duplicate columns {duplicates}.")
-        rows = []
-        for line_number, cells in enumerate(reader, start=2):
-            if not any(cell.strip() for cell in cells):
-                continue
-            if len(cells) != len(header):
-                raise ValueError(
-                    f"condition table {path}, line {line_number}: {len(cells)} cells for {len(header)} columns."
-                )
-            rows.append({name: cell.strip() for name, cell in zip(header, cells, strict=True)})
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            return _parse_csv(csv.reader(handle), path)
+    except UnicodeDecodeError as err:
+        raise ValueError(
+            f"condition table {path} is not UTF-8 text (byte {err.start}: {err.reason}); save it as UTF-8 CSV."
+        ) from None
+    except csv.Error as err:
+        raise ValueError(f"condition table {path} is not a readable CSV file: {err}.") from None
+
+
+def _parse_csv(reader: Iterator[list[str]], path: Path) -> list[dict[str, Any]]:
+    header = next(reader, None)
+    if not header:
+        raise ValueError(f"condition table {path} is empty (no header row).")
+    header = [name.strip() for name in header]
+    duplicates = sorted({name for name in header if header.count(name) > 1})
+    if duplicates:
+        raise ValueError(f"condition table {path} has duplicate columns {duplicates}.")
+    rows = []
+    for line_number, cells in enumerate(reader, start=2):
+        if not any(cell.strip() for cell in cells):
+            continue
+        if len(cells) != len(header):
+            raise ValueError(f"condition table {path}, line {line_number}: {len(cells)} cells for {len(header)} columns.")
+        rows.append({name: cell.strip() for name, cell in zip(header, cells, strict=True)})
     return rows
 
 
