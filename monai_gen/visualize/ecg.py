@@ -20,8 +20,10 @@ from typing import Any
 import numpy as np
 import torch
 from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import RendererAgg
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
 from monai.data import MetaTensor
 from monai.utils import convert_to_numpy
 
@@ -54,7 +56,8 @@ BEAT_LAYOUTS: dict[str, tuple[tuple[str, ...], ...]] = {
 
 _CAL_MM = 10.0  # calibration zone at the start of each row: a 1 mV (10 mm) pulse, 0.2 s (5 mm) wide
 _MARGIN_MM = 5.0
-_CAPTION_MM = 10.0
+_CAPTION_MM = 10.0  # at least; more when the caption needs more than two lines
+_CAPTION_PT, _LINE_SPACING = 9.0, 1.2
 _MINOR_COLOUR, _MAJOR_COLOUR = "#f7c6cf", "#ec8fa0"
 _MM_PER_INCH = 25.4
 
@@ -247,7 +250,9 @@ def _draw_page(panels: list[_Panel], rows: int, *, row_height_mm: float, caption
     if not row_height_mm > 0:
         raise ValueError(f"row_height_mm must be positive, got {row_height_mm}.")
     width_mm = 2 * _MARGIN_MM + _CAL_MM + max(p.x1 for p in panels)
-    height_mm = 2 * _MARGIN_MM + _CAPTION_MM + rows * row_height_mm
+    lines, fontsize = _wrap_caption(caption, (width_mm - 2 * _MARGIN_MM) / _MM_PER_INCH * 72.0, _CAPTION_PT)
+    caption_mm = max(_CAPTION_MM, len(lines) * fontsize * _LINE_SPACING / 72.0 * _MM_PER_INCH + 1.0)
+    height_mm = 2 * _MARGIN_MM + caption_mm + rows * row_height_mm
     figure = new_figure(width_mm / _MM_PER_INCH, height_mm / _MM_PER_INCH, dpi=dpi)
     row_starts = {row: min(p.x0 for p in panels if p.row == row) for row in range(rows)}
     for panel in panels:
@@ -266,8 +271,39 @@ def _draw_page(panels: list[_Panel], rows: int, *, row_height_mm: float, caption
             _calibration_pulse(ax, panel.x0)
         else:  # the usual lead-change mark where one lead's stretch of paper ends and the next begins
             ax.plot([panel.x0, panel.x0], [-2.5, 2.5], color="black", linewidth=0.9, gid="separator")
-    figure.text(_MARGIN_MM / width_mm, 1 - _MARGIN_MM / height_mm, caption, fontsize=9, va="top", ha="left", wrap=True)
+    figure.text(
+        _MARGIN_MM / width_mm, 1 - _MARGIN_MM / height_mm, "\n".join(lines), fontsize=fontsize, va="top", ha="left",
+        linespacing=_LINE_SPACING,
+    )
     return figure
+
+
+def _wrap_caption(caption: str, width_pt: float, fontsize: float) -> tuple[list[str], float]:
+    """``caption`` broken into lines at most ``width_pt`` points wide, and the font size (points) that fits.
+
+    Lines break at the `` · `` separators, a part too long for a line between its words, and the font shrinks
+    only when one word is still wider than the line (e.g. a very long record id). Widths are measured with
+    matplotlib's Agg text renderer (matplotlib's own ``wrap=True`` lets the last word overrun the page edge).
+    """
+    renderer = RendererAgg(1, 1, 72.0)  # at 72 dpi one pixel is one point
+
+    def width(text: str) -> float:
+        return renderer.get_text_width_height_descent(text, FontProperties(size=fontsize), ismath=False)[0]
+
+    lines: list[str] = []
+    for part in caption.split(" · "):
+        if lines and width(f"{lines[-1]} · {part}") <= width_pt:
+            lines[-1] += f" · {part}"
+            continue
+        words = part.split(" ")
+        lines.append(words[0])
+        for word in words[1:]:
+            if width(f"{lines[-1]} {word}") <= width_pt:
+                lines[-1] += f" {word}"
+            else:
+                lines.append(word)
+    widest = max(width(line) for line in lines)
+    return lines, fontsize * min(1.0, width_pt / widest) if widest > 0 else fontsize
 
 
 def _paper_grid(ax: Axes) -> None:

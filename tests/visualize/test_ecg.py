@@ -148,3 +148,23 @@ def test_errors(record):
         plot_ecg(record, FS, start=5.0, duration=10.0)
     with pytest.raises(ValueError, match="layout must be one of"):
         plot_median_beats(record[:, :576], FS, layout="4x3")
+
+
+@pytest.mark.parametrize("layout", ["3x4", "2x6"])
+def test_long_caption_stays_inside_the_page_above_the_panels(tmp_path, record, layout):
+    """The bundle's preview caption (record id, rate, scales, conditions, "synthetic") on a 13.5 cm beat page."""
+    caption = "heart_rate 50.0 · qrs 95.0 · qt 420.0 · age 63.0 · sex female · synthetic"
+    figure = plot_median_beats(record[:, 1000:1576], FS, layout=layout, record_id="sweep_heart_rate_000_seed0",
+                               caption=caption, path=tmp_path / "beats.png")
+    renderer = figure.canvas.get_renderer()
+    (title,) = figure.texts
+    box, page = title.get_window_extent(renderer), figure.bbox
+    assert page.x0 <= box.x0 and box.x1 <= page.x1 and page.y0 <= box.y0 and box.y1 <= page.y1, (box, page)
+    top_panel = max(ax.get_window_extent(renderer).y1 for ax in figure.axes)
+    assert box.y0 >= top_panel  # the wrapped lines do not run into the first row of paper
+    shown = title.get_text().replace("\n", " · ")
+    for part in ("sweep_heart_rate_000_seed0", "500 Hz", "10 mm/mV", "heart_rate 50.0", "sex female", "synthetic"):
+        assert part in shown
+    pixels = imread(tmp_path / "beats.png")[..., :3]
+    right_margin = pixels[:, -int(0.9 * 5.0 / 25.4 * figure.dpi) :]  # the page's 5 mm right margin stays blank
+    assert right_margin.min() > 0.95
