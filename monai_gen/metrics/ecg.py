@@ -1,4 +1,5 @@
-"""ECG-specific checks of synthetic beats: QRS alignment, limb-lead consistency and an independent R-R reading."""
+"""ECG-specific checks of synthetic beats: QRS alignment, limb-lead consistency, window-edge artefacts and an
+independent R-R reading."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from scipy.signal import find_peaks
 from monai_gen.data.ecg_meta import STANDARD_LEADS
 from monai_gen.transforms.ecg.array import LIMB_LEAD_COEFFICIENTS, DeriveLimbLeads
 
-__all__ = ["qrs_alignment", "limb_lead_residual", "next_beat_rr_ms"]
+__all__ = ["qrs_alignment", "limb_lead_residual", "edge_step_ratio", "edge_deviation", "next_beat_rr_ms"]
 
 # channels of the derived limb leads (III, aVR, aVL, aVF) in the standard order
 _DERIVED = [STANDARD_LEADS.index(name) for name in LIMB_LEAD_COEFFICIENTS]
@@ -56,6 +57,68 @@ def limb_lead_residual(beats: np.ndarray) -> np.ndarray:
     recorded = beats[:, _DERIVED]
     residual = recorded - DeriveLimbLeads()(beats)[:, _DERIVED]
     return np.sqrt((residual**2).mean(axis=(1, 2))) / np.maximum(np.sqrt((recorded**2).mean(axis=(1, 2))), 1e-9)
+
+
+def _as_beats(beats: np.ndarray, min_samples: int) -> np.ndarray:
+    beats = np.asarray(beats, dtype=np.float64)
+    beats = beats[None] if beats.ndim == 2 else beats
+    if beats.ndim != 3 or beats.shape[-1] < min_samples:
+        raise ValueError(f"beats must be (N, leads, samples) with at least {min_samples} samples, got shape {beats.shape}.")
+    return beats
+
+
+def edge_step_ratio(
+    beats: np.ndarray, fs: float, *, r_index: int, edge_samples: int = 3, qrs_half_width_ms: float = 60.0
+) -> np.ndarray:
+    """Per beat, the steepest step at the window's first / last samples relative to the steepest step of its QRS.
+
+    A step is ``|x[i + 1] - x[i]|`` in any lead; the edge step is the largest over the first and the last
+    ``edge_samples`` steps, the QRS step the largest within ``qrs_half_width_ms`` of ``r_index``. A window cut from a
+    recording continues smoothly into its neighbours, so real R-aligned beats score far below 1 (about 0.05); a
+    value above 1 is a beat that jumps more at its border than at its QRS, an artefact of the generator at the
+    window border (see ``padding_mode`` of :class:`monai_gen.networks.nets.DenoisingUNet`).
+
+    Args:
+        beats: ``(N, leads, samples)`` or ``(leads, samples)``.
+        fs: sampling rate in Hz.
+        r_index: the sample where R sits.
+        edge_samples: steps counted at each end.
+        qrs_half_width_ms: half-width of the QRS search window around ``r_index``.
+
+    Returns:
+        ``(N,)`` ratios (edge step / QRS step).
+    """
+    beats = _as_beats(beats, 2 * edge_samples + 2)
+    if not edge_samples >= 1 or not 0 <= r_index < beats.shape[-1]:
+        raise ValueError(f"need edge_samples >= 1 and 0 <= r_index < {beats.shape[-1]}, got {edge_samples}, {r_index}.")
+    steps = np.abs(np.diff(beats, axis=-1))
+    edge = np.maximum(steps[..., :edge_samples].max(axis=(1, 2)), steps[..., -edge_samples:].max(axis=(1, 2)))
+    half = max(1, int(round(qrs_half_width_ms / 1000.0 * fs)))
+    qrs = steps[..., max(0, r_index - half) : r_index + half].max(axis=(1, 2))
+    return edge / np.maximum(qrs, 1e-12)
+
+
+def edge_deviation(beats: np.ndarray, *, edge_samples: int = 10) -> np.ndarray:
+    """Per beat, how far the first / last ``edge_samples`` samples stray from where the window's interior begins.
+
+    For the start, the largest ``|x[i] - x[edge_samples]|`` over ``i < edge_samples`` and all leads; for the end,
+    the same against ``x[-edge_samples - 1]``. In the units of ``beats`` (mV for the bundle's beats); a dip at the
+    first samples or a spike at the last shows as a large value, a smooth continuation (real beats) as a small one.
+
+    Args:
+        beats: ``(N, leads, samples)`` or ``(leads, samples)``.
+        edge_samples: samples at each end (10 = 20 ms at 500 Hz).
+
+    Returns:
+        ``(N, 2)``: the deviation at the start and at the end of each beat.
+    """
+    if not edge_samples >= 1:
+        raise ValueError(f"edge_samples must be >= 1, got {edge_samples}.")
+    beats = _as_beats(beats, 2 * edge_samples + 2)
+    n = edge_samples
+    start = np.abs(beats[..., :n] - beats[..., n : n + 1]).max(axis=(1, 2))
+    end = np.abs(beats[..., -n:] - beats[..., -n - 1 : -n]).max(axis=(1, 2))
+    return np.stack([start, end], axis=1)
 
 
 def next_beat_rr_ms(beat: np.ndarray, fs: float, *, r_index: int) -> float | None:

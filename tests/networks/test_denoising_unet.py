@@ -1,4 +1,5 @@
-"""DenoisingUNet: 1D/2D/3D forward + backward, receptive field of the kernel, batch independence, checkpointing."""
+"""DenoisingUNet: 1D/2D/3D forward + backward, receptive field of the kernel, batch independence, checkpointing,
+padding modes."""
 
 from __future__ import annotations
 
@@ -106,6 +107,7 @@ def test_checkpointing_keeps_outputs_gradients_and_state_dict_keys():
         ({"spatial_dims": 4}, "spatial_dims must be one of"),
         ({"kernel_size": 4}, "kernel_size must be an odd"),
         ({"kernel_size": (3, 3)}, r"kernel_size must be one int or 1 ints, got \(3, 3\)"),
+        ({"padding_mode": "mirror"}, r"padding_mode must be one of \('zeros', 'reflect', 'replicate', 'circular'\), got 'mirror'"),
     ],
 )
 def test_bad_configuration_is_rejected(kwargs, match):
@@ -146,3 +148,25 @@ def test_coordinate_channels_break_translation_equivariance(coordinates):
     # (compared one downsampling period apart, so the stride-2 pattern of the U-Net itself cancels)
     shifted = (flat[..., 96:160] - flat[..., 98:162]).abs().max()
     assert (shifted > 1e-5) == coordinates
+
+
+@pytest.mark.parametrize("spatial_dims", [1, 2])
+@pytest.mark.parametrize("padding_mode", ["zeros", "reflect", "replicate", "circular"])
+def test_padding_mode_decides_whether_the_window_border_shows_in_the_output(spatial_dims, padding_mode):
+    # a constant input has no border of its own: any position dependence of the output comes from how the
+    # convolutions pad (no coordinate channels here); MONAI's zero padding makes the border samples differ
+    net = _net(spatial_dims, padding_mode=padding_mode)
+    shape = (1, SHAPES[spatial_dims][1], *(32,) * spatial_dims)
+    with torch.no_grad():
+        out = net(torch.full(shape, 0.7), 0.5, context=torch.randn(1, 2, 8))
+    spread = float((out.flatten(2).amax(-1) - out.flatten(2).amin(-1)).max())
+    assert (spread > 1e-3) if padding_mode == "zeros" else (spread < 1e-5), spread
+
+
+def test_padding_mode_keeps_the_parameters_and_state_dict():
+    zeros, reflect = _net(1), _net(1, padding_mode="reflect")
+    assert zeros.padding_mode == "zeros" and reflect.padding_mode == "reflect"
+    reflect.load_state_dict(zeros.state_dict())  # strict: weights move between padding modes
+    padded = [m for m in reflect.modules() if isinstance(m, nn.Conv2d) and m.padding[0] > 0]
+    assert padded and all(m.padding_mode == "reflect" for m in padded)
+    assert all(m.padding_mode == "zeros" for m in zeros.modules() if isinstance(m, nn.Conv2d))

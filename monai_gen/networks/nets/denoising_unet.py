@@ -33,6 +33,7 @@ from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import apply_ac
 __all__ = ["DenoisingUNet"]
 
 SUPPORTED_SPATIAL_DIMS = (1, 2, 3)
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
 
 def _coordinates(x: torch.Tensor) -> torch.Tensor:
@@ -42,10 +43,14 @@ def _coordinates(x: torch.Tensor) -> torch.Tensor:
     return torch.stack(grids).unsqueeze(0).expand(x.shape[0], -1, *x.shape[2:])
 
 
-def _check_config(spatial_dims: int, kernel_size: int | Sequence[int], time_scale: float) -> tuple[int, ...]:
+def _check_config(
+    spatial_dims: int, kernel_size: int | Sequence[int], time_scale: float, padding_mode: str
+) -> tuple[int, ...]:
     """Validate the arguments MONAI does not check; return the kernel size per spatial axis."""
     if spatial_dims not in SUPPORTED_SPATIAL_DIMS:
         raise ValueError(f"spatial_dims must be one of {SUPPORTED_SPATIAL_DIMS}, got {spatial_dims!r}.")
+    if padding_mode not in PADDING_MODES:
+        raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}.")
     try:
         kernel = ensure_tuple_rep(kernel_size, spatial_dims)
     except ValueError as err:
@@ -75,6 +80,17 @@ def _resized_conv(conv: nn.Conv2d | nn.Conv3d, kernel: tuple[int, ...], stride: 
         if new.bias is not None:
             nn.init.zeros_(new.bias)
     return new
+
+
+def _set_padding_mode(net: nn.Module, mode: str) -> None:
+    """Pad every size-keeping / strided convolution with ``mode`` instead of zeros (same parameters, same state dict).
+
+    ``torch.nn.Conv*d`` reads ``padding_mode`` in every forward and pads with ``torch.nn.functional.pad`` first, so
+    setting it after construction is what passing it to the constructor does.
+    """
+    for module in net.modules():
+        if isinstance(module, (nn.Conv2d, nn.Conv3d)) and any(p > 0 for p in module.padding):
+            module.padding_mode = mode
 
 
 def _set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
@@ -127,6 +143,13 @@ class DenoisingUNet(DiffusionModelUNet):
             the input (CoordConv, Liu et al. 2018). A convolutional U-Net is otherwise translation-equivariant, so
             starting from pure noise it cannot know *where* a structure belongs (e.g. the R peak of an R-aligned
             ECG beat at sample 200, or anatomy in a registered slice); with this it can.
+        padding_mode: how every convolution pads its input, one of ``torch.nn.Conv*d``'s modes: ``"zeros"``
+            (MONAI's, the default), ``"reflect"``, ``"replicate"`` or ``"circular"``. With zeros a kernel at the
+            border of a window sees a step from the signal to 0 that no interior sample sees, so the border of the
+            output depends on the padding even for a constant input; ``"reflect"`` continues the window by its
+            mirror image, so border samples get interior-like neighbourhoods. Parameters and state dict do not
+            depend on it, but a model behaves as it was trained: weights trained with one mode need fine-tuning
+            for another.
 
     Examples:
         >>> net = DenoisingUNet(1, 12, 12, channels=(16, 32), attention_levels=(False, True), norm_num_groups=8,
@@ -157,8 +180,9 @@ class DenoisingUNet(DiffusionModelUNet):
         use_checkpointing: bool = False,
         time_scale: float = 1000.0,
         coordinate_channels: bool = False,
+        padding_mode: str = "zeros",
     ) -> None:
-        kernel = _check_config(spatial_dims, kernel_size, time_scale)
+        kernel = _check_config(spatial_dims, kernel_size, time_scale, padding_mode)
         super().__init__(
             spatial_dims=2 if spatial_dims == 1 else spatial_dims,
             in_channels=in_channels + (spatial_dims if coordinate_channels else 0),
@@ -181,8 +205,11 @@ class DenoisingUNet(DiffusionModelUNet):
         self.cross_attention_dim = cross_attention_dim
         self.time_scale = float(time_scale)
         self.coordinate_channels = bool(coordinate_channels)
+        self.padding_mode = padding_mode
         if spatial_dims == 1 or kernel != (3,) * spatial_dims:
             _adapt_layers(self, kernel=kernel, as_1d=spatial_dims == 1)
+        if padding_mode != "zeros":
+            _set_padding_mode(self, padding_mode)
         if use_checkpointing:
             apply_activation_checkpointing(
                 self, check_fn=lambda m: isinstance(m, (DiffusionUNetResnetBlock, SpatialTransformer))
