@@ -14,6 +14,7 @@ import wfdb
 from monai_gen.data.wfdb_writer import write_wfdb
 from monai_gen.engines.generation import SampleRequest, requests_from_rows, sweep_requests
 from monai_gen.transforms.conditions import ConditionSet, is_missing, read_condition_table
+from monai_gen.transforms.ecg.functional import MEDIAN_BEAT_FS, MEDIAN_BEAT_R_INDEX
 from monai_gen.visualize.ecg import plot_median_beats
 from monai_gen.visualize.sweep import plot_signal_sweep
 
@@ -110,13 +111,21 @@ def ecg_preview(
 def _sweep_strip(
     requests: Sequence[SampleRequest], name: str, unit: str, fs: float, lead_names: Sequence[str], folder: Path
 ) -> None:
-    """Lead II of every sweep sample, read back from the records: rows = values, columns = seeds (xMADD Fig. 5)."""
+    """Lead II of every sweep sample, read back from the records: rows = values, columns = seeds (xMADD Fig. 5).
+
+    Each cell shows its measured QT and T-wave amplitude; when the requests set a heart rate, a column shows
+    a rhythm assembled from the generated beat at that RR (the beat alone cannot show a rate below ~90 bpm).
+    """
     values = sorted({float(r.conditions[name]) for r in requests})
     seeds = sorted({r.seed for r in requests})
     grid: list[list[np.ndarray | None]] = [[None] * len(seeds) for _ in values]
+    rates: dict[float, Any] = {}
     for r in requests:
         grid[values.index(float(r.conditions[name]))][seeds.index(r.seed)] = wfdb.rdrecord(str(folder / r.name)).p_signal.T
+        rates[float(r.conditions[name])] = r.conditions.get("heart_rate")
+    rr_s = [None if rates[v] is None else 60.0 / float(rates[v]) for v in values]
     plot_signal_sweep(
         np.asarray(grid), values, name=name, unit=unit, seeds=seeds, fs=fs, lead="II", lead_names=lead_names,
-        path=folder / f"sweep_{name}.png",
+        r_index=int(round(MEDIAN_BEAT_R_INDEX * fs / MEDIAN_BEAT_FS)),
+        rr_s=rr_s if any(rr is not None for rr in rr_s) else None, path=folder / f"sweep_{name}.png",
     )

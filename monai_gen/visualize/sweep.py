@@ -26,8 +26,13 @@ from monai.utils import convert_to_numpy
 from monai_gen.data.ecg_meta import LEAD_NAMES, STANDARD_LEADS, ecg_sampling_rate
 from monai_gen.visualize.figure import new_figure, save_figure
 from monai_gen.visualize.images import image_slices, intensity_window, show_image
+from monai_gen.visualize.rhythm import RHYTHM_LABEL, assemble_rhythm, t_wave_amplitude
 
 __all__ = ["plot_image_sweep", "plot_signal_sweep", "plot_sweep", "sweep_row_label"]
+
+_RHYTHM_GAP_INCHES = 0.35
+_CELL_WSPACE = 0.08  # gap between cells, as a fraction of a cell's width
+_RHYTHM_COLOUR = "#1f4e8c"  # assembled rhythms are drawn in blue, the generated beats in black
 
 
 def sweep_row_label(name: str, value: float, unit: str = "") -> str:
@@ -54,11 +59,21 @@ def plot_signal_sweep(
     fs: float | None = None,
     lead: str | None = "II",
     lead_names: Sequence[str] | None = None,
+    r_index: int | None = None,
+    rr_s: Sequence[float | None] | None = None,
+    rhythm_seconds: float = 3.0,
     cell_inches: tuple[float, float] = (2.5, 1.4),
     dpi: float = 100,
     path: str | Path | None = None,
 ) -> Figure:
     """ECG sweep strip: one lead, or all leads superimposed, per cell, on one shared amplitude scale.
+
+    A median beat (1.152 s) cannot show a heart rate below ~90 bpm: the next beat is outside its window. With
+    ``rr_s`` the strip gains a column, at the cells' time scale, of a rhythm **assembled from the generated
+    beat** of the first seed repeated at each row's RR (:func:`~monai_gen.visualize.rhythm.assemble_rhythm`),
+    labelled as such; with ``r_index`` every cell shows its measured QT
+    (:func:`~monai_gen.transforms.ecg.measurements.measure_median_beat` over all leads, at the row's RR when
+    given) and the T-wave amplitude of the drawn lead, so what a condition changes on the beat can be read.
 
     Args:
         samples: ``(R, S, C, T)`` in mV: ``R`` condition values × ``S`` seeds × ``C`` leads × ``T`` samples.
@@ -69,37 +84,53 @@ def plot_signal_sweep(
         fs: sampling rate in Hz (x axis in seconds); a MetaTensor's affine when None, else x is the sample index.
         lead: the lead shown (a name from ``lead_names``); None superimposes every lead (a compact 12-lead view).
         lead_names: channel names; ``meta["lead_names"]``, else the standard 12 leads when ``C == 12``.
+        r_index: sample of the R peak in every beat; when given, each cell is labelled with its measured QT
+            (ms) and T-wave amplitude (mV, drawn lead only).
+        rr_s: RR interval in seconds of each row (``60 / heart rate``; None for a row without one); when
+            given, adds the assembled-rhythm column (needs ``r_index`` and a rate).
+        rhythm_seconds: length of each assembled rhythm in seconds.
         cell_inches: width and height of each cell in inches.
         dpi: dots per inch of the figure and of the PNG.
         path: also write the figure as a PNG here (atomically).
 
     Returns:
-        The figure; ``figure.axes[r * S + s]`` is the cell of value ``r`` and seed ``s``.
+        The figure; ``figure.axes[r * S + s]`` is the cell of value ``r`` and seed ``s``, and with ``rr_s``
+        ``figure.axes[R * S + r]`` is the assembled rhythm of row ``r``.
 
     Raises:
-        ValueError: wrong rank, values / seeds not matching the shape, unknown lead, NaN samples.
+        ValueError: wrong rank, values / seeds / rr_s not matching the shape, unknown lead, NaN samples,
+            ``rr_s`` without ``r_index`` or a rate.
     """
     array = _checked(samples, values, seeds, rank=(4,))
     channels, names = _signal_channels(samples, array.shape[2], lead, lead_names)
     traces = array[:, :, channels]
     rate = fs if fs is not None else (ecg_sampling_rate(samples) if isinstance(samples, MetaTensor) else None)
     time = np.arange(array.shape[-1]) / rate if rate else np.arange(array.shape[-1])
+    _check_rhythm(rr_s, array.shape[0], r_index, rate)
     low, high = traces.min(), traces.max()
     pad = 0.05 * max(high - low, 1e-6)
-    figure, cells = _cell_grid(array.shape[0], array.shape[1], cell_inches, dpi)
+    rhythm_inches = cell_inches[0] * rhythm_seconds * rate / array.shape[-1] if rr_s is not None else 0.0
+    figure, cells, rhythms = _cell_grid(array.shape[0], array.shape[1], cell_inches, dpi, rhythm_inches)
     colours = [colormaps["tab20"](i % 20) for i in range(len(channels))] if lead is None else ["black"]
     for ax, cell in zip(cells, traces.reshape(-1, *traces.shape[2:]), strict=True):
         for trace, colour in zip(cell, colours, strict=True):
             ax.plot(time, trace, color=colour, linewidth=0.6)
         ax.set_ylim(low - pad, high + pad)
         ax.tick_params(labelsize=6)
+    cells[0].set_xlim(0.0, array.shape[-1] / rate if rate else array.shape[-1])  # no margins: time scales compare
     _label_grid(cells, array.shape[1], values, name, unit, seeds)
     cells[-array.shape[1]].set_xlabel("time (s)" if rate else "sample", fontsize=7)
+    if r_index is not None:
+        _write_measurements(cells, array, rate, r_index, rr_s, channels[0] if lead is not None else None)
+    if rr_s is not None:
+        seed = seeds[0] if seeds is not None else 0
+        _draw_rhythms(rhythms, traces[:, 0], rr_s, rate, r_index, rhythm_seconds, colours, seed)
     if lead is None:
         figure.legend(cells[0].get_lines(), names, loc="upper right", fontsize=5, ncol=6, frameon=False)
-    figure.suptitle(
-        f"{name} sweep · {'all leads' if lead is None else f'lead {lead}'} · mV", fontsize=9, x=0.02, ha="left"
-    )
+    shown = "all leads" if lead is None else f"lead {lead}"
+    measured = " · QT measured on each generated beat (all leads)" if r_index is not None else ""
+    measured += f", T-wave amplitude in lead {lead}" if r_index is not None and lead is not None else ""
+    figure.suptitle(f"{name} sweep · {shown} · mV{measured}", fontsize=9, x=0.02, ha="left")
     return save_figure(figure, path, dpi=dpi)
 
 
@@ -137,7 +168,7 @@ def plot_image_sweep(
     flat = array.reshape(-1, *array.shape[2:])
     slices = image_slices(flat, channel=channel, slice_axis=slice_axis, slice_index=slice_index)
     limits = intensity_window(slices, mode=window, percentiles=percentiles)
-    figure, cells = _cell_grid(array.shape[0], array.shape[1], cell_inches, dpi)
+    figure, cells, _ = _cell_grid(array.shape[0], array.shape[1], cell_inches, dpi)
     for ax, image, (low, high) in zip(cells, slices, limits, strict=True):
         show_image(ax, image, low, high)
         ax.set_axis_on()  # keep the frame so the row label shows; hide ticks instead
@@ -181,14 +212,83 @@ def _signal_channels(
     return [folded.index(lead.casefold())], [lead]
 
 
-def _cell_grid(rows: int, cols: int, cell_inches: tuple[float, float], dpi: float) -> tuple[Figure, list[Axes]]:
-    """A ``rows`` × ``cols`` grid of cells with room on the left for row labels and on top for seeds."""
+def _cell_grid(
+    rows: int, cols: int, cell_inches: tuple[float, float], dpi: float, rhythm_inches: float = 0.0
+) -> tuple[Figure, list[Axes], list[Axes]]:
+    """A ``rows`` × ``cols`` grid of cells with room on the left for row labels and on top for seeds.
+
+    With ``rhythm_inches`` > 0 a column follows the grid (one axes per row, created after the cells so
+    ``figure.axes`` keeps the cells first), ``rhythm_inches / cell_inches[0]`` times as wide as a cell, so a
+    strip drawn at the cells' seconds per inch keeps their time scale; it shares the cells' amplitude scale.
+    """
     width, height = cell_inches
-    figure = new_figure(cols * width + 1.2, rows * height + 0.6, dpi=dpi)
-    axes = figure.subplots(rows, cols, squeeze=False, sharex=True, sharey=True)
-    figure.subplots_adjust(left=1.0 / (cols * width + 1.2), right=0.98, bottom=0.4 / (rows * height + 0.6) + 0.02)
-    figure.subplots_adjust(top=1 - 0.45 / (rows * height + 0.6), wspace=0.08, hspace=0.12)
-    return figure, list(axes.ravel())
+    gap = _RHYTHM_GAP_INCHES if rhythm_inches else 0.0
+    figure_width, figure_height = cols * width + gap + rhythm_inches + 1.2, rows * height + 0.6
+    figure = new_figure(figure_width, figure_height, dpi=dpi)
+    shrink = cols / (cols + _CELL_WSPACE * (cols - 1))  # a cell's share of its column once the gaps are taken
+    outer = figure.add_gridspec(
+        1, 2 if rhythm_inches else 1, width_ratios=[cols * width, rhythm_inches * shrink] if rhythm_inches else None,
+        wspace=2 * gap / (cols * width + rhythm_inches), left=1.0 / figure_width, right=0.98,
+        bottom=0.4 / figure_height + 0.02, top=1 - 0.45 / figure_height,
+    )
+    cells = outer[0].subgridspec(rows, cols, wspace=_CELL_WSPACE, hspace=0.12)
+    cells = cells.subplots(sharex=True, sharey=True, squeeze=False)
+    if not rhythm_inches:
+        return figure, list(cells.ravel()), []
+    rhythms = list(outer[1].subgridspec(rows, 1, hspace=0.12).subplots(sharex=True, squeeze=False).ravel())
+    for ax in rhythms:
+        ax.sharey(cells[0, 0])
+        ax.tick_params(labelsize=6, labelleft=False)
+    return figure, list(cells.ravel()), rhythms
+
+
+def _check_rhythm(rr_s: Sequence[float | None] | None, rows: int, r_index: int | None, rate: float | None) -> None:
+    """``rr_s`` has one entry per row and comes with ``r_index``; either needs a sampling rate."""
+    if rr_s is not None and len(rr_s) != rows:
+        raise ValueError(f"rr_s has {len(rr_s)} entries but samples has {rows} rows.")
+    if rr_s is not None and r_index is None:
+        raise ValueError("rr_s (assembled rhythms) needs r_index, the R peak's sample in the beats.")
+    if (rr_s is not None or r_index is not None) and not rate:
+        raise ValueError("measurements and assembled rhythms need the sampling rate fs (or a MetaTensor).")
+
+
+def _write_measurements(
+    cells: list[Axes], beats: np.ndarray, fs: float, r_index: int, rr_s: Sequence[float | None] | None,
+    channel: int | None,
+) -> None:
+    """Each cell's measured QT (all leads, at its row's RR) and T-wave amplitude of ``channel``, in its corner."""
+    from monai_gen.transforms.ecg.measurements import measure_median_beat  # neurokit2 loads slowly: only here
+
+    for index, (ax, beat) in enumerate(zip(cells, beats.reshape(-1, *beats.shape[2:]), strict=True)):
+        rr = rr_s[index // beats.shape[1]] if rr_s is not None else None
+        qt = measure_median_beat(beat, fs, r_index=r_index, rr_ms=None if rr is None else 1000.0 * rr).qt_ms
+        text = f"QT {qt:.0f} ms" if np.isfinite(qt) else "QT not measurable"
+        if channel is not None and np.isfinite(qt):
+            text += f" · T {t_wave_amplitude(beat[channel], fs, r_index=r_index, qt_ms=qt)[0]:+.2f} mV"
+        ax.text(0.02, 0.96, text, transform=ax.transAxes, fontsize=6, va="top", ha="left", gid="measurement",
+                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.7, "pad": 1.0})
+
+
+def _draw_rhythms(
+    axes: list[Axes], beats: np.ndarray, rr_s: Sequence[float | None], fs: float, r_index: int, seconds: float,
+    colours: list[Any], seed: int,
+) -> None:
+    """Row ``r``: ``beats[r]`` ``(C, T)`` repeated at ``rr_s[r]`` seconds, in a colour unlike the generated cells."""
+    for ax, beat, rr in zip(axes, beats, rr_s, strict=True):
+        if rr is None:
+            ax.text(0.5, 0.5, "no heart rate requested: no RR to assemble", transform=ax.transAxes, fontsize=6,
+                    ha="center", va="center")
+            continue
+        strip, _ = assemble_rhythm(beat, fs, r_index=r_index, rr_s=rr, duration_s=seconds)
+        time = np.arange(strip.shape[-1]) / fs
+        for trace, colour in zip(strip, colours if len(colours) > 1 else [_RHYTHM_COLOUR], strict=True):
+            ax.plot(time, trace, color=colour, linewidth=0.6)
+        ax.text(0.01, 0.96, f"RR {1000 * rr:.0f} ms = {60 / rr:.0f} bpm", transform=ax.transAxes, fontsize=6,
+                va="top", ha="left", gid="rr")
+    axes[0].set_title(f"seed {seed}, {RHYTHM_LABEL} at the row's RR (not a generated rhythm)", fontsize=7,
+                      color=_RHYTHM_COLOUR)
+    axes[0].set_xlim(0.0, seconds)
+    axes[-1].set_xlabel("time (s)", fontsize=7)
 
 
 def _label_grid(

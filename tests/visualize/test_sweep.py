@@ -6,11 +6,16 @@ import pytest
 import torch
 import wfdb
 from matplotlib.image import imread
+from scipy.signal import find_peaks
 
 from monai_gen.data.ecg_meta import STANDARD_LEADS
+from monai_gen.transforms.ecg.measurements import measure_median_beat
+from monai_gen.visualize.rhythm import assemble_rhythm, t_wave_amplitude
 from monai_gen.visualize.sweep import plot_image_sweep, plot_signal_sweep, plot_sweep, sweep_row_label
 
 FS = 500
+R_INDEX = 200
+SWEPT_RATES = (50.0, 70.0)  # the heart_rate_sweep fixture's rows
 
 
 @pytest.fixture(scope="module")
@@ -89,3 +94,61 @@ def test_errors(beats):
     with pytest.raises(ValueError, match="non-empty"):
         plot_image_sweep(np.zeros((0, 2, 1, 4, 4)), [], name="z")
     assert sweep_row_label("z", 2.0) == "z = 2"
+
+
+def _generated(folder):
+    """The fixture's generated beats as (2 rates, 2 columns, 12, 576) mV: seed 0 twice, read back from WFDB."""
+    beats = [wfdb.rdrecord(str(folder / f"sweep_heart_rate_00{row}_seed0")).p_signal.T for row in range(2)]
+    return np.asarray([[beat, beat] for beat in beats])
+
+
+def test_heart_rate_rows_show_their_rr_on_a_rhythm_assembled_from_the_generated_beat(heart_rate_sweep):
+    beats = _generated(heart_rate_sweep)
+    rr = [60.0 / rate for rate in SWEPT_RATES]
+    figure = plot_signal_sweep(beats, SWEPT_RATES, name="heart_rate", unit="bpm", seeds=[0, 0], fs=FS, lead="II",
+                               r_index=R_INDEX, rr_s=rr)
+    cells, rhythms = figure.axes[:4], figure.axes[4:]
+    assert len(rhythms) == 2 and "assembled from the generated beat" in rhythms[0].get_title()
+    intervals = []
+    for row, (ax, rr_s) in enumerate(zip(rhythms, rr, strict=True)):
+        (line,) = ax.get_lines()
+        np.testing.assert_allclose(line.get_ydata(), assemble_rhythm(beats[row, 0], FS, r_index=R_INDEX, rr_s=rr_s)[0][1])
+        trace = line.get_ydata()
+        found, _ = find_peaks(trace, height=0.6 * trace.max(), distance=int(0.3 * FS))  # R peaks of the drawn strip
+        intervals.append(np.diff(line.get_xdata()[found]))
+        assert f"RR {1000 * rr_s:.0f} ms = {SWEPT_RATES[row]:.0f} bpm" in [t.get_text() for t in ax.texts]
+    assert intervals[0] == pytest.approx(1.2, abs=0.01) and intervals[1] == pytest.approx(60 / 70, abs=0.01)
+    assert rhythms[0].get_ylim() == cells[0].get_ylim()  # one amplitude scale
+    width = figure.get_size_inches()[0]
+    seconds_per_inch = [np.ptp(ax.get_xlim()) / (ax.get_position().width * width) for ax in (cells[0], rhythms[0])]
+    assert seconds_per_inch[0] == pytest.approx(seconds_per_inch[1], rel=1e-3)  # and one time scale
+
+
+def test_every_cell_shows_its_measured_qt_and_t_wave(heart_rate_sweep):
+    beats = _generated(heart_rate_sweep)[:, :1]
+    figure = plot_signal_sweep(beats, SWEPT_RATES, name="heart_rate", unit="bpm", fs=FS, lead="II", r_index=R_INDEX,
+                               rr_s=[60.0 / rate for rate in SWEPT_RATES])
+    for ax, beat, rate in zip(figure.axes[:2], beats[:, 0], SWEPT_RATES, strict=True):
+        qt = measure_median_beat(beat, FS, r_index=R_INDEX, rr_ms=60000.0 / rate).qt_ms
+        (note,) = [t.get_text() for t in ax.texts if t.get_gid() == "measurement"]
+        if np.isfinite(qt):
+            t_wave = t_wave_amplitude(beat[1], FS, r_index=R_INDEX, qt_ms=qt)[0]
+            assert note == f"QT {qt:.0f} ms · T {t_wave:+.2f} mV"
+        else:
+            assert note == "QT not measurable"
+    assert "QT measured on each generated beat" in figure.texts[0].get_text()
+
+
+def test_bundle_sweep_strip_has_the_assembled_rhythm_column(heart_rate_sweep):
+    pixels = imread(heart_rate_sweep / "sweep_heart_rate.png")
+    rhythm_inches = 2.5 * 3.0 * FS / 576  # 3 s at the 2.5 in per 1.152 s beat cell
+    assert pixels.shape[:2] == (int((2 * 1.4 + 0.6) * 100), int((2.5 + 0.35 + rhythm_inches + 1.2) * 100))
+
+
+def test_rhythm_needs_an_r_index_and_a_rate(beats):
+    with pytest.raises(ValueError, match="rr_s has 2 entries"):
+        plot_signal_sweep(beats, [1, 2, 3], name="HR", fs=FS, r_index=R_INDEX, rr_s=[1.0, 0.8])
+    with pytest.raises(ValueError, match="needs r_index"):
+        plot_signal_sweep(beats, [1, 2, 3], name="HR", fs=FS, rr_s=[1.0, 0.8, None])
+    with pytest.raises(ValueError, match="sampling rate"):
+        plot_signal_sweep(beats, [1, 2, 3], name="HR", r_index=R_INDEX)
