@@ -1,9 +1,8 @@
-"""What the ECG bundle's ``inference.json`` calls: build the requests, write WFDB records, draw previews."""
+"""What the ECG bundle's ``inference.json`` calls besides the generic engines and writers: its previews."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,70 +10,12 @@ import numpy as np
 import torch
 import wfdb
 
-from monai_gen.data.wfdb_writer import write_wfdb
-from monai_gen.engines.generation import SampleRequest, requests_from_rows, sweep_requests
-from monai_gen.transforms.conditions import ConditionSet, is_missing, read_condition_table
+from monai_gen.engines.requests import SampleRequest
 from monai_gen.transforms.ecg.functional import MEDIAN_BEAT_FS, MEDIAN_BEAT_R_INDEX
 from monai_gen.visualize.ecg import plot_median_beats
 from monai_gen.visualize.sweep import plot_signal_sweep
 
-__all__ = ["build_requests", "wfdb_sample_writer", "ecg_preview"]
-
-
-def build_requests(
-    conditions: ConditionSet,
-    *,
-    values: Mapping[str, Any] | None = None,
-    table: str | os.PathLike | None = None,
-    num_samples: int = 4,
-    seed: int = 0,
-    sweep: str | None = None,
-    sweep_start: float | None = None,
-    sweep_stop: float | None = None,
-    sweep_num_values: int = 5,
-    sweep_num_seeds: int = 3,
-) -> list[SampleRequest]:
-    """The samples an inference run generates, validated against the model's conditions.
-
-    - ``sweep`` set: phenotype ``sweep`` from ``sweep_start`` to ``sweep_stop`` in ``sweep_num_values`` steps,
-      ``sweep_num_seeds`` seeds (``seed, seed + 1, ...``) per value, other ``values`` held fixed;
-    - else ``table`` set: one sample per table row (``num_samples`` per row), ``values`` fill columns the
-      table lacks;
-    - else ``num_samples`` samples of ``values``.
-    Unset values (None) leave a phenotype unconditioned.
-
-    Raises:
-        ValueError: unknown phenotype, value out of range, unknown category (naming the row / option).
-    """
-    fixed = {k: v for k, v in dict(values or {}).items() if not is_missing(v)}
-    unknown = sorted(set(fixed) - set(conditions.names))
-    if unknown:
-        raise ValueError(f"unknown phenotype(s) {unknown}; this model is conditioned on {conditions.names}.")
-    if sweep is not None:
-        if sweep not in conditions.names or conditions[sweep].is_categorical:
-            raise ValueError(f"sweep must name a continuous phenotype of {conditions.names}, got {sweep!r}.")
-        if sweep_start is None or sweep_stop is None:
-            raise ValueError("a sweep needs sweep_start and sweep_stop.")
-        grid = np.linspace(float(sweep_start), float(sweep_stop), int(sweep_num_values)).round(3).tolist()
-        requests = sweep_requests(sweep, grid, seeds=range(seed, seed + int(sweep_num_seeds)), fixed=fixed)
-    elif table is not None:
-        rows = [{**fixed, **{k: v for k, v in row.items() if not is_missing(v)}} for row in read_condition_table(table)]
-        requests = requests_from_rows(rows, seed=seed, prefix="ecg", samples_per_row=int(num_samples))
-    else:
-        requests = requests_from_rows([fixed] * int(num_samples), seed=seed, prefix="ecg")
-    source = str(table) if table is not None and sweep is None else "requested conditions"
-    conditions.encode_rows([r.conditions for r in requests], source=source)
-    return requests
-
-
-def wfdb_sample_writer(*, fs: float, lead_names: Sequence[str]) -> Callable[[torch.Tensor, Path, dict], list[Path]]:
-    """A :class:`~monai_gen.engines.generation.GenerationJob` writer: one WFDB record + JSON sidecar per sample."""
-
-    def write(sample: torch.Tensor, stem: Path, provenance: dict[str, Any]) -> list[Path]:
-        comments = [f"{k}: {v}" for k, v in provenance.get("conditions", {}).items()]
-        return write_wfdb(sample, stem, fs=fs, lead_names=lead_names, provenance=provenance, comments=comments)
-
-    return write
+__all__ = ["ecg_preview"]
 
 
 def ecg_preview(

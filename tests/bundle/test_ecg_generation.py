@@ -6,8 +6,9 @@ import pytest
 import torch
 import wfdb
 
-from monai_gen.bundle.ecg_generation import ecg_preview, wfdb_sample_writer
+from monai_gen.bundle.ecg_generation import ecg_preview
 from monai_gen.bundle.registry import find_bundle, read_bundle_info
+from monai_gen.data.sample_writers import WFDBSampleWriter
 from monai_gen.engines.requests import build_requests
 
 
@@ -19,7 +20,7 @@ def conditions():
 def test_writer_and_sweep_preview_on_records(conditions, tmp_path):
     lead_names = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
     requests = build_requests(conditions, sweep="heart_rate", sweep_start=60, sweep_stop=90, sweep_num_values=2, sweep_num_seeds=2)
-    write = wfdb_sample_writer(fs=500, lead_names=lead_names)
+    write = WFDBSampleWriter(fs=500, lead_names=lead_names)
     preview = ecg_preview(fs=500, lead_names=lead_names, sweep="heart_rate", unit="bpm", requests=requests)
     samples = torch.randn(len(requests), 12, 576) * 0.2
     for sample, request in zip(samples, requests, strict=True):
