@@ -7,15 +7,17 @@ and applied in ``x.dtype`` on ``x.device``. ``generator`` is one ``torch.Generat
 with a list, sample ``i``'s noise (initial and per step) comes from generator ``i`` only, so it is the same whatever
 the batch it is drawn in. ``callback(step, total, x)`` is called after every step.
 
-:func:`sample` picks a sampler by name (``SAMPLERS``: ``"ddpm"``, ``"ddim"``, ``"dpmpp_2m"``), seeds one generator
-per sample and draws the initial noise, so a generation job needs only that call.
+A sampler's own keyword arguments (DDIM's ``eta``) are its *options*. :func:`run_sampler` is the one entry point that
+runs a sampler by name (``SAMPLERS``: ``"ddpm"``, ``"ddim"``, ``"dpmpp_2m"``) with options checked against its
+signature; :func:`sample` also seeds one generator per sample and draws the initial noise.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from monai.utils import look_up_option
@@ -30,6 +32,9 @@ __all__ = [
     "sample_ddim",
     "sample_dpmpp_2m",
     "SAMPLERS",
+    "sampler_options",
+    "checked_sampler_options",
+    "run_sampler",
     "sample",
 ]
 
@@ -205,6 +210,47 @@ SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {
 }
 
 
+def sampler_options(sampler: str) -> list[str]:
+    """The options a sampler takes besides the common arguments, e.g. ``["eta"]`` for ``"ddim"``."""
+    common = {"denoise", "x", "schedule", "ts", "generator", "callback"}
+    parameters = inspect.signature(look_up_option(sampler, SAMPLERS)).parameters.values()
+    return [p.name for p in parameters if p.kind is p.KEYWORD_ONLY and p.name not in common]
+
+
+def checked_sampler_options(sampler: str, options: Mapping[str, object] | None) -> dict[str, object]:
+    """``options`` as a dict once every key is an option of ``sampler``.
+
+    Raises:
+        ValueError: an unknown sampler, or an option it does not take (listing the ones it takes).
+    """
+    accepted = sampler_options(sampler)
+    unknown = sorted(set(options or {}) - set(accepted))
+    if unknown:
+        raise ValueError(f"sampler {sampler!r} takes no option(s) {unknown}; its options are {accepted}.")
+    return dict(options or {})
+
+
+def run_sampler(
+    sampler: str,
+    denoise,
+    x: torch.Tensor,
+    schedule,
+    ts: torch.Tensor,
+    *,
+    options: Mapping[str, object] | None = None,
+    generator: Generators = None,
+    callback: Callback = None,
+    **cond,
+) -> torch.Tensor:
+    """Run the sampler named ``sampler`` from ``x`` along ``ts`` with its ``options`` (e.g. ``{"eta": 1.0}``).
+
+    Raises:
+        ValueError: an unknown sampler, or an option the sampler does not take (listing the ones it takes).
+    """
+    options = checked_sampler_options(sampler, options)
+    return SAMPLERS[sampler](denoise, x, schedule, ts, generator=generator, callback=callback, **options, **cond)
+
+
 def sample(
     denoise,
     schedule,
@@ -214,7 +260,7 @@ def sample(
     num_steps: int = 50,
     spacing: str = "quadratic",
     seeds: Sequence[int] | None = None,
-    eta: float = 0.0,
+    options: Mapping[str, object] | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
     callback: Callback = None,
@@ -232,7 +278,7 @@ def sample(
         spacing: time grid, ``"quadratic"`` (finer near clean data; keeps narrow features' variance) or
             ``"uniform"`` (see :func:`monai_gen.diffusion.schedules.time_grid`).
         seeds: one seed per sample (sample ``i`` depends on ``seeds[i]`` only); None uses the global RNG.
-        eta: DDIM stochasticity (``"ddim"`` only).
+        options: the sampler's own options (see :func:`sampler_options`), e.g. ``{"eta": 1.0}`` for DDIM.
         device, dtype: of the output.
         callback: ``callback(step, total, x)`` after every step.
         cond: condition tensors ``(B, ...)`` for the denoiser.
@@ -240,11 +286,9 @@ def sample(
     Returns:
         Samples ``(B, C, *spatial)``.
     """
-    fn = look_up_option(sampler, SAMPLERS)
     if seeds is not None and len(seeds) != shape[0]:
         raise ValueError(f"seeds has {len(seeds)} entries but shape {tuple(shape)} asks for {shape[0]} samples.")
     generator = None if seeds is None else per_sample_generators(seeds)
     x = sample_noise(shape, generator=generator, device=device, dtype=dtype)
-    options = {"eta": eta} if fn is sample_ddim else {}
     ts = time_grid(num_steps, spacing=spacing)
-    return fn(denoise, x, schedule, ts, generator=generator, callback=callback, **options, **cond)
+    return run_sampler(sampler, denoise, x, schedule, ts, options=options, generator=generator, callback=callback, **cond)

@@ -26,13 +26,12 @@ from typing import Any
 import numpy as np
 import torch
 from monai.inferers import Inferer
-from monai.utils import look_up_option
 from torch import nn
 from tqdm.auto import tqdm
 
 from monai_gen.data.provenance import to_json_compatible
 from monai_gen.diffusion.guidance import ALL_CONDITIONS, ConditionGuidance
-from monai_gen.diffusion.samplers import SAMPLERS, per_sample_generators, sample_noise
+from monai_gen.diffusion.samplers import checked_sampler_options, per_sample_generators, run_sampler, sample_noise
 from monai_gen.diffusion.schedules import time_grid
 from monai_gen.engines.requests import RESERVED_COLUMNS, SampleRequest
 from monai_gen.networks.precond import make_denoiser
@@ -253,7 +252,11 @@ class DiffusionSamplingInferer(Inferer):
         phenotype_guidance: optional per-phenotype scales ``{name: scale}``; needs ``condition_names``.
         condition_names: phenotype names in the network's condition order.
         spacing: time grid spacing, ``"quadratic"`` or ``"uniform"``.
-        eta: DDIM stochasticity.
+        sampler_options: the sampler's own options, passed through (e.g. ``{"eta": 1.0}`` for DDIM; see
+            :func:`monai_gen.diffusion.samplers.sampler_options`).
+
+    Raises:
+        ValueError: an unknown sampler or sampler option, phenotype guidance for an unknown condition.
     """
 
     def __init__(
@@ -267,13 +270,12 @@ class DiffusionSamplingInferer(Inferer):
         phenotype_guidance: Mapping[str, float] | None = None,
         condition_names: Sequence[str] = (),
         spacing: str = "quadratic",
-        eta: float = 0.0,
+        sampler_options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        self.sampler_fn = look_up_option(sampler, SAMPLERS)
+        self.options = checked_sampler_options(sampler, sampler_options)  # fails at config time, not mid-job
         self.schedule, self.prediction_type, self.sampler = schedule, prediction_type, sampler
         self.ts = time_grid(int(num_steps), spacing=spacing)
-        self.eta = float(eta)
         self.scales = self._scales(float(guidance_scale), dict(phenotype_guidance or {}), list(condition_names))
 
     @staticmethod
@@ -293,10 +295,12 @@ class DiffusionSamplingInferer(Inferer):
         denoise = make_denoiser(network, self.schedule, self.prediction_type)
         if self.scales:
             denoise = ConditionGuidance(denoise, self.scales)
-        options = {"eta": self.eta} if self.sampler == "ddim" else {}
         ts = self.ts.to(inputs.device)
         with torch.inference_mode():
-            return self.sampler_fn(denoise, inputs, self.schedule, ts, generator=generator, callback=callback, **options, **kwargs)
+            return run_sampler(
+                self.sampler, denoise, inputs, self.schedule, ts, options=self.options, generator=generator,
+                callback=callback, **kwargs,
+            )
 
 
 class ConditionalSampleGenerator:

@@ -7,8 +7,16 @@ import torch
 from monai.networks.schedulers import DDPMScheduler
 from monai.utils import unsqueeze_right
 
-from monai_gen.diffusion.samplers import SAMPLERS, per_sample_generators, sample, sample_ddim, sample_noise
+from monai_gen.diffusion.samplers import (
+    SAMPLERS,
+    per_sample_generators,
+    sample,
+    sample_ddim,
+    sample_noise,
+    sampler_options,
+)
 from monai_gen.diffusion.schedules import CosineSchedule, DiscreteSchedule, time_grid
+from monai_gen.engines.generation import DiffusionSamplingInferer
 
 MU = torch.tensor([1.5, -0.5, 0.0], dtype=torch.float64)
 STD = torch.tensor([0.5, 1.0, 0.2], dtype=torch.float64)
@@ -59,7 +67,7 @@ def test_seeds_reproduce_and_batch_of_four_equals_four_batches_of_one(name, tiny
     denoise = tiny_denoiser()
     values = torch.tensor([[0.5, 1.0], [-1.0, 0.0], [0.0, 1.0], [2.0, 0.0]])
     seeds = [11, 12, 13, 14]
-    kwargs = {"sampler": name, "num_steps": 4, "eta": 0.5}
+    kwargs = {"sampler": name, "num_steps": 4, "options": {"eta": 0.5} if "eta" in sampler_options(name) else {}}
     batch = sample(denoise, CosineSchedule(0.05), (4, 2, 16), seeds=seeds, conditions=values, **kwargs)
     again = sample(denoise, CosineSchedule(0.05), (4, 2, 16), seeds=seeds, conditions=values, **kwargs)
     assert torch.equal(batch, again)
@@ -104,6 +112,10 @@ def test_errors(tiny_denoiser):
         sample(denoise, CosineSchedule(), (1, 2, 16), sampler="dpm++")
     with pytest.raises(ValueError, match="seeds has 1 entries"):
         sample(denoise, CosineSchedule(), (2, 2, 16), seeds=[0])
+    with pytest.raises(ValueError, match=r"sampler 'dpmpp_2m' takes no option\(s\) \['eta'\]; its options are \[\]"):
+        sample(denoise, CosineSchedule(), (1, 2, 16), options={"eta": 1.0})
+    with pytest.raises(ValueError, match=r"sampler 'ddim' takes no option\(s\) \['etaa'\]; its options are \['eta'\]"):
+        DiffusionSamplingInferer(CosineSchedule(), sampler="ddim", sampler_options={"etaa": 1.0})
     with pytest.raises(ValueError, match="list of 3 generators"):
         sample_noise((2, 4), generator=per_sample_generators([0, 1, 2]))
     with pytest.raises(ValueError, match="strictly descending"):
@@ -182,6 +194,20 @@ def test_whole_chain_builds_from_a_bundle_style_config():
     guided, schedule = parser.get_parsed_content("guided"), parser.get_parsed_content("schedule")
     out = sample(guided, schedule, (2, 2, 32), num_steps=2, seeds=[0, 1], conditions=values)
     assert out.shape == (2, 2, 32) and torch.isfinite(out).all()
+
+
+def test_sampler_options_pass_through_to_the_sampler(tiny_denoiser):
+    denoise = tiny_denoiser()
+
+    def run(**options):
+        return sample(denoise, CosineSchedule(), (2, 2, 16), sampler="ddim", num_steps=4, seeds=[0, 1], options=options)
+
+    torch.testing.assert_close(run(), run(eta=0.0))
+    ancestral = run(eta=1.0)
+    assert not torch.allclose(run(), ancestral)  # eta reaches DDIM: its per-step noise changes the result
+    generators = per_sample_generators([0, 1])
+    noise = sample_noise((2, 2, 16), generator=generators)
+    torch.testing.assert_close(ancestral, sample_ddim(denoise, noise, CosineSchedule(), time_grid(4, spacing="quadratic"), eta=1.0, generator=generators))
 
 
 def test_ddim_with_eta_one_is_the_ddpm_ancestral_sampler():
