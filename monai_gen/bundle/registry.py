@@ -6,17 +6,22 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
-from collections.abc import Mapping
+import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
-
-from monai.bundle import ConfigParser, ConfigWorkflow
+from typing import TYPE_CHECKING, Any
 
 from monai_gen.transforms.conditions import ConditionSet
+
+if TYPE_CHECKING:
+    from monai.bundle import ConfigParser, ConfigWorkflow
+
+# monai.bundle is imported where a config is parsed or run, so listing bundles (`monai-gen bundles`, --help) is fast.
 
 __all__ = [
     "BUNDLE_PATH_ENV",
@@ -27,6 +32,8 @@ __all__ = [
     "read_bundle_info",
     "bundle_component",
     "run_bundle_workflow",
+    "output_outside_bundle",
+    "check_run_arguments",
 ]
 
 BUNDLE_PATH_ENV = "MONAI_GEN_BUNDLE_PATH"
@@ -108,6 +115,8 @@ def read_bundle_info(root: Path) -> BundleInfo:
 
 @lru_cache(maxsize=8)
 def _common_parser(bundle_root: str, config: str) -> ConfigParser:
+    from monai.bundle import ConfigParser
+
     parser = ConfigParser()
     parser.read_meta(Path(bundle_root) / "configs" / "metadata.json")
     parser.read_config(Path(bundle_root) / config)
@@ -139,6 +148,8 @@ def run_bundle_workflow(
             ``multi_gpu_train.json`` on top; run the process under ``torchrun``).
         overrides: config ids to override, e.g. ``{"heart_rate": 75, "num_samples": 4}``.
     """
+    from monai.bundle import ConfigWorkflow
+
     root = find_bundle(bundle)
     config_files = [root / "configs" / f"{name}.json" for name in _LAYERED.get(config, (config,))]
     for config_file in config_files:
@@ -157,3 +168,52 @@ def run_bundle_workflow(
     workflow.run()
     workflow.finalize()
     return workflow
+
+
+def output_outside_bundle(output_dir: str | os.PathLike, bundle_root: str | os.PathLike) -> Path:
+    """``output_dir`` as an absolute path, refused when it lies inside the bundle folder ``bundle_root``.
+
+    A bundle's files change only by an explicit export, so no workflow writes into its folder, also not when
+    ``python -m monai.bundle run`` is started from there with a relative default output folder.
+
+    Raises:
+        ValueError: the output folder is the bundle folder or inside it.
+    """
+    output, root = Path(output_dir).expanduser().resolve(), Path(bundle_root).expanduser().resolve()
+    if output == root or root in output.parents:
+        raise ValueError(
+            f"output folder {output} is inside the bundle folder {root}; outputs never go into a bundle: give an "
+            "output folder outside it (monai-gen --output-dir DIR, python -m monai.bundle run ... --output_dir DIR)."
+        )
+    return output
+
+
+def check_run_arguments(bundle_root: str | os.PathLike, configs: Sequence[str], argv: Sequence[str] | None = None) -> None:
+    """Refuse ``python -m monai.bundle run`` options that name no config id of the bundle (``--hr 75``).
+
+    MONAI stores any ``--key value`` as a new config id, so a misspelled option would be ignored silently. Called
+    from a config's ``run`` list; does nothing when the process is not ``python -m monai.bundle`` (``monai-gen``
+    validates its own options).
+
+    Args:
+        bundle_root: the bundle folder.
+        configs: the config names the run layers (e.g. ``["inference"]``).
+        argv: the command line (default ``sys.argv``).
+
+    Raises:
+        ValueError: options that are neither config ids (first part of an ``a#b`` id) nor arguments of MONAI's run.
+    """
+    argv = list(sys.argv if argv is None else argv)
+    if not argv or Path(argv[0]).parent.name != "bundle" or Path(argv[0]).parent.parent.name != "monai":
+        return
+    from monai.bundle import ConfigWorkflow
+    from monai.bundle.scripts import run
+
+    known = {*inspect.signature(run).parameters, *inspect.signature(ConfigWorkflow.__init__).parameters, "_meta_"}
+    for name in configs:
+        known.update(json.loads((Path(bundle_root) / "configs" / f"{name}.json").read_text(encoding="utf-8")))
+    given = [a[2:].split("=", 1)[0] for a in argv[1:] if a.startswith("--") and len(a) > 2]
+    unknown = sorted({g for g in given if g.split("#", 1)[0] not in known})
+    if unknown:
+        options = sorted(k for k in known if not k.startswith("_") and k not in ("self", "override"))
+        raise ValueError(f"unknown option(s) {['--' + u for u in unknown]} for this bundle; its config ids are {options}.")
