@@ -310,8 +310,11 @@ class ConditionalSampleGenerator:
         network: the trained conditional network (set to eval mode here).
         inferer: a :class:`DiffusionSamplingInferer`.
         conditions: the model's :class:`ConditionSet` (with trained statistics); requests are validated by it.
-        sample_shape: ``(C, *spatial)`` of one sample in model space.
-        device: where the network runs.
+        sample_shape: ``(C, *spatial)`` of one sample in model space (for a latent model: the latent's shape).
+        device: where the network (and the decoder) runs.
+        decoder: for a latent model, the :class:`~monai_gen.diffusion.latent.LatentSpace` (autoencoder + latent
+            scaler, tiled decoding if it asks for it) whose ``decode`` turns sampled latents into images on ``device``
+            before they move to the CPU; None for a model of the data itself.
         output_scale: model space -> physical units (e.g. mV per model unit); samples are multiplied by it.
         output_offset: added after scaling, in physical units, broadcast to ``sample_shape`` (e.g. the mean
             beat a model of deviations was trained around); None adds nothing.
@@ -330,6 +333,7 @@ class ConditionalSampleGenerator:
         output_scale: float = 1.0,
         output_offset: torch.Tensor | None = None,
         postprocess: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        decoder: nn.Module | None = None,
     ) -> None:
         # channels-last 4-D weights: the 1D / 2D denoisers' convolutions run 1.24x faster on CPU (oneDNN), same
         # outputs to 1e-5 (benchmarks/NOTES.md); 5-D (3D) weights are left as they are.
@@ -338,7 +342,10 @@ class ConditionalSampleGenerator:
         self.sample_shape, self.device, self.output_scale = tuple(int(s) for s in sample_shape), torch.device(device), float(output_scale)
         self.output_offset = None if output_offset is None else torch.as_tensor(output_offset, dtype=torch.float32)
         self.postprocess = postprocess
-        if self.output_offset is not None:
+        self.decoder = None if decoder is None else decoder.to(device).eval()
+        if self.decoder is not None and not callable(getattr(self.decoder, "decode", None)):
+            raise TypeError(f"decoder must have a decode() method (a LatentSpace), got {type(decoder).__name__}.")
+        if self.output_offset is not None and self.decoder is None:
             try:
                 torch.broadcast_shapes(self.output_offset.shape, self.sample_shape)
             except RuntimeError as error:
@@ -355,6 +362,9 @@ class ConditionalSampleGenerator:
             noise, self.network, generator=generators,
             conditions=values.to(self.device), condition_mask=mask.to(self.device),
         )
+        if self.decoder is not None:
+            with torch.inference_mode():
+                samples = self.decoder.decode(samples)
         samples = samples.float().cpu() * self.output_scale
         if self.output_offset is not None:
             samples = samples + self.output_offset

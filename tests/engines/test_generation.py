@@ -248,3 +248,30 @@ def test_real_network_same_batch_is_bit_identical_and_another_batch_size_agrees_
     difference = float((alone - together).abs().max())
     # float rounding (batched kernels sum in another order): ~1e-5 mV, enough to flip one ADC step of a written record
     assert 0 <= difference < 1e-4
+
+
+def test_a_latent_model_decodes_on_the_device_before_scaling():
+    """With a decoder the generator samples latents of ``sample_shape`` and returns decoded, scaled images."""
+    from monai_gen.diffusion.latent import LatentScaler, LatentSpace
+    from monai_gen.diffusion.schedules import CosineSchedule
+    from monai_gen.engines.generation import DiffusionSamplingInferer
+    from monai_gen.networks.autoencoders import kl_autoencoder
+    from monai_gen.networks.conditioning import ConditionalDenoiser, PhenotypeEncoder
+    from monai_gen.networks.nets import DenoisingUNet
+    from monai_gen.transforms.conditions import ConditionSet, ConditionSpec
+
+    torch.manual_seed(0)
+    backbone = DenoisingUNet(2, 4, 4, channels=(8,), attention_levels=(True,), num_res_blocks=1, norm_num_groups=8,
+                             num_head_channels=8, with_conditioning=True, cross_attention_dim=8)
+    network = ConditionalDenoiser(backbone, phenotype_encoder=PhenotypeEncoder([0], 8))
+    space = LatentSpace(kl_autoencoder(2, 1, channels=(8, 8), latent_channels=4, norm_num_groups=4), LatentScaler(scale=2.0))
+    conditions = ConditionSet([ConditionSpec("age", unit="years", valid_range=(0, 110), mean=50, std=20)])
+    inferer = DiffusionSamplingInferer(CosineSchedule(), num_steps=2, condition_names=conditions.names)
+    requests = requests_from_rows([{"age": 30}, {"age": 70}], seed=4)
+    latents = ConditionalSampleGenerator(network, inferer, conditions, (4, 8, 8))(requests)
+    images = ConditionalSampleGenerator(network, inferer, conditions, (4, 8, 8), decoder=space, output_scale=3.0)(requests)
+    assert latents.shape == (2, 4, 8, 8) and images.shape == (2, 1, 16, 16)
+    with torch.inference_mode():
+        torch.testing.assert_close(images, 3.0 * space.decode(latents))
+    with pytest.raises(TypeError, match="decode"):
+        ConditionalSampleGenerator(network, inferer, conditions, (4, 8, 8), decoder=torch.nn.Identity())
