@@ -48,7 +48,18 @@ def build_parser(conditions: ConditionSet | None = None) -> argparse.ArgumentPar
     generate.add_argument("--conditions-csv", type=Path, default=None, help="CSV with one row of phenotypes per sample")
     generate.set_defaults(handler=_generate)
 
-    sweep = commands.add_parser("sweep", help="sweep one phenotype from --start to --stop with fixed seeds (xMADD Fig. 5)")
+    sweep = commands.add_parser(
+        "sweep", help="sweep one phenotype from --start to --stop with fixed seeds (xMADD Fig. 5)",
+        description="Generate the same seeds at --num-values values of one phenotype, every other condition held "
+        "fixed, and draw sweep_<phenotype>.png: rows are values, columns are seeds, each cell labelled with its "
+        "measured QT and T-wave amplitude. What a median-beat model can show: the ECG bundle generates one "
+        "R-aligned median beat (1.152 s, R at 0.4 s), so a sweep shows what a condition does to the shape of "
+        "the beat (QRS width, QT, ST-T, amplitudes). What it cannot show: the rhythm. Below ~90 bpm the next "
+        "beat lies outside the window, so heart rate is visible only through its effect on the beat (e.g. a "
+        "shorter QT when faster); there is no beat-to-beat variation and no arrhythmia. When the requests set a "
+        "heart rate, the strip adds a rhythm assembled from the generated beat, repeated at the requested RR "
+        "interval and labelled so: it displays the RR, it is not a generated rhythm.",
+    )
     _add_generation_options(sweep, conditions)
     sweep.add_argument("--phenotype", required=True, help="the phenotype to sweep")
     sweep.add_argument("--start", type=float, required=True, help="first value, in the phenotype's unit")
@@ -72,9 +83,21 @@ def build_parser(conditions: ConditionSet | None = None) -> argparse.ArgumentPar
     evaluate.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0")
     evaluate.set_defaults(handler=_evaluate)
 
-    plot = commands.add_parser("plot", help="plot ECG records (WFDB .hea) on the clinical grid, or images as a grid")
-    plot.add_argument("files", nargs="+", type=Path, help="WFDB headers (.hea) or NIfTI / DICOM images")
-    plot.add_argument("--output", type=Path, required=True, help="PNG to write")
+    plot = commands.add_parser(
+        "plot", help="plot ECG records on the clinical grid (one PNG each), or images as one grid",
+        description="ECG records are drawn on ECG paper (25 mm/s, 10 mm/mV), median beats when at most 2 s long, "
+        "else the 3 x 4 + rhythm-strip print-out: one PNG per record. Several images of one shape are drawn as "
+        "one grid of middle slices. A synthetic file (monai_gen's JSON sidecar or a SYNTHETIC header comment) "
+        "says 'synthetic' in its title, with the model, seed and conditions it was generated with.",
+    )
+    plot.add_argument(
+        "files", nargs="+", type=Path, help="ECG records (WFDB .hea, ECG DICOM, CPSC .mat) or NIfTI / DICOM images",
+    )
+    plot.add_argument(
+        "--output", type=Path, required=True,
+        help="the PNG for one record or for the image grid; for several records a folder (created when missing) "
+        "that receives <record>.png for each",
+    )
     plot.set_defaults(handler=_plot)
     return parser
 
@@ -243,7 +266,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _plot(args: argparse.Namespace) -> int:
     from monai_gen.cli.plotting import plot_files  # imports matplotlib only when plotting
 
-    print(f"wrote {plot_files(args.files, args.output)}")
+    for path in plot_files(args.files, args.output):
+        print(f"wrote {path}")
     return 0
 
 
