@@ -68,18 +68,48 @@ def build_parser(conditions: ConditionSet | None = None) -> argparse.ArgumentPar
     sweep.add_argument("--num-seeds", type=_positive_int, default=3, help="samples (columns) per value (default 3)")
     sweep.set_defaults(handler=_sweep)
 
-    train = commands.add_parser("train", help="train the bundle's model (on its data or --dataset-dir)")
+    train = commands.add_parser(
+        "train", help="train the bundle's model into an output folder (the bundle itself is never written)",
+        description="Train the bundle's model. Everything (cohort cache, checkpoints, logs, models/) is written under "
+        "--output-dir; the bundle's shipped files change only through `monai-gen export` (or --export-to). Re-running "
+        "the same command resumes from the newest checkpoint; Ctrl-C stops after the current iteration (exit 130).",
+    )
     _add_bundle_options(train)
     train.add_argument("--dataset-dir", type=Path, default=None, help="folder of training records")
-    train.add_argument("--output-dir", type=Path, default=None, help="folder for checkpoints and logs")
+    train.add_argument(
+        "--output-dir", type=Path, default=None,
+        help="run folder: cohort cache, checkpoints, logs and the trained models/ (default ./runs/<bundle>/train; "
+        "never inside the bundle)",
+    )
     train.add_argument("--max-epochs", type=_positive_int, default=None, help="training epochs")
+    train.add_argument("--max-train-seconds", type=_positive_int, default=None,
+                       help="stop cleanly after this many seconds of training (final checkpoint and models/ written)")
+    train.add_argument("--export-to", type=Path, default=None,
+                       help="after training, write a new bundle folder with the trained models/ and a new version")
     train.add_argument("--distributed", action="store_true", help="use configs/multi_gpu_train.json (run under torchrun)")
     train.set_defaults(handler=_train)
+
+    export = commands.add_parser(
+        "export", help="write a trained run as a new bundle version (a copy of the bundle with the run's models/)",
+        description="Copy BUNDLE to --to with the trained files of RUN_DIR/models and a new version in "
+        "configs/metadata.json (default: patch + 1, tagged with the weights' digest), so the model id written into "
+        "every generated file changes with the weights. The copy appears complete or not at all.",
+    )
+    export.add_argument("bundle", help="the bundle that was trained (name or folder)")
+    export.add_argument("run_dir", type=Path, help="the training output folder (holds models/)")
+    export.add_argument("--to", type=Path, required=True, help="new bundle folder to write (must not exist)")
+    export.add_argument("--version", default=None, help="version of the exported bundle (default: patch + 1 + digest)")
+    export.add_argument("--replace-bundle", action="store_true",
+                        help="allow --to to be BUNDLE itself: overwrite its shipped models and version in place")
+    export.set_defaults(handler=_export)
 
     evaluate = commands.add_parser("evaluate", help="fidelity, realism and memorisation report of the bundle's weights")
     _add_bundle_options(evaluate)
     evaluate.add_argument("--dataset-dir", type=Path, default=None, help="folder of real records to evaluate against")
-    evaluate.add_argument("--output-dir", type=Path, default=None, help="folder for the report")
+    evaluate.add_argument(
+        "--output-dir", type=Path, default=None,
+        help="folder for the report and the cohort cache (default ./runs/<bundle>/evaluate; never inside the bundle)",
+    )
     evaluate.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0")
     evaluate.set_defaults(handler=_evaluate)
 
@@ -241,17 +271,45 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from monai_gen.bundle.runs import default_output_dir
+
+    root = find_bundle(args.bundle)
     overrides = {
         "dataset_dir": str(args.dataset_dir) if args.dataset_dir else None,
         "output_dir": str(args.output_dir) if args.output_dir else None,
         "max_epochs": args.max_epochs,
+        "max_train_seconds": args.max_train_seconds,
+        "export_to": str(args.export_to) if args.export_to else None,
     }
     overrides = {**{k: v for k, v in overrides.items() if v is not None}, **_overrides(args)}
-    run_bundle_workflow(args.bundle, "multi_gpu_train" if args.distributed else "train", overrides)
+    output_dir = overrides.get("output_dir") or default_output_dir(root, "train")
+    try:
+        workflow = run_bundle_workflow(root, "multi_gpu_train" if args.distributed else "train", overrides)
+    except KeyboardInterrupt as err:
+        done = f"{err}; its checkpoint is in" if str(err) else "interrupted; partial run in"
+        print(f"monai-gen train: {done} {output_dir} (run the same command again to resume).", file=sys.stderr)
+        return 130
+    print(f"trained: {workflow.parser.get_parsed_content('models_dir')}")
+    if args.export_to:
+        print(f"exported the trained bundle to {args.export_to}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from monai_gen.bundle.runs import export_bundle
+
+    root = find_bundle(args.bundle)
+    target = export_bundle(root, args.run_dir / "models", args.to, version=args.version, replace_bundle=args.replace_bundle)
+    info = read_bundle_info(target)
+    print(f"wrote bundle {target}: version {info.version} (model id {root.name}-{info.version})")
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from monai_gen.bundle.ecg_evaluation import REPORT_FILES, report_summary
+
     overrides = {
         "dataset_dir": str(args.dataset_dir) if args.dataset_dir else None,
         "output_dir": str(args.output_dir) if args.output_dir else None,
@@ -259,7 +317,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     }
     overrides = {**{k: v for k, v in overrides.items() if v is not None}, **_overrides(args)}
     workflow = run_bundle_workflow(args.bundle, "evaluate", overrides)
-    print(f"wrote {workflow.parser.get_parsed_content('output_dir')}")
+    output_dir = Path(workflow.parser.get_parsed_content("output_dir"))
+    report = json.loads((output_dir / REPORT_FILES[0]).read_text(encoding="utf-8"))
+    print(report_summary(report, output_dir))
     return 0
 
 

@@ -1,13 +1,15 @@
 """Load a DICOM series folder (or one single / multi-frame / compressed DICOM file) as one volume.
 
 :class:`DICOMSeriesReader` is a MONAI :class:`~monai.data.ImageReader`; use it through :class:`LoadDICOMSeries`
-/ :class:`LoadDICOMSeriesd` (``LoadImage(d)`` that pass it as the *runtime* reader)::
+/ :class:`LoadDICOMSeriesd` (``LoadImage(d)`` with it as the runtime reader and channel-first output) or as
+``LoadImage(reader=DICOMSeriesReader())``::
 
     volume = LoadDICOMSeries()(series_folder)  # MetaTensor (1, x, y, z)
 
-Why not plain ``LoadImage(reader=DICOMSeriesReader())``: when a designated reader raises, MONAI's ``LoadImage``
-logs the error and falls back to its other readers (ITK, pydicom), which would load a series with a missing
-slice or several series without complaint. The runtime-reader path raises our error unchanged.
+Either way a validation error reaches the caller unchanged: when a designated reader's ``read`` raises, MONAI's
+``LoadImage`` falls back to its other readers (ITK, pydicom), which would load a series with a missing slice or
+one of several series without complaint, so ``read`` defers the error of a folder / DICOM file to ``get_data``
+(see :mod:`monai_gen.data.deferred_errors`).
 
 It first checks the headers with pydicom (what MONAI's readers do not: one series per folder, consistent
 orientation and slice spacing, geometry tags present, a decoder for the transfer syntax, no truncated pixel
@@ -33,6 +35,8 @@ from monai.data import ImageReader, ITKReader
 from monai.transforms import LoadImage, MapTransform, Transform
 from monai.utils import ensure_tuple
 from pydicom.pixels import get_decoder
+
+from monai_gen.data.deferred_errors import UnreadableFile, raise_deferred, read_or_defer
 
 __all__ = ["DICOMSeriesReader", "LoadDICOMSeries", "LoadDICOMSeriesd", "dicom_series_files"]
 
@@ -173,26 +177,41 @@ class DICOMSeriesReader(ImageReader):
         return all(Path(f).is_dir() or (Path(f).is_file() and pydicom.misc.is_dicom(f)) for f in ensure_tuple(filename))
 
     def read(self, data: Sequence[str | os.PathLike] | str | os.PathLike, **kwargs: Any) -> Any:
-        """Validate each folder / file and read it with ITK; a list gives a list (stacked as channels)."""
+        """Validate each folder / file and read it with ITK; a list gives a list (stacked as channels).
+
+        A folder, DICOM file or missing path that fails validation gives an
+        :class:`~monai_gen.data.deferred_errors.UnreadableFile` that ``get_data`` raises (``LoadImage`` would
+        swallow the error here and load the series with another reader). Other files raise here.
+        """
         images = []
         for name in ensure_tuple(data):
-            files = [str(f) for f in dicom_series_files(name, series_uid=self.series_uid)]
-            try:
-                images.append(itk.imread(files if len(files) > 1 else files[0], **kwargs))
-            except RuntimeError as err:
-                raise ValueError(f"DICOM {name}: ITK/GDCM cannot decode the image data: {err}") from err
+            if Path(name).exists() and not self.verify_suffix(name):
+                raise ValueError(f"{name} is neither a folder nor a DICOM file.")  # LoadImage tries its other readers
+            images.append(read_or_defer(lambda n=name: self._read_one(n, **kwargs), name))
         return images if len(images) > 1 else images[0]
 
-    def get_data(self, img: Any) -> tuple[np.ndarray, dict]:
-        """Array and meta (``affine``, ``spacing``, ``spatial_shape``...) as MONAI's ``ITKReader`` builds them."""
+    def _read_one(self, name: str | os.PathLike, **kwargs: Any) -> Any:
+        files = [str(f) for f in dicom_series_files(name, series_uid=self.series_uid)]
+        try:
+            return itk.imread(files if len(files) > 1 else files[0], **kwargs)
+        except RuntimeError as err:
+            raise ValueError(f"DICOM {name}: ITK/GDCM cannot decode the image data: {err}") from err
+
+    def get_data(self, img: Any | UnreadableFile) -> tuple[np.ndarray, dict]:
+        """Array and meta (``affine``, ``spacing``, ``spatial_shape``...) as MONAI's ``ITKReader`` builds them.
+
+        Raises:
+            the validation error of a folder / file ``read`` could not load (names the file, tag or series).
+        """
+        raise_deferred(img)
         return self._itk_reader.get_data(img)
 
 
 class LoadDICOMSeries(Transform):
     """Load a DICOM series folder or file as a channel-first MetaTensor ``(1, x, y, z)``, validated first.
 
-    ``LoadImage`` with :class:`DICOMSeriesReader` as its runtime reader, so validation errors are raised as they
-    are instead of MONAI falling back to another reader.
+    ``LoadImage`` with :class:`DICOMSeriesReader` as its runtime reader and ``ensure_channel_first``; validation
+    errors are raised as they are.
 
     Args:
         series_uid: SeriesInstanceUID to load when a folder holds several series.

@@ -7,9 +7,11 @@ a channel-first ``(leads, samples)`` float32 MetaTensor in mV, the rate in ``aff
 ``verify_suffix`` claims only files a reader can decode (the DICOM reader checks the SOP class, so CT / MR
 DICOM files are left to MONAI's image readers).
 
-Errors name the file and the problem. When a reader given to ``LoadImage(reader=...)`` raises, MONAI retries
-its default readers and raises a ``RuntimeError`` that quotes every reader's error, ours included;
-:class:`monai_gen.transforms.ecg.LoadECG` picks the reader first and lets its own exception through.
+Errors name the file and the problem, and reach the caller of ``LoadImage(reader=WFDBReader())`` unchanged:
+for a file a reader recognises (``verify_suffix``) or that does not exist, ``read`` defers its error to
+``get_data`` (see :mod:`monai_gen.data.deferred_errors`), because ``LoadImage`` swallows exceptions from a
+designated reader's ``read`` and retries its default readers. :class:`monai_gen.transforms.ecg.LoadECG` also picks
+the reader by content first and names every format when none recognises the file.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import wfdb
 from monai.data import ImageReader, MetaTensor
 from monai.utils import ensure_tuple
 
+from monai_gen.data.deferred_errors import UnreadableFile, raise_deferred, read_or_defer
 from monai_gen.data.ecg_meta import STANDARD_LEADS, make_ecg
 
 __all__ = ["canonical_lead_name", "WFDBReader", "DICOMECGReader", "CPSCMatReader", "HL7aECGReader"]
@@ -63,17 +66,32 @@ class _ECGReader(ImageReader):
     def verify_suffix(self, filename: Sequence[str | os.PathLike] | str | os.PathLike) -> bool:
         return all(str(f).lower().endswith(self.suffixes) for f in ensure_tuple(filename))
 
-    def read(self, data: Sequence[str | os.PathLike] | str | os.PathLike, **kwargs: Any) -> list[MetaTensor]:
+    def read(
+        self, data: Sequence[str | os.PathLike] | str | os.PathLike, **kwargs: Any
+    ) -> list[MetaTensor | UnreadableFile]:
+        """One ECG MetaTensor per file.
+
+        A file this reader recognises (``verify_suffix``), or one that does not exist, gives an
+        :class:`~monai_gen.data.deferred_errors.UnreadableFile` when it cannot be loaded, and ``get_data`` raises
+        its error: ``LoadImage`` would swallow it here. Any other file raises here, so ``LoadImage`` tries its
+        other readers.
+        """
         records = []
         for name in ensure_tuple(data):
             path = Path(name)
-            if not path.is_file():
-                raise FileNotFoundError(f"ECG file {path} does not exist.")
-            records.append(self._load(path))
+            if path.exists() and not self.verify_suffix(path):
+                records.append(self._load_file(path))  # not this reader's format: raise now
+            else:
+                records.append(read_or_defer(lambda p=path: self._load_file(p), path))
         return records
 
-    def get_data(self, img: MetaTensor | list[MetaTensor]) -> tuple[np.ndarray, dict]:
-        """Array ``(leads, samples)`` (records of equal shape concatenated along leads) and the first's meta."""
+    def get_data(self, img: MetaTensor | UnreadableFile | list[MetaTensor | UnreadableFile]) -> tuple[np.ndarray, dict]:
+        """Array ``(leads, samples)`` (records of equal shape concatenated along leads) and the first's meta.
+
+        Raises:
+            the error of a file ``read`` could not load (names the file and the problem).
+        """
+        raise_deferred(img)
         records = ensure_tuple(img)
         shapes = {tuple(r.shape[1:]) for r in records}
         if len(shapes) != 1:
@@ -86,6 +104,11 @@ class _ECGReader(ImageReader):
             meta["lead_names"] = [n for r in records for n in r.meta["lead_names"]]
         return np.concatenate([r.numpy() for r in records], axis=0), meta
 
+    def _load_file(self, path: Path) -> MetaTensor:
+        if not path.is_file():
+            raise FileNotFoundError(f"ECG file {path} {'is a folder' if path.is_dir() else 'does not exist'}.")
+        return self._load(path)
+
     def _load(self, path: Path) -> MetaTensor:
         raise NotImplementedError
 
@@ -93,8 +116,8 @@ class _ECGReader(ImageReader):
 class WFDBReader(_ECGReader):
     """WFDB records (``.hea`` header with ``.dat`` / ``.mat`` signal files), read with ``wfdb.rdrecord``.
 
-    Header comments ``Age:``, ``Sex:`` and ``Dx:`` (PhysioNet/CinC 2020-2021 convention, case-insensitive)
-    become ``age``, ``sex`` and ``dx_codes``. Lead names are given their standard spelling (``avr`` -> ``aVR``).
+    Header comments ``Age:``, ``Sex:`` and ``Dx:`` (PhysioNet/CinC 2020-2021 convention, case-insensitive;
+    LUDB's ``<age>:`` / ``<sex>:`` too) become ``age``, ``sex`` and ``dx_codes``. Lead names are given their standard spelling (``avr`` -> ``aVR``).
     Pass the ``.hea`` file; a ``.dat`` / ``.mat`` signal file with its ``.hea`` beside it is read as its record.
     """
 
@@ -133,10 +156,12 @@ class WFDBReader(_ECGReader):
 
 
 def _header_fields(comments: Sequence[str]) -> dict[str, Any]:
+    """``age`` / ``sex`` / ``dx_codes`` from WFDB header comments such as ``Age: 78`` (PhysioNet/CinC) or
+    ``<age>: 51`` (LUDB writes its keys in angle brackets); keys are case-insensitive."""
     fields: dict[str, Any] = {}
     for line in comments:
         key, sep, value = line.partition(":")
-        key, value = key.strip().lower(), value.strip()
+        key, value = key.strip().strip("<>").strip().lower(), value.strip()
         if not sep or not value:
             continue
         if key == "age":

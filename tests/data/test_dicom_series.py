@@ -9,6 +9,7 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 from monai.data import MetaTensor
+from monai.transforms import LoadImage, LoadImaged
 from pydicom.data import get_testdata_file
 
 from monai_gen.data.dicom_series import DICOMSeriesReader, LoadDICOMSeries, LoadDICOMSeriesd, dicom_series_files
@@ -161,3 +162,20 @@ def test_transfer_syntax_without_decoder_names_the_syntax(tmp_path):
     ds.save_as(path, enforce_file_format=True)
     with pytest.raises(ValueError, match=r"private_syntax.dcm: transfer syntax 1.2.826.0.1.3680043.9.9999.1 .*not supported"):
         _load(path)
+
+
+def test_monai_loadimage_with_the_reader_raises_instead_of_loading_a_broken_series(shared_data, tmp_path):
+    """``LoadImage(reader=DICOMSeriesReader())``: MONAI falls back to ITK when a designated reader raises in read,
+    which loaded 19 of 20 slices of a series with a gap, and one of two series; both must raise our error."""
+    files = dicom_series_files(shared_data / CT_J2K)
+    gap = _copy_series(shared_data / CT_J2K, tmp_path / "gap", files[:7] + files[8:])
+    with pytest.raises(ValueError, match=f"inconsistent slice spacing: .* between {files[6].name} and {files[8].name}"):
+        LoadImage(reader=DICOMSeriesReader())(gap)
+    mixed = _copy_series(shared_data / CT_J2K, tmp_path / "mixed", files[:3])
+    shutil.copy(get_testdata_file("MR_small.dcm"), mixed / "mr.dcm")
+    with pytest.raises(ValueError, match="holds 2 series"):
+        LoadImaged("image", reader=DICOMSeriesReader())({"image": mixed})
+    with pytest.raises(FileNotFoundError, match="absent does not exist"):
+        LoadImage(reader=DICOMSeriesReader())(tmp_path / "absent")
+    volume = LoadImage(reader=DICOMSeriesReader(), image_only=True)(shared_data / CT_J2K)
+    np.testing.assert_array_equal(volume.numpy(), _load(shared_data / CT_J2K)[0].numpy())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import shutil
 
 import numpy as np
@@ -14,7 +15,7 @@ from monai.data import MetaTensor
 from monai.transforms import LoadImage, LoadImaged
 from pydicom.data import get_testdata_file
 
-from monai_gen.data.ecg_meta import STANDARD_LEADS, ecg_sampling_rate, make_ecg
+from monai_gen.data.ecg_meta import STANDARD_LEADS, ecg_sampling_rate, make_ecg, normalise_sex
 from monai_gen.data.ecg_readers import CPSCMatReader, DICOMECGReader, WFDBReader, canonical_lead_name
 
 
@@ -91,19 +92,20 @@ def _write_record(folder, name="rec", n=2000):
 
 
 def test_wfdb_errors_name_the_file(tmp_path, shared_data):
+    """Through MONAI's own LoadImage(reader=...), which used to bury them under "cannot find a suitable reader"."""
     with pytest.raises(FileNotFoundError, match="nothere.hea does not exist"):
-        WFDBReader().read(tmp_path / "nothere.hea")
+        LoadImage(reader=WFDBReader())(tmp_path / "nothere.hea")
     header = _write_record(tmp_path)
     data = (tmp_path / "rec.dat").read_bytes()
     (tmp_path / "rec.dat").write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match=r"rec\.hea: its signal file is truncated"):
-        WFDBReader().read(header)
+        LoadImage(reader=WFDBReader())(header)
     (tmp_path / "rec.dat").unlink()
     with pytest.raises(FileNotFoundError, match=r"signal file .*rec\.dat is missing"):
-        WFDBReader().read(header)
+        LoadImage(reader=WFDBReader())(header)
     shutil.copy(shared_data / "ecg/cinc2021/E07500.hea", tmp_path)
     with pytest.raises(FileNotFoundError, match=r"E07500\.mat is missing"):
-        WFDBReader().read(tmp_path / "E07500.hea")
+        LoadImage(reader=WFDBReader())(tmp_path / "E07500.hea")
 
 
 def test_nan_and_flat_signals_are_rejected_with_the_lead_named():
@@ -135,21 +137,47 @@ def test_nan_and_flat_records_on_disk_are_rejected_naming_the_file(tmp_path):
     wfdb.wrsamp("gap", fs=500, units=["mV"] * 3, sig_name=["I", "II", "V1"], p_signal=signal, fmt=["16"] * 3,
                 write_dir=str(tmp_path))
     with pytest.raises(ValueError, match=r"gap\.hea: leads \['V1'\] contain NaN"):
-        WFDBReader().read(tmp_path / "gap.hea")
-    # LoadImage retries its default readers when ours raises and reports all in a RuntimeError; ours is in it
-    with pytest.raises(RuntimeError, match=r"(?s)cannot find a suitable reader.*gap\.hea: leads \['V1'\] contain NaN"):
-        LoadImage(reader=WFDBReader(), image_only=True)(tmp_path / "gap.hea")
+        LoadImage(reader=WFDBReader())(tmp_path / "gap.hea")
     wfdb.wrsamp("flat", fs=500, units=["mV"] * 2, sig_name=["I", "II"], p_signal=np.full((1000, 2), 0.25),
                 fmt=["16"] * 2, adc_gain=[200.0, 200.0], baseline=[0, 0], write_dir=str(tmp_path))
     with pytest.raises(ValueError, match=r"flat\.hea: every lead is flat"):
-        WFDBReader().read(tmp_path / "flat.hea")
+        LoadImage(reader=WFDBReader())(tmp_path / "flat.hea")
 
 
 def test_cpsc_file_with_the_wrong_lead_count_or_no_struct(tmp_path):
     scipy.io.savemat(tmp_path / "eight.mat", {"ECG": {"sex": "Male", "age": 60, "data": np.ones((8, 5000))}})
     with pytest.raises(ValueError, match=r"eight\.mat: data must be 12 x samples, got shape \(8, 5000\)"):
-        CPSCMatReader().read(tmp_path / "eight.mat")
+        LoadImage(reader=CPSCMatReader())(tmp_path / "eight.mat")
     scipy.io.savemat(tmp_path / "other.mat", {"val": np.ones((12, 5000))})
     assert not CPSCMatReader().verify_suffix(tmp_path / "other.mat")
     with pytest.raises(ValueError, match=r"other\.mat cannot be read \(expected a struct ECG"):
         CPSCMatReader().read(tmp_path / "other.mat")
+
+
+def test_ludb_headers_give_age_and_sex_for_every_record(shared_data):
+    """LUDB writes ``#<age>: 51`` / ``#<sex>: F``; ages and sexes must equal the database's own ludb.csv."""
+    folder = shared_data / "ecg" / "ludb"
+    with open(folder / "ludb.csv", newline="", encoding="utf-8") as handle:
+        expected = {row["ID"]: (row["Age"].strip(), normalise_sex(row["Sex"])) for row in csv.DictReader(handle)}
+    headers = sorted((folder / "data").glob("*.hea"))
+    assert len(headers) == len(expected) == 160
+    loader = LoadImage(reader=WFDBReader(), image_only=True)
+    for header in headers:
+        ecg = loader(header)
+        age, sex = expected[header.stem]
+        assert ecg.meta["sex"] == sex, header.name
+        assert ecg.meta["age"] == (float(age) if age.isdigit() else pytest.approx(90)), header.name  # ">89" is 90
+
+
+def test_loadimage_with_a_designated_reader_raises_the_readers_own_error(tmp_path, shared_data):
+    """A recognised file's error reaches LoadImage's caller; a file of another format is left to MONAI's readers."""
+    reader = WFDBReader()
+    record = reader.read(tmp_path / "nothere.hea")  # the error travels to get_data, outside LoadImage's fallback
+    with pytest.raises(FileNotFoundError, match="nothere.hea does not exist"):
+        reader.get_data(record)
+    with pytest.raises(FileNotFoundError, match="nothere.hea does not exist"):
+        LoadImaged("ecg", reader=WFDBReader())({"ecg": tmp_path / "nothere.hea"})
+    nifti = shared_data / "ct/totalsegmentator/example_ct_sm.nii.gz"
+    with pytest.raises(ValueError):
+        reader.read(nifti)  # not a WFDB file: raised by read, so LoadImage tries its other readers
+    assert LoadImage(reader=WFDBReader(), image_only=True)(nifti).ndim == 3

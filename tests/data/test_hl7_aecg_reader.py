@@ -67,18 +67,19 @@ def test_verify_suffix_claims_only_aecg_xml(tmp_path, digits):
 
 
 def test_aecg_errors_name_the_file_and_the_problem(tmp_path, digits):
+    """Through MONAI's own LoadImage(reader=...), which used to bury them under "cannot find a suitable reader"."""
     (tmp_path / "cut.xml").write_bytes(_write_aecg(tmp_path / "ok.xml", digits).read_bytes()[:5000])
     with pytest.raises(ValueError, match=r"cut\.xml is not well-formed XML"):
-        HL7aECGReader().read(tmp_path / "cut.xml")
+        LoadImage(reader=HL7aECGReader())(tmp_path / "cut.xml")
     _write_aecg(tmp_path / "short.xml", [d[: 4000 if i == 3 else 5000] for i, d in enumerate(digits)])
     with pytest.raises(ValueError, match=r"short\.xml: leads .* have different lengths \[5000, 5000, 5000, 4000"):
-        HL7aECGReader().read(tmp_path / "short.xml")
+        LoadImage(reader=HL7aECGReader())(tmp_path / "short.xml")
     _write_aecg(tmp_path / "rate.xml", digits, step="0")
     with pytest.raises(ValueError, match=r"rate\.xml: time increment must be positive, got 0.0 s"):
-        HL7aECGReader().read(tmp_path / "rate.xml")
+        LoadImage(reader=HL7aECGReader())(tmp_path / "rate.xml")
     _write_aecg(tmp_path / "unit.xml", digits, step_unit="days")
     with pytest.raises(ValueError, match=r"unit\.xml: time sequence increment missing or not in s / ms / us"):
-        HL7aECGReader().read(tmp_path / "unit.xml")
+        LoadImage(reader=HL7aECGReader())(tmp_path / "unit.xml")
     _write_aecg(tmp_path / "three.xml", np.full((3, 100), 4.0), names=["I", "II", "V1"])  # constant in every lead
     with pytest.raises(ValueError, match=r"three\.xml: every lead is flat"):
-        HL7aECGReader().read(tmp_path / "three.xml")
+        LoadImage(reader=HL7aECGReader())(tmp_path / "three.xml")
