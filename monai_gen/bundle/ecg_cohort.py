@@ -15,6 +15,8 @@ learn a 12 x 576 distribution from; single beats give ~15x more samples of the s
 from __future__ import annotations
 
 import csv
+import hashlib
+import importlib
 import io
 import logging
 import os
@@ -34,6 +36,7 @@ from monai_gen.transforms.ecg.array import LoadECG, RemoveBaselineWander, Resamp
 from monai_gen.transforms.ecg.functional import MEDIAN_BEAT_R_INDEX, MEDIAN_BEAT_SAMPLES, beat_windows, detect_r_peaks
 from monai_gen.transforms.ecg.measurements import measure_ecg
 from monai_gen.utils.atomic import atomic_output_path, atomic_write_text
+from monai_gen.utils.log_summary import collapse_repeated_warnings
 
 __all__ = [
     "BEAT_FS",
@@ -43,6 +46,7 @@ __all__ = [
     "build_beat_cohort",
     "split_by_record",
     "load_split_cohort",
+    "cohort_cache_key",
     "fit_conditions",
     "fit_mean_beat",
     "training_items",
@@ -55,6 +59,8 @@ PHENOTYPES = ("heart_rate", "qrs", "qt", "age", "sex")
 _MAX_ABS_MV = 10.0  # a window beyond +-10 mV is an artefact, not a beat
 # applied in turn rather than through monai Compose, whose RuntimeError wrapper would hide the readers' messages
 _PREPARE = (LoadECG(), StandardiseLeads(), ResampleECG(BEAT_FS), RemoveBaselineWander(cutoff_hz=0.5))
+# modules whose code shapes a cached cohort: editing them invalidates the cache (see cohort_cache_key)
+_CACHE_CODE = ("monai_gen.bundle.ecg_cohort", "monai_gen.transforms.ecg.functional", "monai_gen.transforms.ecg.measurements")
 
 
 @dataclass
@@ -204,15 +210,60 @@ def load_split_cohort(
 ) -> tuple[BeatCohort, BeatCohort]:
     """The train / test cohorts of every record under ``dataset_dir``, built once and cached in ``cache_dir``.
 
-    The cache (``cohort.safetensors`` + ``cohort.csv``) is reused when present; delete it to rebuild.
+    The cache (``cohort_<key>.safetensors`` + ``.csv``) is keyed by its inputs (:func:`cohort_cache_key`: the
+    record files with their sizes and modification times, ``max_beats_per_record`` and the code that cuts the
+    beats), so a changed folder, record or setting rebuilds it and an older cache in the folder is removed.
+    Repeated skip warnings (e.g. every 2-lead record) are logged as one line with a count.
+
+    Raises:
+        FileNotFoundError: ``dataset_dir`` does not exist.
+        ValueError: naming ``dataset_dir``: it holds no ECG record, none gives usable beats, or fewer than two do
+            (a split by record needs two).
     """
-    cache = Path(cache_dir) / "cohort"
-    if cache.with_suffix(".csv").is_file() and cache.with_suffix(".safetensors").is_file():
-        cohort = BeatCohort.load(cache)
-    else:
-        cohort = build_beat_cohort(find_ecg_records(dataset_dir), max_beats_per_record=max_beats_per_record)
-        cohort.save(cache)
-    return split_by_record(cohort, test_fraction=test_fraction, seed=seed)
+    records = find_ecg_records(dataset_dir)
+    if not records:
+        raise ValueError(f"ECG data folder {dataset_dir} holds no ECG records (WFDB .hea, CPSC .mat or DICOM .dcm).")
+    cache = Path(cache_dir) / f"cohort_{cohort_cache_key(dataset_dir, records, max_beats_per_record)[:16]}"
+    try:
+        if cache.with_suffix(".csv").is_file() and cache.with_suffix(".safetensors").is_file():
+            cohort = BeatCohort.load(cache)
+        else:
+            with collapse_repeated_warnings(logger):
+                cohort = build_beat_cohort(records, max_beats_per_record=max_beats_per_record)
+            cohort.save(cache)
+            _remove_other_caches(Path(cache_dir), keep=cache.name)
+        return split_by_record(cohort, test_fraction=test_fraction, seed=seed)
+    except ValueError as err:
+        raise ValueError(f"ECG data folder {dataset_dir}: {err}") from err
+
+
+def cohort_cache_key(
+    dataset_dir: str | os.PathLike, records: Sequence[str | os.PathLike], max_beats_per_record: int | None
+) -> str:
+    """SHA-256 (hex) of what shapes a cohort: each record's files (path under ``dataset_dir``, size, mtime in ns),
+    ``max_beats_per_record`` and the source of the modules that read, cut and measure the beats.
+
+    A record's files are the ones sharing its stem in its folder (a WFDB header and its ``.dat`` / ``.mat``).
+    """
+    root, digest = Path(dataset_dir), hashlib.sha256()
+    digest.update(f"max_beats_per_record={max_beats_per_record}\n".encode())
+    for module in _CACHE_CODE:
+        digest.update(Path(importlib.import_module(module).__file__).read_bytes())
+    listings: dict[Path, list[Path]] = {}
+    for record in map(Path, records):
+        if record.parent not in listings:
+            listings[record.parent] = sorted(record.parent.iterdir())
+        for path in (p for p in listings[record.parent] if p.stem == record.stem and p.is_file()):
+            stat = path.stat()
+            digest.update(f"{path.relative_to(root).as_posix()}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def _remove_other_caches(cache_dir: Path, *, keep: str) -> None:
+    """Delete cohort caches of other inputs (and the unkeyed ``cohort.*`` of older versions) from ``cache_dir``."""
+    for path in [*cache_dir.glob("cohort_*.safetensors"), *cache_dir.glob("cohort_*.csv"), *cache_dir.glob("cohort.*")]:
+        if path.stem != keep and path.suffix in (".safetensors", ".csv"):
+            path.unlink(missing_ok=True)
 
 
 def fit_conditions(specs: ConditionSet | Sequence[Any], cohort: BeatCohort, save_to: str | os.PathLike | None = None) -> ConditionSet:

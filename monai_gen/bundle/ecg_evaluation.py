@@ -25,8 +25,9 @@ import numpy as np
 import torch
 
 from monai_gen.bundle.ecg_cohort import BEAT_FS, BeatCohort
-from monai_gen.engines.generation import SampleRequest
+from monai_gen.engines.requests import SampleRequest
 from monai_gen.metrics import (
+    FidelityScore,
     PCAFeatures,
     PhenotypeProbe,
     frechet_distance,
@@ -39,7 +40,17 @@ from monai_gen.transforms.ecg.functional import MEDIAN_BEAT_R_INDEX
 from monai_gen.transforms.ecg.measurements import measure_median_beat
 from monai_gen.utils.atomic import atomic_output_path, atomic_write_json, atomic_write_text
 
-__all__ = ["measure_beats", "evaluate_ecg_generator", "report_markdown", "ECGGeneratorEvaluation"]
+__all__ = [
+    "REPORT_FILES",
+    "measure_beats",
+    "evaluate_ecg_generator",
+    "report_markdown",
+    "report_summary",
+    "ECGGeneratorEvaluation",
+]
+
+REPORT_FILES = ("evaluation.json", "evaluation.md", "examples.png")
+"""What :func:`evaluate_ecg_generator` writes into its output folder."""
 
 GenerateFn = Callable[[Sequence[dict[str, Any]], Sequence[int]], torch.Tensor]
 
@@ -71,9 +82,15 @@ def _fidelity(synthetic: torch.Tensor, rows, train: BeatCohort, test: BeatCohort
             "real": pearson_fidelity(_column(test.rows, name), measured_real[name]).as_dict(),
         }
     for name, kind in (("heart_rate", "continuous"), ("age", "continuous"), ("sex", "binary")):
-        probe = PhenotypeProbe(kind, n_components=64).fit(train.beats.numpy(), _column(train.rows, name))
+        method = f"linear probe on real training beats ({'AUROC' if kind == 'binary' else 'Pearson R'})"
+        try:
+            probe = PhenotypeProbe(kind, n_components=64).fit(train.beats.numpy(), _column(train.rows, name))
+        except ValueError as err:  # too few training beats with this phenotype, or only one sex among them
+            unscored = FidelityScore("auroc" if kind == "binary" else "pearson_r", float("nan"), 0, 0).as_dict()
+            fidelity[name] = {"method": f"{method}: not fitted ({err})", "synthetic": unscored, "real": unscored}
+            continue
         fidelity[name] = {
-            "method": f"linear probe on real training beats ({'AUROC' if kind == 'binary' else 'Pearson R'})",
+            "method": method,
             "synthetic": probe.score(synthetic.numpy(), _column(rows, name)).as_dict(),
             "real": probe.score(test.beats.numpy(), _column(test.rows, name)).as_dict(),
         }
@@ -144,9 +161,10 @@ def evaluate_ecg_generator(
     }
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(output_dir / "evaluation.json", report)
-    atomic_write_text(output_dir / "evaluation.md", report_markdown(report))
-    _plot_examples(synthetic, test, output_dir / "examples.png")
+    json_file, markdown_file, figure_file = (output_dir / name for name in REPORT_FILES)
+    atomic_write_json(json_file, report)
+    atomic_write_text(markdown_file, report_markdown(report))
+    _plot_examples(synthetic, test, figure_file)
     return report
 
 
@@ -196,6 +214,35 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"| {m['fraction_closer_to_train']:.2f} | {m['expected_fraction']:.2f} | {m['p_value']:.3g} |"
     )
     return "\n".join(lines) + "\n"
+
+
+def report_summary(report: dict[str, Any], output_dir: str | os.PathLike) -> str:
+    """A few lines for the terminal: the report's headline numbers and the paths of its files.
+
+    Args:
+        report: as returned by :func:`evaluate_ecg_generator` (or read from ``evaluation.json``).
+        output_dir: the folder holding :data:`REPORT_FILES`.
+    """
+    label = {"pearson_r": "R", "auroc": "AUROC"}
+    fidelity = ", ".join(
+        f"{name} {label.get(entry['synthetic']['metric'], entry['synthetic']['metric'])} "
+        f"{entry['synthetic']['value']:.2f} (real {entry['real']['value']:.2f})"
+        for name, entry in report["fidelity"].items()
+    )
+    realism, memo = report["realism"], report["memorisation"]
+    files = [str(Path(output_dir) / name) for name in REPORT_FILES if (Path(output_dir) / name).is_file()]
+    return "\n".join([
+        f"evaluation of {report.get('model_id') or 'the generator'}: {report['n_synthetic']} synthetic beats for the "
+        f"conditions of {report['test_records']} held-out test records ({report['train_records']} training records)",
+        f"  fidelity (synthetic, real test beats = ceiling): {fidelity}",
+        f"  realism: QRS at R {realism['qrs_aligned_fraction']['synthetic']:.2f} (real "
+        f"{realism['qrs_aligned_fraction']['real_test']:.2f}); Fréchet to test "
+        f"{realism['frechet_distance']['synthetic_vs_test']:.1f} (train vs test "
+        f"{realism['frechet_distance']['train_vs_test']:.1f})",
+        f"  memorisation: {memo['fraction_closer_to_train']:.2f} of synthetic beats nearer a training than a test beat "
+        f"(expected {memo['expected_fraction']:.2f}, p {memo['p_value']:.2g})",
+        f"  wrote {', '.join(files)}",
+    ])
 
 
 def _plot_examples(synthetic: torch.Tensor, test: BeatCohort, path: Path, count: int = 4) -> None:

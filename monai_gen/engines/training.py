@@ -21,12 +21,16 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import ignite.distributed as idist
 import torch
+from ignite.engine import Events
 from ignite.handlers import EMAHandler
 from monai.engines import SupervisedTrainer
 from monai.handlers import LrScheduleHandler, MLFlowHandler, TensorBoardStatsHandler
@@ -35,7 +39,15 @@ from monai.utils import CommonKeys
 from monai_gen.engines.checkpointing import AtomicCheckpointSaver, RandomStates, ResumeFromLatest
 from monai_gen.engines.diffusion_trainer import DiffusionIteration
 
-__all__ = ["AutoencoderIteration", "TrainingSetup", "build_autoencoder_trainer", "build_diffusion_trainer"]
+__all__ = [
+    "AutoencoderIteration",
+    "DistributedTimeLimit",
+    "TrainingInterrupted",
+    "TrainingSetup",
+    "build_autoencoder_trainer",
+    "build_diffusion_trainer",
+    "run_interruptible",
+]
 
 
 @dataclass
@@ -308,3 +320,79 @@ def _checkpoint_dict(trainer: SupervisedTrainer, ema: EMAHandler | None, lr_sche
     if lr_scheduler is not None:
         out["lr_scheduler"] = lr_scheduler
     return out
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Raised by :func:`run_interruptible` after a Ctrl-C ended training cleanly; ``iteration`` is the last one run."""
+
+    def __init__(self, message: str, iteration: int) -> None:
+        super().__init__(message)
+        self.iteration = iteration
+
+
+def run_interruptible(engine: Any) -> None:
+    """``engine.run()`` where a first Ctrl-C (SIGINT) ends training after the current iteration, cleanly.
+
+    The interrupted run finishes as a time limit would (ignite ``terminate()``: its ``COMPLETED`` handlers save the
+    final checkpoint, so re-running the same command resumes there), then :class:`TrainingInterrupted` (a
+    ``KeyboardInterrupt``) is raised instead of returning. A second Ctrl-C interrupts at once. In a
+    multi-process run, or off the main thread, this is plain ``engine.run()`` (the launcher handles signals).
+
+    Raises:
+        TrainingInterrupted: the run was stopped by Ctrl-C.
+    """
+    if idist.get_world_size() > 1 or threading.current_thread() is not threading.main_thread():
+        engine.run()
+        return
+    received: list[int] = []
+
+    def stop(signum: int, frame: Any) -> None:
+        received.append(signum)
+        signal.signal(signal.SIGINT, previous)  # a second Ctrl-C is not delayed
+        engine.terminate()
+
+    previous = signal.signal(signal.SIGINT, stop)
+    try:
+        engine.run()
+    finally:
+        if signal.getsignal(signal.SIGINT) is stop:
+            signal.signal(signal.SIGINT, previous)
+    if received:
+        iteration = int(engine.state.iteration)
+        raise TrainingInterrupted(f"training interrupted by Ctrl-C after iteration {iteration}", iteration)
+
+
+class DistributedTimeLimit:
+    """Ignite handler: end training cleanly once ``seconds`` have passed since the run started, on every rank at once.
+
+    Like ignite's ``TimeLimit``, but the clock starts at ``STARTED`` (after data preparation) and, in a
+    multi-process run, the ranks agree after each iteration (``all_reduce`` of the decision), so all of them
+    stop at the same iteration; ranks that stopped apart would wait for each other's gradients forever. A
+    stopped run completes as usual (final checkpoint, exported weights).
+
+    Args:
+        seconds: the training time limit (> 0).
+
+    Raises:
+        ValueError: ``seconds`` is not positive.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        if not float(seconds) > 0:
+            raise ValueError(f"max_train_seconds must be > 0 seconds, got {seconds!r}.")
+        self.seconds, self.start = float(seconds), 0.0
+
+    def attach(self, engine: Any) -> None:
+        engine.add_event_handler(Events.STARTED, self._start)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+
+    def _start(self, engine: Any) -> None:
+        self.start = time.monotonic()
+
+    def __call__(self, engine: Any) -> None:
+        expired = torch.tensor(float(time.monotonic() - self.start > self.seconds))
+        if idist.get_world_size() > 1:
+            expired = idist.all_reduce(expired, op="MAX")
+        if float(expired) > 0:
+            engine.logger.info("training time limit of %g s reached; stopping.", self.seconds)
+            engine.terminate()

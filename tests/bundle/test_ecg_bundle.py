@@ -9,6 +9,7 @@ import pytest
 import torch
 import wfdb
 from monai.bundle import verify_metadata, verify_net_in_out
+from safetensors.torch import load_file
 
 from monai_gen.bundle.registry import bundle_component, find_bundle, run_bundle_workflow
 from monai_gen.engines.generation import read_manifest
@@ -33,7 +34,8 @@ def test_network_input_output_as_declared_in_metadata():
 
 
 def test_shipped_weights_generate_finite_beats_for_conditions():
-    from monai_gen.engines.generation import ConditionalSampleGenerator, DiffusionSamplingInferer, requests_from_rows
+    from monai_gen.engines.generation import ConditionalSampleGenerator, DiffusionSamplingInferer
+    from monai_gen.engines.requests import requests_from_rows
     from monai_gen.engines.weights import load_tensor, load_weights
     from monai_gen.metrics.ecg import qrs_alignment
     from monai_gen.transforms.conditions import ConditionSet
@@ -67,15 +69,15 @@ def small_ecg_folder(shared_data, tmp_path_factory):
 
 @pytest.mark.slow
 def test_train_infer_evaluate_smoke(small_ecg_folder, tmp_path):
-    models = tmp_path / "models"
+    models = tmp_path / "train" / "models"  # training writes its models/ inside its output folder
     run_bundle_workflow(BUNDLE, "train", {
-        "dataset_dir": str(small_ecg_folder), "output_dir": str(tmp_path / "train"), "export_dir": str(models),
+        "dataset_dir": str(small_ecg_folder), "output_dir": str(tmp_path / "train"),
         "max_epochs": 1, "batch_size": 8, "max_beats_per_record": 6,
     })
     assert all((models / f).is_file() for f in ("model.safetensors", "conditions.json", "mean_beat.safetensors"))
     assert [p.name for p in (tmp_path / "train").glob("checkpoint_*.pt")] == ["checkpoint_2.pt"]
     run_bundle_workflow(BUNDLE, "train", {  # the same command with more epochs resumes from checkpoint_2
-        "dataset_dir": str(small_ecg_folder), "output_dir": str(tmp_path / "train"), "export_dir": str(models),
+        "dataset_dir": str(small_ecg_folder), "output_dir": str(tmp_path / "train"),
         "max_epochs": 2, "batch_size": 8, "max_beats_per_record": 6,
     })
     assert sorted(p.name for p in (tmp_path / "train").glob("checkpoint_*.pt")) == ["checkpoint_2.pt", "checkpoint_4.pt"]
@@ -86,15 +88,14 @@ def test_train_infer_evaluate_smoke(small_ecg_folder, tmp_path):
         "heart_rate": 70, "preview": False, "progress": False,
     })
     rows = read_manifest(out / "manifest.csv")
-    assert [r["name"] for r in rows] == ["ecg_0", "ecg_1"] and rows[0]["heart_rate"] == "70"
+    assert [r["name"] for r in rows] == ["ecg_0", "ecg_1"] and float(rows[0]["heart_rate"]) == 70
     record = wfdb.rdrecord(str(out / "ecg_0"))
     assert record.p_signal.shape == (576, 12) and record.fs == 500
     assert limb_lead_residual(record.p_signal.T)[0] < 0.01  # III, aVR, aVL, aVF derived (up to WFDB quantisation)
 
     run_bundle_workflow(BUNDLE, "evaluate", {
         "dataset_dir": str(small_ecg_folder), "models_dir": str(models), "output_dir": str(tmp_path / "eval"),
-        "cache_dir": str(tmp_path / "train"), "max_samples": 4, "num_inference_steps": 2,
-        "max_beats_per_record": 6,
+        "max_samples": 4, "num_inference_steps": 2, "max_beats_per_record": 6,
     })
     report = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
     assert report["n_synthetic"] == 4 and set(report["fidelity"]) == {"qrs", "qt", "heart_rate", "age", "sex"}
@@ -102,25 +103,33 @@ def test_train_infer_evaluate_smoke(small_ecg_folder, tmp_path):
 
 
 @pytest.mark.slow
-def test_two_process_gloo_training_with_multi_gpu_config(small_ecg_folder, tmp_path):
+def test_two_process_gloo_training_with_multi_gpu_config_keeps_time_limit_and_initial_weights(small_ecg_folder, tmp_path):
     import os
     import socket
     import subprocess
     import sys
 
+    from monai_gen.engines.checkpointing import list_checkpoints
+
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = str(probe.getsockname()[1])
+    initial = BUNDLE / "models" / "model.safetensors"
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
-        "-m", "monai.bundle", "run", "--config_file", "['configs/train.json','configs/multi_gpu_train.json']",
-        "--dataset_dir", str(small_ecg_folder), "--output_dir", str(tmp_path / "ddp"),
-        "--export_dir", str(tmp_path / "ddp" / "models"), "--max_epochs", "1", "--batch_size", "4",
-        "--max_beats_per_record", "6",
+        "-m", "monai.bundle", "run", "--bundle_root", str(BUNDLE),
+        "--config_file", str([str(BUNDLE / "configs" / f) for f in ("train.json", "multi_gpu_train.json")]),
+        "--meta_file", str(BUNDLE / "configs" / "metadata.json"),
+        "--dataset_dir", str(small_ecg_folder), "--output_dir", str(tmp_path / "ddp"), "--batch_size", "4",
+        "--max_beats_per_record", "6", "--max_epochs", "100000", "--max_train_seconds", "3",
+        "--initial_weights", str(initial), "--learning_rate", "0.0",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(command, cwd=BUNDLE, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    # 18 training beats, 2 ranks x batch 4, drop_last -> 2 iterations per rank; only rank 0 writes
-    assert [p.name for p in (tmp_path / "ddp").glob("checkpoint_*.pt")] == ["checkpoint_2.pt"]
-    assert (tmp_path / "ddp" / "models" / "model.safetensors").is_file()
+    # the time limit stopped both ranks at the same iteration, long before 100000 epochs; only rank 0 wrote
+    (iteration, _), *_ = list_checkpoints(tmp_path / "ddp")
+    assert 1 <= iteration < 1000 and len(list_checkpoints(tmp_path / "ddp")) <= 2
+    exported = tmp_path / "ddp" / "models" / "model.safetensors"
+    # learning rate 0: the exported EMA weights are the initial weights (a fresh network would be far from them)
+    torch.testing.assert_close(load_file(exported), load_file(initial), rtol=1e-4, atol=1e-5)

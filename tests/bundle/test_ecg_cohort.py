@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 
 import numpy as np
 import pytest
@@ -11,8 +13,10 @@ import torch
 from monai_gen.bundle.ecg_cohort import (
     BeatCohort,
     build_beat_cohort,
+    cohort_cache_key,
     find_ecg_records,
     fit_mean_beat,
+    load_split_cohort,
     split_by_record,
     training_items,
 )
@@ -95,3 +99,55 @@ def test_mean_beat_has_the_qrs_at_sample_200_and_training_items_are_deviations_f
     items = training_items(small_cohort, conditions, amplitude_scale_mv=0.25, offset_mv=mean)
     torch.testing.assert_close(items[3]["image"], (small_cohort.beats[3] - mean) / 0.25)
     assert torch.stack([item["image"] for item in items]).mean(0).abs().max() < 1e-4  # deviations average to zero
+
+
+def _copy_records(shared_data, folder, names):
+    folder.mkdir(parents=True)
+    for name in names:
+        for suffix in (".hea", ".mat"):
+            shutil.copy(shared_data / "ecg" / "cinc2021" / f"{name}{suffix}", folder / f"{name}{suffix}")
+    return folder
+
+
+def test_cohort_cache_is_keyed_by_its_inputs(shared_data, tmp_path):
+    folder = _copy_records(shared_data, tmp_path / "ecg", ["E07500", "E07501", "JS20000"])
+    records = find_ecg_records(folder)
+    key = cohort_cache_key(folder, records, 2)
+    assert cohort_cache_key(folder, records, 2) == key and cohort_cache_key(folder, records, 3) != key
+    assert cohort_cache_key(folder, records[:2], 2) != key
+    stat = (folder / "E07500.mat").stat()  # the signal file, not only the header, is part of the key
+    os.utime(folder / "E07500.mat", ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    assert cohort_cache_key(folder, records, 2) != key
+
+
+def test_load_split_cohort_rebuilds_for_other_inputs_and_never_reuses_a_stale_cache(shared_data, tmp_path):
+    first = _copy_records(shared_data, tmp_path / "first", ["E07500", "E07501", "JS20000"])
+    second = _copy_records(shared_data, tmp_path / "second", ["E07500", "HR06003"])
+    cache = tmp_path / "cache"
+    train, test = load_split_cohort(first, cache, max_beats_per_record=2)
+    assert sorted(train.records() + test.records()) == ["E07500", "E07501", "JS20000"]
+    (cached,) = cache.glob("cohort_*.safetensors")
+    stamp = cached.stat().st_mtime_ns
+    load_split_cohort(first, cache, max_beats_per_record=2)
+    assert cached.stat().st_mtime_ns == stamp  # same inputs: reused
+    train, test = load_split_cohort(second, cache, max_beats_per_record=2)
+    assert sorted(train.records() + test.records()) == ["E07500", "HR06003"]
+    assert len(list(cache.glob("cohort_*.safetensors"))) == 1  # the other inputs' cache is replaced
+    with pytest.raises(FileNotFoundError, match="absent does not exist"):
+        load_split_cohort(tmp_path / "absent", cache, max_beats_per_record=2)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="empty holds no ECG records"):
+        load_split_cohort(tmp_path / "empty", cache)
+
+
+def test_load_split_cohort_collapses_repeated_skip_warnings(shared_data, tmp_path, caplog):
+    folder = _copy_records(shared_data, tmp_path / "ecg", ["E07500", "E07501"])
+    for header in sorted((shared_data / "ecg" / "cpsc2021_af").glob("*.hea"))[:3]:  # 2-lead records: skipped
+        for path in header.parent.glob(f"{header.stem}.*"):
+            shutil.copy(path, folder / path.name)
+    with caplog.at_level(logging.WARNING, logger="monai_gen.bundle.ecg_cohort"):
+        load_split_cohort(folder, tmp_path / "cache", max_beats_per_record=2)
+    skipped = [m for m in caplog.messages if "skipping ECG record" in m]
+    assert len(skipped) == 1 and skipped[0].endswith("(and 2 more like it)"), caplog.messages
+    with pytest.raises(ValueError, match=f"ECG data folder {tmp_path / 'single'}: .*at least 2 records"):
+        load_split_cohort(_copy_records(shared_data, tmp_path / "single", ["E07500"]), tmp_path / "cache")

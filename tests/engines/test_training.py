@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import signal
+import time
 
 import numpy as np
 import pytest
@@ -17,7 +20,14 @@ from monai_gen.diffusion.autoencoder_objectives import AutoencoderDiscriminatorL
 from monai_gen.diffusion.objectives import DiffusionObjective
 from monai_gen.diffusion.schedules import CosineSchedule
 from monai_gen.engines.checkpointing import find_latest_checkpoint
-from monai_gen.engines.training import AutoencoderIteration, build_autoencoder_trainer, build_diffusion_trainer
+from monai_gen.engines.training import (
+    AutoencoderIteration,
+    DistributedTimeLimit,
+    TrainingInterrupted,
+    build_autoencoder_trainer,
+    build_diffusion_trainer,
+    run_interruptible,
+)
 from monai_gen.networks.autoencoders import kl_autoencoder
 from monai_gen.networks.nets import DenoisingUNet
 from monai_gen.visualize.curves import read_scalars
@@ -158,3 +168,40 @@ def test_trainer_and_resume_build_from_a_bundle_style_config(shared_data, tmp_pa
         assert setup.trainer.state.iteration == 2 * epochs
         assert (setup.resume.loaded_from and setup.resume.loaded_from.name) == resumed_from
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_4.pt", "checkpoint_6.pt"]
+
+
+
+def _tiny_trainer(loader, tmp_path, max_epochs):
+    network = _denoiser()
+    return build_diffusion_trainer(
+        network, DiffusionObjective(CosineSchedule(0.05)), loader, max_epochs=max_epochs,
+        optimizer=torch.optim.SGD(network.parameters(), 0.01), checkpoint_dir=tmp_path / "ckpt", checkpoint_every=100,
+    )
+
+
+def test_ctrl_c_ends_the_run_after_the_current_iteration_then_raises(ecg_loader, tmp_path):
+    setup = _tiny_trainer(ecg_loader, tmp_path, max_epochs=1000)
+    setup.trainer.add_event_handler(  # a real Ctrl-C, delivered during iteration 3
+        Events.ITERATION_COMPLETED(once=3), lambda engine: os.kill(os.getpid(), signal.SIGINT)
+    )
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(TrainingInterrupted, match="after iteration 3") as caught:
+        run_interruptible(setup.trainer)
+    assert caught.value.iteration == 3 and isinstance(caught.value, KeyboardInterrupt)
+    assert find_latest_checkpoint(tmp_path / "ckpt").name == "checkpoint_3.pt"  # COMPLETED handlers ran: resumable
+    assert signal.getsignal(signal.SIGINT) is before  # the handler is removed again
+    setup = _tiny_trainer(ecg_loader, tmp_path, max_epochs=4)
+    run_interruptible(setup.trainer)  # no Ctrl-C: an ordinary run (resumed at iteration 3)
+    assert setup.trainer.state.iteration == 4 and setup.resume.loaded_from.name == "checkpoint_3.pt"
+
+
+def test_time_limit_stops_training_and_is_checked(ecg_loader, tmp_path):
+    setup = _tiny_trainer(ecg_loader, tmp_path, max_epochs=100000)
+    setup.trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda engine: time.sleep(0.05))
+    DistributedTimeLimit(0.5).attach(setup.trainer)
+    started = time.monotonic()
+    setup.trainer.run()
+    assert 2 <= setup.trainer.state.iteration < 100 and time.monotonic() - started < 30
+    assert find_latest_checkpoint(tmp_path / "ckpt").name == f"checkpoint_{setup.trainer.state.iteration}.pt"
+    with pytest.raises(ValueError, match="max_train_seconds must be > 0"):
+        DistributedTimeLimit(0)
