@@ -1,4 +1,5 @@
-"""monai-gen plot: one PNG per ECG record (several records into a folder), "synthetic" kept in the title."""
+"""monai-gen plot: one PNG per ECG record (several records into a folder), "synthetic" kept in the title; what
+``monai-gen sweep --help`` says its strip can show."""
 
 from __future__ import annotations
 
@@ -63,3 +64,12 @@ def test_one_record_to_one_png_and_clear_errors(synthetic, tmp_path, capsys):
     (broken / "ecg_0.json").write_text("{not json")
     code, text = run(["plot", str(broken / "ecg_0.hea"), "--output", str(tmp_path / "b.png")], capsys)
     assert code == 2 and f"provenance sidecar {broken / 'ecg_0.json'} is not valid JSON" in text
+
+
+def test_sweep_help_says_what_a_median_beat_model_can_and_cannot_show(capsys):
+    code, text = run(["sweep", "--help"], capsys)
+    text = " ".join(text.split())  # argparse re-wraps the description
+    assert code == 0
+    assert "median beat (1.152 s, R at 0.4 s)" in text and "What it cannot show: the rhythm" in text
+    assert "Below ~90 bpm the next beat lies outside the window" in text
+    assert "a rhythm assembled from the generated beat" in text and "not a generated rhythm" in text
