@@ -32,6 +32,7 @@ __all__ = ["plot_image_sweep", "plot_signal_sweep", "plot_sweep", "sweep_row_lab
 
 _RHYTHM_GAP_INCHES = 0.35
 _CELL_WSPACE = 0.08  # gap between cells, as a fraction of a cell's width
+_LABEL_BOX = {"facecolor": "white", "edgecolor": "none", "alpha": 0.7, "pad": 1.0}  # labels stay legible over traces
 _RHYTHM_COLOUR = "#1f4e8c"  # assembled rhythms are drawn in blue, the generated beats in black
 
 
@@ -266,7 +267,7 @@ def _write_measurements(
         if channel is not None and np.isfinite(qt):
             text += f" · T {t_wave_amplitude(beat[channel], fs, r_index=r_index, qt_ms=qt)[0]:+.2f} mV"
         ax.text(0.02, 0.96, text, transform=ax.transAxes, fontsize=6, va="top", ha="left", gid="measurement",
-                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.7, "pad": 1.0})
+                bbox=_LABEL_BOX)
 
 
 def _draw_rhythms(
@@ -284,7 +285,7 @@ def _draw_rhythms(
         for trace, colour in zip(strip, colours if len(colours) > 1 else [_RHYTHM_COLOUR], strict=True):
             ax.plot(time, trace, color=colour, linewidth=0.6)
         ax.text(0.01, 0.96, f"RR {1000 * rr:.0f} ms = {60 / rr:.0f} bpm", transform=ax.transAxes, fontsize=6,
-                va="top", ha="left", gid="rr")
+                va="top", ha="left", gid="rr", bbox=_LABEL_BOX)
     axes[0].set_title(f"seed {seed}, {RHYTHM_LABEL} at the row's RR (not a generated rhythm)", fontsize=7,
                       color=_RHYTHM_COLOUR)
     axes[0].set_xlim(0.0, seconds)
