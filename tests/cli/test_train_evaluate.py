@@ -163,11 +163,15 @@ def test_max_train_seconds_stops_training_cleanly(ecg_folder, cohort_cache, tmp_
     run_dir = _run_folder(cohort_cache, tmp_path / "run")
     started = time.monotonic()
     code, text = run(["train", "ecg_generative_diffusion", "--dataset-dir", str(ecg_folder), "--output-dir",
-                      str(run_dir), "--max-epochs", "100000", "--max-train-seconds", "2", *TINY], capsys)
+                      str(run_dir), "--max-epochs", "100000", "--max-train-seconds", "2", "--export-to",
+                      str(tmp_path / "exported"), *TINY], capsys)
     assert code == 0, text
     assert time.monotonic() - started < 120
     (iteration, _), = list_checkpoints(run_dir)  # the final checkpoint, far short of 100000 epochs
-    assert 1 <= iteration < 3 * 100000 and (run_dir / "models" / "model.safetensors").is_file()
+    assert 1 <= iteration < 3 * 100000
+    for name in MODEL_FILES:  # a run stopped by its time limit completes, and --export-to exports it
+        assert (tmp_path / "exported" / "models" / name).read_bytes() == (run_dir / "models" / name).read_bytes()
+    assert read_bundle_info(tmp_path / "exported").version.startswith("0.2.1+")
     code, text = run(["train", "ecg_generative_diffusion", "--max-train-seconds", "0"], capsys)
     assert code == 2 and "positive integer" in text
 
