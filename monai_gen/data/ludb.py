@@ -22,7 +22,15 @@ from pathlib import Path
 import numpy as np
 import wfdb
 
-__all__ = ["LUDB_LEADS", "WaveMarks", "read_ludb_delineation", "read_ludb_signal", "expert_intervals"]
+__all__ = [
+    "LUDB_LEADS",
+    "WaveMarks",
+    "ludb_record_ids",
+    "cross_validation_folds",
+    "read_ludb_delineation",
+    "read_ludb_signal",
+    "expert_intervals",
+]
 
 LUDB_LEADS: tuple[str, ...] = ("i", "ii", "iii", "avr", "avl", "avf", "v1", "v2", "v3", "v4", "v5", "v6")
 """LUDB's lead names (= annotation file extensions), in the standard 12-lead order."""
@@ -40,6 +48,24 @@ class WaveMarks:
     p: np.ndarray
     qrs: np.ndarray
     t: np.ndarray
+
+
+def ludb_record_ids(folder: str | Path) -> list[int]:
+    """The record numbers present in a LUDB ``data`` folder (one ``<n>.hea`` each), ascending.
+
+    Raises:
+        FileNotFoundError: the folder holds no LUDB header.
+    """
+    ids = sorted(int(h.stem) for h in Path(folder).glob("*.hea") if h.stem.isdigit())
+    if not ids:
+        raise FileNotFoundError(f"{folder}: no LUDB records (<number>.hea) in this folder.")
+    return ids
+
+
+def cross_validation_folds(record_ids: Sequence[int], n_folds: int = 5) -> list[list[int]]:
+    """Subject-wise folds (one subject per LUDB record): the k-th record in ascending order goes to fold k % n."""
+    ordered = sorted(record_ids)
+    return [ordered[fold::n_folds] for fold in range(n_folds)]
 
 
 def _marks(samples: np.ndarray, symbols: Sequence[str]) -> WaveMarks:
