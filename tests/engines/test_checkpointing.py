@@ -281,7 +281,7 @@ def test_bundle_train_config_resumes_mid_epoch_exactly(shared_data, tmp_path):
             (records / f"{name}{suffix}").symlink_to(shared_data / "ecg" / "cinc2021" / f"{name}{suffix}")
     out = tmp_path / "train"
     overrides = EVERY_ITERATION | {
-        "dataset_dir": str(records), "output_dir": str(out), "export_dir": str(out / "models"), "max_epochs": 2,
+        "dataset_dir": str(records), "output_dir": str(out), "max_epochs": 2,
         "batch_size": 4, "max_beats_per_record": 4,
     }
     first = run_bundle_workflow(find_bundle("ecg_generative_diffusion"), "train", overrides)
