@@ -59,8 +59,9 @@ PHENOTYPES = ("heart_rate", "qrs", "qt", "age", "sex")
 _MAX_ABS_MV = 10.0  # a window beyond +-10 mV is an artefact, not a beat
 # applied in turn rather than through monai Compose, whose RuntimeError wrapper would hide the readers' messages
 _PREPARE = (LoadECG(), StandardiseLeads(), ResampleECG(BEAT_FS), RemoveBaselineWander(cutoff_hz=0.5))
-# modules whose code shapes a cached cohort: editing them invalidates the cache (see cohort_cache_key)
-_CACHE_CODE = ("monai_gen.bundle.ecg_cohort", "monai_gen.transforms.ecg.functional", "monai_gen.transforms.ecg.measurements")
+# code that shapes a cached cohort (a package: every file in its folder, e.g. the delineator's weights); editing
+# any of it invalidates the cache (see cohort_cache_key)
+_CACHE_CODE = ("monai_gen.bundle.ecg_cohort", "monai_gen.data.ecg_readers", "monai_gen.transforms.ecg")
 
 
 @dataclass
@@ -241,14 +242,17 @@ def cohort_cache_key(
     dataset_dir: str | os.PathLike, records: Sequence[str | os.PathLike], max_beats_per_record: int | None
 ) -> str:
     """SHA-256 (hex) of what shapes a cohort: each record's files (path under ``dataset_dir``, size, mtime in ns),
-    ``max_beats_per_record`` and the source of the modules that read, cut and measure the beats.
+    ``max_beats_per_record`` and the files of the code that reads, cuts and measures the beats.
 
     A record's files are the ones sharing its stem in its folder (a WFDB header and its ``.dat`` / ``.mat``).
     """
     root, digest = Path(dataset_dir), hashlib.sha256()
     digest.update(f"max_beats_per_record={max_beats_per_record}\n".encode())
     for module in _CACHE_CODE:
-        digest.update(Path(importlib.import_module(module).__file__).read_bytes())
+        source = Path(importlib.import_module(module).__file__)
+        for path in sorted(source.parent.iterdir()) if source.name == "__init__.py" else [source]:
+            if path.is_file():
+                digest.update(path.name.encode() + path.read_bytes())
     listings: dict[Path, list[Path]] = {}
     for record in map(Path, records):
         if record.parent not in listings:
