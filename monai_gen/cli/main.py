@@ -16,22 +16,49 @@ from pathlib import Path
 from typing import Any
 
 from monai_gen.bundle.registry import find_bundle, list_bundles, read_bundle_info, run_bundle_workflow
-from monai_gen.transforms.conditions import ConditionSet, ConditionSpec, read_condition_table
+from monai_gen.transforms.conditions import ConditionSet, ConditionSpec
 
 __all__ = ["main", "build_parser"]
 
 _DESCRIPTION = "monai_gen: conditional generative synthesis of medical data with MONAI bundles."
 
 
+_USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, KeyError)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``monai-gen``; returns the process exit status."""
+    """Entry point of ``monai-gen``; returns the process exit status (2 for bad input, 130 when interrupted)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(_bundle_conditions(argv))
+    try:
+        conditions = _bundle_conditions(argv)
+    except _USER_ERRORS as err:  # a misspelled bundle: say so, not "unrecognized arguments: --heart_rate"
+        build_parser().exit(2, f"monai-gen {argv[0]}: error: {_message(err)}\n")
+    parser = build_parser(conditions)
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)
-    except (ValueError, FileNotFoundError, KeyError) as err:
-        parser.exit(2, f"monai-gen {args.command}: error: {err}\n")
+    except KeyboardInterrupt:
+        print(f"monai-gen {args.command}: interrupted; finished outputs are kept, run it again to resume.", file=sys.stderr)
+        return 130
+    except Exception as err:  # config workflows wrap the cause in RuntimeErrors: report the user's error itself
+        cause = _user_cause(err)
+        if cause is None:
+            raise
+        parser.exit(2, f"monai-gen {args.command}: error: {_message(cause)}\n")
+
+
+def _user_cause(err: BaseException) -> BaseException | None:
+    """The first bad-input error (ValueError, FileNotFoundError, ...) in ``err``'s chain of causes, if any."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, _USER_ERRORS):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _message(err: BaseException) -> str:
+    return str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
 
 
 def build_parser(conditions: ConditionSet | None = None) -> argparse.ArgumentParser:
@@ -44,8 +71,20 @@ def build_parser(conditions: ConditionSet | None = None) -> argparse.ArgumentPar
 
     generate = commands.add_parser("generate", help="generate samples for given phenotypes or a condition table")
     _add_generation_options(generate, conditions)
-    generate.add_argument("--num-samples", type=_positive_int, default=None, help="samples to generate (per row of --conditions-csv)")
-    generate.add_argument("--conditions-csv", type=Path, default=None, help="CSV with one row of phenotypes per sample")
+    generate.add_argument(
+        "--num-samples", type=_positive_int, default=None,
+        help="samples to generate (default 4); with --conditions-csv: samples per row (default 1)",
+    )
+    generate.add_argument(
+        "--conditions-csv", type=Path, default=None,
+        help="UTF-8 CSV, one row per subject: columns are phenotypes (an empty cell leaves one unconditioned) and an "
+        "optional seed; any other column is an error unless named by --pass-through",
+    )
+    generate.add_argument(
+        "--pass-through", action="append", default=[], metavar="COLUMN",
+        help="a --conditions-csv column (e.g. a subject id) copied unchanged into manifest.csv and each sidecar "
+        "(repeatable); no other column reaches an output",
+    )
     generate.set_defaults(handler=_generate)
 
     sweep = commands.add_parser(
@@ -144,11 +183,15 @@ def _add_generation_options(parser: argparse.ArgumentParser, conditions: Conditi
     _add_bundle_options(parser)
     parser.add_argument("--output-dir", type=Path, default=None, help="folder for outputs, previews and manifest.csv")
     parser.add_argument("--seed", type=int, default=None, help="seed of the first sample (sample i uses seed + i)")
-    parser.add_argument("--sampler", default=None, help="ddpm, ddim or dpmpp_2m")
+    parser.add_argument("--sampler", default=None, help="ddpm, ddim or dpmpp_2m (default dpmpp_2m)")
     parser.add_argument("--steps", type=_positive_int, default=None, help="sampling steps")
     parser.add_argument("--guidance-scale", type=float, default=None, help="classifier-free guidance scale (1 = none)")
     parser.add_argument("--batch-size", type=_positive_int, default=None, help="samples per forward pass")
     parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0")
+    parser.add_argument(
+        "--overwrite", action="store_true",
+        help="regenerate samples the output folder holds for a different request (default: stop and say what differs)",
+    )
     group = parser.add_argument_group("phenotypes" if conditions else "phenotypes (name a bundle to list them)")
     for spec in conditions.specs if conditions else ():
         group.add_argument(f"--{spec.name}", default=None, metavar=_metavar(spec), help=_describe(spec))
@@ -171,13 +214,14 @@ def _describe(spec: ConditionSpec) -> str:
 
 
 def _bundle_conditions(argv: list[str]) -> ConditionSet | None:
-    """Conditions of the bundle named after ``generate`` / ``sweep`` (None when absent or unknown)."""
+    """Conditions of the bundle named after ``generate`` / ``sweep`` (None when no bundle is named).
+
+    Raises:
+        FileNotFoundError, ValueError: the named bundle does not exist or cannot be read.
+    """
     if len(argv) < 2 or argv[0] not in ("generate", "sweep") or argv[1].startswith("-"):
         return None
-    try:
-        return read_bundle_info(find_bundle(argv[1])).conditions
-    except (FileNotFoundError, ValueError):
-        return None  # reported properly when the command runs
+    return read_bundle_info(find_bundle(argv[1])).conditions
 
 
 def _positive_int(text: str) -> int:
@@ -213,6 +257,13 @@ def _literal(text: str) -> Any:
 
 
 def _generation_overrides(args: argparse.Namespace, conditions: ConditionSet) -> dict[str, Any]:
+    from monai_gen.engines.requests import checked_values
+
+    if args.sampler is not None:
+        from monai_gen.diffusion.samplers import SAMPLERS
+
+        if args.sampler not in SAMPLERS:
+            raise ValueError(f"--sampler {args.sampler!r} is not a sampler; choose from {sorted(SAMPLERS)}.")
     chosen = {
         "output_dir": str(args.output_dir) if args.output_dir else None,
         "seed": args.seed,
@@ -220,13 +271,31 @@ def _generation_overrides(args: argparse.Namespace, conditions: ConditionSet) ->
         "num_inference_steps": args.steps,
         "guidance_scale": args.guidance_scale,
         "batch_size": args.batch_size,
-        "device": f"$torch.device('{args.device}')" if args.device else None,
+        "device": _device_expression(args.device),
+        "overwrite": args.overwrite or None,
     }
     values = {spec.name: getattr(args, spec.name, None) for spec in conditions.specs}
-    present = {k: v for k, v in values.items() if v is not None}
-    conditions.encode(present, where="command line")  # range / category check with a clear message
-    chosen.update({k: _literal(v) if not conditions[k].is_categorical else v for k, v in present.items()})
+    chosen.update(checked_values(conditions, values))
     return {**{k: v for k, v in chosen.items() if v is not None}, **_overrides(args)}
+
+
+def _device_expression(device: str | None) -> str | None:
+    """``--device`` as a config expression, checked here: an unknown or absent device is a clear error."""
+    if device is None:
+        return None
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"--device {device!r} is not a torch device (e.g. cpu, cuda, cuda:0).") from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: no CUDA device is available on this machine; use --device cpu.")
+    if parsed.type == "cuda" and (parsed.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s).")
+    if parsed.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device {device!r}: only cpu and cuda devices are supported.")
+    return f"$torch.device('{parsed}')"
 
 
 def _list_bundles(args: argparse.Namespace) -> int:
@@ -243,27 +312,37 @@ def _list_bundles(args: argparse.Namespace) -> int:
 def _generate(args: argparse.Namespace) -> int:
     info = read_bundle_info(find_bundle(args.bundle))
     overrides = _generation_overrides(args, info.conditions)
+    if args.pass_through and args.conditions_csv is None:
+        raise ValueError("--pass-through names columns of --conditions-csv; give the CSV too.")
     if args.conditions_csv is not None:
-        rows = read_condition_table(args.conditions_csv)
-        info.conditions.encode_rows(rows, source=str(args.conditions_csv))
-        overrides["conditions_csv"] = str(args.conditions_csv)
-    if args.num_samples is not None:
+        overrides.update(conditions_csv=str(args.conditions_csv), pass_through=list(args.pass_through))
+        if args.num_samples is not None:
+            overrides["samples_per_row"] = args.num_samples
+    elif args.num_samples is not None:
         overrides["num_samples"] = args.num_samples
-    workflow = run_bundle_workflow(info.root, "inference", overrides)
-    print(f"wrote {workflow.parser.get_parsed_content('output_dir')}")
-    return 0
+    return _run_generation(info, overrides)
 
 
 def _sweep(args: argparse.Namespace) -> int:
     info = read_bundle_info(find_bundle(args.bundle))
-    if args.phenotype not in info.conditions.names:
-        raise ValueError(f"--phenotype {args.phenotype!r} is not a condition of {info.name}; choose from {info.conditions.names}.")
-    for end in (args.start, args.stop):
-        info.conditions.encode({args.phenotype: end}, where=f"--phenotype {args.phenotype}")
     overrides = _generation_overrides(args, info.conditions)
     overrides.update(
-        sweep=args.phenotype, sweep_start=args.start, sweep_stop=args.stop,
-        sweep_num_values=args.num_values, sweep_num_seeds=args.num_seeds,
+        sweep=info.conditions.resolve_name(args.phenotype) or args.phenotype, sweep_start=args.start,
+        sweep_stop=args.stop, sweep_num_values=args.num_values, sweep_num_seeds=args.num_seeds,
+    )
+    return _run_generation(info, overrides)
+
+
+def _run_generation(info: Any, overrides: dict[str, Any]) -> int:
+    """Check the requests (options, table, sweep) before any weights load, then run the inference config."""
+    from monai_gen.engines.requests import build_requests
+
+    keys = ("conditions_csv", "pass_through", "num_samples", "samples_per_row", "seed", "sweep", "sweep_start",
+            "sweep_stop", "sweep_num_values", "sweep_num_seeds")
+    given = {k: overrides[k] for k in keys if k in overrides}
+    build_requests(
+        info.conditions, values={s.name: overrides.get(s.name) for s in info.conditions.specs},
+        table=given.pop("conditions_csv", None), **given,
     )
     workflow = run_bundle_workflow(info.root, "inference", overrides)
     print(f"wrote {workflow.parser.get_parsed_content('output_dir')}")
@@ -313,7 +392,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     overrides = {
         "dataset_dir": str(args.dataset_dir) if args.dataset_dir else None,
         "output_dir": str(args.output_dir) if args.output_dir else None,
-        "device": f"$torch.device('{args.device}')" if args.device else None,
+        "device": _device_expression(args.device),
     }
     overrides = {**{k: v for k, v in overrides.items() if v is not None}, **_overrides(args)}
     workflow = run_bundle_workflow(args.bundle, "evaluate", overrides)
