@@ -32,7 +32,6 @@ __all__ = [
     "read_bundle_info",
     "bundle_component",
     "run_bundle_workflow",
-    "output_outside_bundle",
     "check_run_arguments",
 ]
 
@@ -168,24 +167,6 @@ def run_bundle_workflow(
     workflow.run()
     workflow.finalize()
     return workflow
-
-
-def output_outside_bundle(output_dir: str | os.PathLike, bundle_root: str | os.PathLike) -> Path:
-    """``output_dir`` as an absolute path, refused when it lies inside the bundle folder ``bundle_root``.
-
-    A bundle's files change only by an explicit export, so no workflow writes into its folder, also not when
-    ``python -m monai.bundle run`` is started from there with a relative default output folder.
-
-    Raises:
-        ValueError: the output folder is the bundle folder or inside it.
-    """
-    output, root = Path(output_dir).expanduser().resolve(), Path(bundle_root).expanduser().resolve()
-    if output == root or root in output.parents:
-        raise ValueError(
-            f"output folder {output} is inside the bundle folder {root}; outputs never go into a bundle: give an "
-            "output folder outside it (monai-gen --output-dir DIR, python -m monai.bundle run ... --output_dir DIR)."
-        )
-    return output
 
 
 def check_run_arguments(bundle_root: str | os.PathLike, configs: Sequence[str], argv: Sequence[str] | None = None) -> None:
