@@ -33,7 +33,13 @@ from monai_gen.data.ecg_readers import CPSCMatReader, DICOMECGReader
 from monai_gen.engines.weights import save_tensors
 from monai_gen.transforms.conditions import ConditionSet
 from monai_gen.transforms.ecg.array import LoadECG, RemoveBaselineWander, ResampleECG, StandardiseLeads
-from monai_gen.transforms.ecg.functional import MEDIAN_BEAT_R_INDEX, MEDIAN_BEAT_SAMPLES, beat_windows, detect_r_peaks
+from monai_gen.transforms.ecg.functional import (
+    MEDIAN_BEAT_R_INDEX,
+    MEDIAN_BEAT_SAMPLES,
+    beat_windows,
+    check_ecg_quality,
+    detect_r_peaks,
+)
 from monai_gen.transforms.ecg.measurements import measure_ecg
 from monai_gen.utils.atomic import atomic_output_path, atomic_write_text
 from monai_gen.utils.log_summary import collapse_repeated_warnings
@@ -140,11 +146,26 @@ def _prepared_signal(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
 
 
 def _record_beats(path: Path, max_beats: int | None) -> tuple[np.ndarray, dict[str, Any]]:
+    """Beats ``(n, 12, 576)`` and the phenotype row of one record.
+
+    Raises:
+        ValueError: the record fails the signal-quality gate (:func:`check_ecg_quality`: not an ECG, or noise),
+            has no R peaks, no complete beat window, or only beats beyond +-10 mV; the message names the file.
+    """
     signal, info = _prepared_signal(path)
+    check_ecg_quality(signal, BEAT_FS, where=str(path))
     measured = measure_ecg(signal, BEAT_FS, where=str(path))
     peaks = detect_r_peaks(signal, BEAT_FS, where=str(path))
     windows, _ = beat_windows(signal, peaks, n_samples=MEDIAN_BEAT_SAMPLES, r_index=MEDIAN_BEAT_R_INDEX)
-    windows = windows[np.abs(windows).max(axis=(1, 2)) < _MAX_ABS_MV]
+    if not len(windows):
+        raise ValueError(f"{path}: none of its {peaks.size} beats has a complete {MEDIAN_BEAT_SAMPLES}-sample window.")
+    peak_mv = np.abs(windows).max(axis=(1, 2))
+    windows = windows[peak_mv < _MAX_ABS_MV]
+    if not len(windows):
+        raise ValueError(
+            f"{path}: all {peak_mv.size} beats exceed +-{_MAX_ABS_MV:g} mV (up to {peak_mv.max():.4g} mV): an "
+            "artefact or a unit error (uV stored as mV?), not an ECG in mV."
+        )
     if max_beats is not None and len(windows) > max_beats:
         windows = windows[np.linspace(0, len(windows) - 1, max_beats).round().astype(int)]
     row = {
@@ -165,8 +186,9 @@ def _finite(value: float) -> float | None:
 def build_beat_cohort(records: Sequence[str | os.PathLike], *, max_beats_per_record: int | None = 40) -> BeatCohort:
     """Load, measure and cut every record into beats (see module docstring).
 
-    Records that cannot be used (unreadable, missing leads, too few beats) are skipped with a warning naming the
-    file and the reason; if none remain, a ``ValueError`` lists them.
+    Records that cannot be used (unreadable, missing leads, failing the signal-quality gate, too few beats, beats
+    beyond +-10 mV) are skipped with a warning naming the file and the reason; if none remain, a ``ValueError``
+    lists them.
 
     Args:
         records: ECG files (see :func:`find_ecg_records`).
@@ -183,7 +205,8 @@ def build_beat_cohort(records: Sequence[str | os.PathLike], *, max_beats_per_rec
         beats.append(windows)
         rows.extend(dict(row) for _ in range(len(windows)))
     if not rows:
-        raise ValueError(f"no usable ECG beats in {len(records)} records; problems: {skipped[:5]}")
+        listed = "; ".join(skipped[:10]) + (f"; and {len(skipped) - 10} more, each logged above" if len(skipped) > 10 else "")
+        raise ValueError(f"no usable ECG beats in {len(records)} records; every one was rejected: {listed}")
     return BeatCohort(torch.from_numpy(np.concatenate(beats)), rows)
 
 
