@@ -59,7 +59,7 @@ def test_a_record_with_one_good_lead_passes_and_a_threshold_above_one_fails(shar
 
 @pytest.mark.slow
 def test_every_real_12_lead_record_passes(shared_data):
-    """All 221 real 12-lead records of the shared data (about 2 minutes)."""
+    """All 221 real 12-lead records of the shared data (about a minute)."""
     ecg = shared_data / "ecg"
     records = [p for p in sorted(ecg.rglob("*.hea")) if "cpsc2021_af" not in p.parts] + sorted(ecg.rglob("*.mat"))
     records = [p for p in records if p.suffix == ".hea" or not p.with_suffix(".hea").exists()]
