@@ -53,6 +53,8 @@ def test_shipped_weights_step_at_their_edges(real_beats, shipped_beats):
     # documents the v0.2 weights (issue 10 item 8: 88 % of beats): weights without the artefact turn this around
     ratio = edge_step_ratio(shipped_beats, FS, r_index=R_INDEX)
     assert np.mean(ratio > 1.0) >= 0.4, ratio
+    per_lead = edge_step_ratio(shipped_beats, FS, r_index=R_INDEX, edge_samples=1, per_lead=True)
+    assert per_lead.shape == (16, 12) and np.mean((per_lead > 1).any(axis=1)) >= 0.75  # the issue's 88 %
     real_ratio = edge_step_ratio(real_beats, FS, r_index=R_INDEX)
     assert np.median(ratio) > 5 * np.median(real_ratio)
     assert np.median(edge_deviation(shipped_beats)) > 2 * np.median(edge_deviation(real_beats))
@@ -66,6 +68,8 @@ def test_a_step_at_the_border_is_found_and_scored_against_the_qrs():
     smooth = edge_step_ratio(beat + 0.05 * np.sin(2 * np.pi * t), FS, r_index=R_INDEX)
     beat[3, 0] = -0.3  # a 0.3 mV dip at the first sample of one lead
     assert smooth[0] < 0.1 and edge_step_ratio(beat, FS, r_index=R_INDEX)[0] == pytest.approx(0.3 / qrs_step)
+    per_lead = edge_step_ratio(beat, FS, r_index=R_INDEX, per_lead=True)[0]
+    assert per_lead[3] == pytest.approx(0.3 / qrs_step) and np.all(np.delete(per_lead, 3) == 0)
     np.testing.assert_allclose(edge_deviation(beat), [[0.3, 0.0]])
 
 
