@@ -15,8 +15,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from monai.utils import unsqueeze_right
 from torch import nn
+
+from monai_gen.networks.nets.denoising_unet import select_timesteps
 
 __all__ = ["CONDITION_MASK_KEYS", "PhenotypeEncoder", "EmbeddingEncoder", "ConditionalDenoiser"]
 
@@ -30,13 +31,26 @@ def _check_probability(name: str, value: float) -> float:
     return float(value)
 
 
-def _check_mask(mask: torch.Tensor | None, shape: tuple[int, ...], name: str, like: torch.Tensor) -> torch.Tensor:
+def _shape_text(shape: list[int]) -> str:
+    """``[2, 3]`` -> ``"(2, 3)"`` (written out, as TorchScript has no ``tuple(list)``)."""
+    return "(" + ", ".join([str(size) for size in shape]) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _check_mask(mask: torch.Tensor | None, shape: list[int], name: str, like: torch.Tensor) -> torch.Tensor:
     """The mask as a bool tensor of ``shape`` (all present when None)."""
     if mask is None:
         return torch.ones(shape, dtype=torch.bool, device=like.device)
-    if tuple(mask.shape) != shape:
-        raise ValueError(f"{name} must have shape {shape}, got {tuple(mask.shape)}.")
+    if list(mask.shape) != shape:
+        raise ValueError(f"{name} must have shape {_shape_text(shape)}, got {_shape_text(list(mask.shape))}.")
     return mask.to(device=like.device) > 0.5
+
+
+def _check_given(name: str, given: torch.Tensor | None, has_encoder: bool, x: torch.Tensor) -> None:
+    """Raise if a condition is given without an encoder for it, or with another batch size than ``x``."""
+    if given is not None and not has_encoder:
+        raise ValueError(f"{name} was given but this ConditionalDenoiser has no encoder for it.")
+    if given is not None and given.shape[0] != x.shape[0]:
+        raise ValueError(f"{name} has batch size {given.shape[0]} but x has {x.shape[0]}.")
 
 
 def _drop(keep: torch.Tensor, prob: float, training: bool) -> torch.Tensor:
@@ -89,14 +103,14 @@ class PhenotypeEncoder(nn.Module):
     def _check_values(self, values: torch.Tensor, present: torch.Tensor) -> None:
         missing = present & ~values.isfinite()
         if missing.any():
-            b, p = (int(i) for i in missing.nonzero()[0])
-            raise ValueError(f"conditions[{b}, {p}] = {values[b, p].item()!r} is marked present; set its mask to 0.")
+            b, p = int(missing.nonzero()[0, 0]), int(missing.nonzero()[0, 1])
+            raise ValueError(f"conditions[{b}, {p}] = {float(values[b, p])} is marked present; set its mask to 0.")
         cat = present & self.is_categorical
         bad = cat & ((values != values.round()) | (values < 0) | (values >= self.num_classes))
         if bad.any():
-            b, p = (int(i) for i in bad.nonzero()[0])
+            b, p = int(bad.nonzero()[0, 0]), int(bad.nonzero()[0, 1])
             raise ValueError(
-                f"conditions[{b}, {p}] = {values[b, p].item()!r} is not a category index in "
+                f"conditions[{b}, {p}] = {float(values[b, p])} is not a category index in "
                 f"0..{self.num_categories[p] - 1} (phenotype {p} is categorical with {self.num_categories[p]} classes)."
             )
 
@@ -111,8 +125,10 @@ class PhenotypeEncoder(nn.Module):
             Tokens ``(B, P, embed_dim)`` in the dtype of the encoder parameters.
         """
         if values.ndim != 2 or values.shape[1] != len(self.num_categories):
-            raise ValueError(f"conditions must have shape (B, {len(self.num_categories)}), got {tuple(values.shape)}.")
-        present = _check_mask(mask, tuple(values.shape), "condition_mask", values)
+            raise ValueError(
+                f"conditions must have shape (B, {len(self.num_categories)}), got {_shape_text(list(values.shape))}."
+            )
+        present = _check_mask(mask, list(values.shape), "condition_mask", values)
         self._check_values(values, present)
         values = torch.where(present, values, torch.zeros_like(values)).to(self.value_weight.dtype)
         continuous = self.value_mlp(values.unsqueeze(-1) * self.value_weight + self.value_bias)
@@ -163,15 +179,15 @@ class EmbeddingEncoder(nn.Module):
         """
         if embedding.ndim not in (2, 3) or embedding.shape[-1] != self.in_dim:
             raise ValueError(
-                f"embedding must have shape (B, {self.in_dim}) or (B, N, {self.in_dim}), got {tuple(embedding.shape)}."
+                f"embedding must have shape (B, {self.in_dim}) or (B, N, {self.in_dim}), got {_shape_text(list(embedding.shape))}."
             )
-        present = _check_mask(mask, (embedding.shape[0],), "embedding_mask", embedding)
+        present = _check_mask(mask, [embedding.shape[0]], "embedding_mask", embedding)
         embedding = torch.nan_to_num(embedding.to(self.token_proj.weight.dtype))
         if embedding.ndim == 2:
             tokens = self.vector_proj(embedding).unflatten(-1, (self.num_tokens, self.embed_dim))
         else:
             tokens = self.token_proj(embedding)
-        return torch.where(unsqueeze_right(present, 3), tokens, self.null_token.expand_as(tokens))
+        return torch.where(present[:, None, None], tokens, self.null_token.expand_as(tokens))
 
 
 class ConditionalDenoiser(nn.Module):
@@ -234,7 +250,7 @@ class ConditionalDenoiser(nn.Module):
             if values is None:  # unconditional: every phenotype missing
                 values = like.new_zeros(batch, len(self.phenotype_encoder.num_categories))
                 cond["condition_mask"] = torch.zeros_like(values)
-            keep = _check_mask(cond["condition_mask"], tuple(values.shape), "condition_mask", like)
+            keep = _check_mask(cond["condition_mask"], list(values.shape), "condition_mask", like)
             keep = _drop(keep, self.condition_dropout, self.training) & keep_all.unsqueeze(1)
             tokens.append(self.phenotype_encoder(values, keep))
         if self.embedding_encoder is not None:
@@ -242,7 +258,7 @@ class ConditionalDenoiser(nn.Module):
             if embedding is None:
                 embedding = like.new_zeros(batch, self.embedding_encoder.in_dim)
                 cond["embedding_mask"] = torch.zeros(batch, device=like.device)
-            keep = _check_mask(cond["embedding_mask"], (batch,), "embedding_mask", like)
+            keep = _check_mask(cond["embedding_mask"], [batch], "embedding_mask", like)
             tokens.append(
                 self.embedding_encoder(embedding, _drop(keep, self.condition_dropout, self.training) & keep_all)
             )
@@ -251,41 +267,40 @@ class ConditionalDenoiser(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        t: torch.Tensor,
-        *,
+        timesteps: torch.Tensor | None = None,
         conditions: torch.Tensor | None = None,
         condition_mask: torch.Tensor | None = None,
         embedding: torch.Tensor | None = None,
         embedding_mask: torch.Tensor | None = None,
         class_labels: torch.Tensor | None = None,
+        t: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Run the backbone with the encoded conditions as cross-attention context.
 
+        The arguments after ``x`` may be given by position (TorchScript compiles no keyword-only arguments), but
+        read better by name.
+
         Args:
             x: noisy input ``(B, C, *spatial)``.
-            t: diffusion time ``(B,)`` in ``[0, 1]``.
+            timesteps: diffusion time ``(B,)`` in ``[0, 1]``; None = the backbone's default
+                (:class:`~monai_gen.networks.nets.DenoisingUNet`: 1, pure noise).
             conditions: phenotype values ``(B, P)``; None = all missing (unconditional).
             condition_mask: ``(B, P)``, 1 = present; None = all present.
             embedding: external embedding ``(B, D)`` or ``(B, N, D)``; None = missing.
             embedding_mask: ``(B,)``, 1 = present; None = all present.
             class_labels: integer classes ``(B,)`` for a backbone with a class embedding.
+            t: the former name of ``timesteps``, still accepted by keyword.
 
         Returns:
             The backbone's raw prediction ``(B, C_out, *spatial)``.
         """
-        for name, given, encoder in (
-            ("conditions", conditions, self.phenotype_encoder),
-            ("embedding", embedding, self.embedding_encoder),
-        ):
-            if given is not None and encoder is None:
-                raise ValueError(f"{name} was given but this ConditionalDenoiser has no encoder for it.")
-            if given is not None and given.shape[0] != x.shape[0]:
-                raise ValueError(f"{name} has batch size {given.shape[0]} but x has {x.shape[0]}.")
-        cond = {
+        _check_given("conditions", conditions, self.phenotype_encoder is not None, x)
+        _check_given("embedding", embedding, self.embedding_encoder is not None, x)
+        cond: dict[str, torch.Tensor | None] = {
             "conditions": conditions,
             "condition_mask": condition_mask,
             "embedding": embedding,
             "embedding_mask": embedding_mask,
         }
         context = self._context(x.shape[0], x, cond)
-        return self.backbone(x, t, context=context, class_labels=class_labels)
+        return self.backbone(x, select_timesteps(timesteps, t), context=context, class_labels=class_labels)

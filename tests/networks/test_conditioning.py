@@ -148,3 +148,20 @@ def test_model_configuration_errors():
         _model()(torch.randn(2, 2, 16), torch.rand(2), conditions=torch.zeros(3, 3))
     with pytest.raises(ValueError, match="conditions was given but"):
         ConditionalDenoiser(backbone)(torch.randn(1, 2, 8), torch.rand(1), conditions=torch.zeros(1, 3))
+
+
+def test_torchscript_equals_eager_and_time_is_named_timesteps():
+    model = _model().eval()
+    scripted = torch.jit.script(model)
+    x, t = torch.randn(2, 2, 16), torch.tensor([0.4, 0.6])
+    values, mask = torch.tensor([[0.3, 1.0, -0.5], [1.3, 0.0, 0.5]]), torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 1.0]])
+    embedding = torch.randn(2, 5)
+    with torch.no_grad():
+        eager = model(x, timesteps=t, conditions=values, condition_mask=mask, embedding=embedding)
+        torch.testing.assert_close(model(x, t=t, conditions=values, condition_mask=mask, embedding=embedding), eager)
+        torch.testing.assert_close(
+            scripted(x, timesteps=t, conditions=values, condition_mask=mask, embedding=embedding), eager, rtol=0, atol=0
+        )
+        torch.testing.assert_close(scripted(x), model(x), rtol=0, atol=0)  # no time, no conditions
+    with pytest.raises(Exception, match=r"condition_mask must have shape \(2, 3\)"):
+        scripted(x, t, values, torch.ones(2, 2))

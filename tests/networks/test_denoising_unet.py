@@ -130,7 +130,7 @@ def test_bad_input_is_rejected():
         net(torch.randn(1, 3, 33), torch.rand(1), context=torch.randn(1, 1, 8))
     with pytest.raises(ValueError, match="1 spatial dims"):
         net(torch.randn(1, 3, 32, 32), torch.rand(1), context=torch.randn(1, 1, 8))
-    with pytest.raises(ValueError, match=r"t must have shape \(B,\)"):
+    with pytest.raises(ValueError, match=r"timesteps must have shape \(B,\)"):
         net(torch.randn(2, 3, 32), torch.rand(1), context=torch.randn(2, 1, 8))
 
 
@@ -170,3 +170,41 @@ def test_padding_mode_keeps_the_parameters_and_state_dict():
     padded = [m for m in reflect.modules() if isinstance(m, nn.Conv2d) and m.padding[0] > 0]
     assert padded and all(m.padding_mode == "reflect" for m in padded)
     assert all(m.padding_mode == "zeros" for m in zeros.modules() if isinstance(m, nn.Conv2d))
+
+
+@pytest.mark.parametrize("spatial_dims, resblock_updown", [(1, False), (1, True), (2, False)])
+def test_forward_is_monai_diffusion_unet_forward(spatial_dims, resblock_updown):
+    """The TorchScript-compilable forward computes what MONAI's DiffusionModelUNet.forward computes."""
+    from monai.networks.nets import DiffusionModelUNet
+
+    net = _net(spatial_dims, resblock_updown=resblock_updown, num_class_embeds=3).eval()
+    x = torch.randn(SHAPES[spatial_dims])
+    h = x.unsqueeze(-1) if spatial_dims == 1 else x
+    time, context, labels = torch.tensor([10.0, 900.0]), torch.randn(2, 3, 8), torch.tensor([0, 2])
+    with torch.no_grad():
+        ours = net._unet_forward(h, time, context, labels)
+        monai = DiffusionModelUNet.forward(net, h, time, context=context, class_labels=labels)
+    torch.testing.assert_close(ours, monai, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("spatial_dims", [1, 2])
+def test_torchscript_equals_eager(spatial_dims):
+    net = _net(spatial_dims, coordinate_channels=True, padding_mode="reflect").eval()
+    scripted = torch.jit.script(net)
+    x, t, context = torch.randn(SHAPES[spatial_dims]), torch.tensor([0.2, 0.7]), torch.randn(2, 3, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x, t, context), net(x, t, context=context), rtol=0, atol=0)
+
+
+def test_time_argument_names_and_default():
+    net = _net(1).eval()
+    x, t, context = torch.randn(2, 3, 32), torch.tensor([0.3, 0.8]), torch.randn(2, 3, 8)
+    with torch.no_grad():
+        expected = net(x, t, context=context)
+        torch.testing.assert_close(net(x, timesteps=t, context=context), expected)
+        torch.testing.assert_close(net(x, t=t, context=context), expected)  # the former name
+        ones = torch.ones(2)
+        torch.testing.assert_close(net(x, context=context), net(x, ones, context=context))  # default: t = 1
+        assert not torch.equal(net(x, context=context), expected)
+    with pytest.raises(ValueError, match="give the diffusion time once"):
+        net(x, t, context=context, t=t)

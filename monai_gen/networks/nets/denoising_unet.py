@@ -14,6 +14,13 @@ Upstream fix (MONAI): in ``DiffusionUNetResnetBlock.forward`` broadcast with
 ``x.flatten(2).transpose(1, 2)`` and ``x.transpose(1, 2).reshape(batch, inner_dim, *spatial)``; thread a
 ``kernel_size`` argument through the blocks. With that, the 1-D branch of this module reduces to nothing.
 
+TorchScript (``torch.jit.script``, what ``python -m monai.bundle ckpt_export`` runs): MONAI 1.6's network does not
+compile, because ``WrappedUpsample.forward`` calls ``super().forward`` and ``DiffusionModelUNet.forward`` annotates
+its ControlNet residuals as a 1-tuple that it ``zip``s over. :class:`DenoisingUNet` swaps the upsampling wrappers for
+an equivalent parameter-free module and runs MONAI's forward steps on MONAI's blocks in ``_unet_forward`` (a test
+checks it against ``DiffusionModelUNet.forward``). Upstream fix: loop over the children in ``WrappedUpsample`` and
+annotate the residuals ``list[torch.Tensor] | None``; then ``_unet_forward`` can go.
+
 Gradient checkpointing (MONAI 1.6 has none for this network) wraps each residual block and spatial transformer with
 ``torch.distributed.algorithms._checkpoint.checkpoint_wrapper``, whose state-dict hooks keep parameter names
 unchanged, so weights move freely between checkpointed and plain models.
@@ -21,26 +28,43 @@ unchanged, so weights move freely between checkpointed and plain models.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import torch
 from monai.networks.nets import DiffusionModelUNet
-from monai.networks.nets.diffusion_model_unet import DiffusionUNetResnetBlock, SpatialTransformer
+from monai.networks.nets.diffusion_model_unet import (
+    DiffusionUNetResnetBlock,
+    SpatialTransformer,
+    WrappedUpsample,
+    get_timestep_embedding,
+)
 from monai.utils import ensure_tuple_rep
 from torch import nn
 from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import apply_activation_checkpointing
 
-__all__ = ["DenoisingUNet"]
+__all__ = ["DenoisingUNet", "select_timesteps"]
 
 SUPPORTED_SPATIAL_DIMS = (1, 2, 3)
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
 
+def select_timesteps(timesteps: torch.Tensor | None, t: torch.Tensor | None) -> torch.Tensor | None:
+    """The diffusion time given as ``timesteps`` or by its former name ``t`` (None when neither is given).
+
+    Raises:
+        ValueError: both are given.
+    """
+    if timesteps is not None and t is not None:
+        raise ValueError("give the diffusion time once, as timesteps (t is its former name), not both.")
+    return t if timesteps is None else timesteps
+
+
 def _coordinates(x: torch.Tensor) -> torch.Tensor:
     """One channel per spatial axis holding the normalised position along it, ``-1 ... 1`` (CoordConv)."""
     axes = [torch.linspace(-1.0, 1.0, n, device=x.device, dtype=x.dtype) for n in x.shape[2:]]
-    grids = torch.meshgrid(*axes, indexing="ij")
-    return torch.stack(grids).unsqueeze(0).expand(x.shape[0], -1, *x.shape[2:])
+    grids = torch.meshgrid(axes, indexing="ij")
+    return torch.stack(grids).unsqueeze(0).expand([x.shape[0], -1] + list(x.shape[2:]))
 
 
 def _check_config(
@@ -91,6 +115,26 @@ def _set_padding_mode(net: nn.Module, mode: str) -> None:
     for module in net.modules():
         if isinstance(module, (nn.Conv2d, nn.Conv3d)) and any(p > 0 for p in module.padding):
             module.padding_mode = mode
+
+
+class _TimeIgnoringUpsample(nn.Sequential):
+    """MONAI's ``WrappedUpsample`` (interpolation that ignores the time embedding), compilable by TorchScript.
+
+    ``WrappedUpsample.forward`` calls ``super().forward(x)``, which TorchScript cannot compile; this runs the same
+    children in order. It holds no parameters, so the state dict is unchanged.
+    """
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor | None = None) -> torch.Tensor:
+        for layer in self:
+            x = layer(x)
+        return x
+
+
+def _make_scriptable(net: nn.Module) -> None:
+    """Replace MONAI's ``WrappedUpsample`` blocks by :class:`_TimeIgnoringUpsample` (same children)."""
+    for name, module in list(net.named_modules()):
+        if isinstance(module, WrappedUpsample):
+            _set_submodule(net, name, _TimeIgnoringUpsample(OrderedDict(module.named_children())))
 
 
 def _set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
@@ -208,6 +252,7 @@ class DenoisingUNet(DiffusionModelUNet):
         self.padding_mode = padding_mode
         if spatial_dims == 1 or kernel != (3,) * spatial_dims:
             _adapt_layers(self, kernel=kernel, as_1d=spatial_dims == 1)
+        _make_scriptable(self)
         if padding_mode != "zeros":
             _set_padding_mode(self, padding_mode)
         if use_checkpointing:
@@ -215,45 +260,81 @@ class DenoisingUNet(DiffusionModelUNet):
                 self, check_fn=lambda m: isinstance(m, (DiffusionUNetResnetBlock, SpatialTransformer))
             )
 
-    def _check_input(self, x: torch.Tensor, t: torch.Tensor) -> None:
+    def _check_input(self, x: torch.Tensor, timesteps: torch.Tensor) -> None:
         if x.ndim != self.spatial_dims + 2:
             raise ValueError(
-                f"x must have shape (B, C, *spatial) with {self.spatial_dims} spatial dims, got shape {tuple(x.shape)}."
+                f"x must have shape (B, C, *spatial) with {self.spatial_dims} spatial dims, got shape {list(x.shape)}."
             )
         factor = 2 ** (len(self.block_out_channels) - 1)
-        if any(size % factor for size in x.shape[2:]):
-            raise ValueError(
-                f"x spatial shape {tuple(x.shape[2:])} must be divisible by {factor} (2 ** (levels - 1)); pad or crop it."
-            )
-        if t.shape != (x.shape[0],):
-            raise ValueError(f"t must have shape (B,) = ({x.shape[0]},), got {tuple(t.shape)}.")
+        for size in x.shape[2:]:
+            if size % factor:
+                raise ValueError(
+                    f"x spatial shape {list(x.shape[2:])} must be divisible by {factor} (2 ** (levels - 1)); "
+                    "pad or crop it."
+                )
+        if timesteps.ndim != 1 or timesteps.shape[0] != x.shape[0]:
+            raise ValueError(f"timesteps must have shape (B,) = ({x.shape[0]},), got {list(timesteps.shape)}.")
 
     def forward(  # type: ignore[override]
         self,
         x: torch.Tensor,
-        t: torch.Tensor,
-        *,
+        timesteps: torch.Tensor | None = None,
         context: torch.Tensor | None = None,
         class_labels: torch.Tensor | None = None,
+        t: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Predict from a noisy input.
 
         Args:
             x: noisy input ``(B, C, *spatial)``.
-            t: diffusion time ``(B,)`` in ``[0, 1]`` (0 clean, 1 noisiest); a scalar applies to the whole batch
-                (so ``python -m monai.bundle verify_net_in_out --extra_forward_args "{'t': 0.5}"`` works).
+            timesteps: diffusion time ``(B,)`` in ``[0, 1]`` (0 clean, 1 noisiest; MONAI's ``DiffusionModelUNet``
+                argument name); a scalar applies to the whole batch; None = 1, the first step of sampling from
+                pure noise (so ``python -m monai.bundle verify_net_in_out``, which passes only ``x``, runs).
             context: cross-attention tokens ``(B, N, cross_attention_dim)``.
             class_labels: integer classes ``(B,)`` when ``num_class_embeds`` is set.
+            t: the former name of ``timesteps``, still accepted by keyword.
 
         Returns:
             The raw network prediction ``(B, out_channels, *spatial)``; its meaning (epsilon, x0, v) is set by the
             parameterisation wrapper in :mod:`monai_gen.networks.precond`.
+
+        Raises:
+            ValueError: both ``timesteps`` and ``t`` given; ``x`` or ``timesteps`` of the wrong shape.
         """
-        t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
-        t = t.expand(x.shape[0]) if t.ndim == 0 else t
-        self._check_input(x, t)
+        time = select_timesteps(timesteps, t)
+        time = torch.tensor(1.0) if time is None else torch.as_tensor(time)
+        time = time.to(dtype=x.dtype, device=x.device)
+        time = time.expand(x.shape[0]) if time.ndim == 0 else time
+        self._check_input(x, time)
         if self.coordinate_channels:
             x = torch.cat([x, _coordinates(x)], dim=1)
         h = x.unsqueeze(-1) if self.spatial_dims == 1 else x
-        out = super().forward(h, t * self.time_scale, context=context, class_labels=class_labels)
+        out = self._unet_forward(h, time * self.time_scale, context, class_labels)
         return out.squeeze(-1) if self.spatial_dims == 1 else out
+
+    def _unet_forward(
+        self, h: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor | None, class_labels: torch.Tensor | None
+    ) -> torch.Tensor:
+        """MONAI's ``DiffusionModelUNet.forward`` (without ControlNet residuals), in a form TorchScript compiles.
+
+        TorchScript compiles no ``super().forward`` call, and MONAI's forward annotates its ControlNet residuals as
+        a 1-tuple it cannot ``zip`` over; the steps are MONAI's, on MONAI's blocks (a test checks both agree).
+        """
+        emb = self.time_embed(get_timestep_embedding(timesteps, self.block_out_channels[0]).to(dtype=h.dtype))
+        if self.num_class_embeds is not None:
+            if class_labels is None:
+                raise ValueError("class_labels must be given when num_class_embeds is set.")
+            emb = emb + self.class_embedding(class_labels).to(dtype=h.dtype)
+        if context is not None and not self.with_conditioning:
+            raise ValueError("context was given but the network was built with with_conditioning=False.")
+        h = self.conv_in(h)
+        skips: list[torch.Tensor] = [h]
+        for down in self.down_blocks:
+            h, residuals = down(hidden_states=h, temb=emb, context=context)
+            skips.extend(residuals)
+        h = self.middle_block(hidden_states=h, temb=emb, context=context)
+        for up in self.up_blocks:
+            split = len(skips) - len(up.resnets)
+            h = up(hidden_states=h, res_hidden_states_list=skips[split:], temb=emb, context=context)
+            skips = skips[:split]
+        return self.out(h)
