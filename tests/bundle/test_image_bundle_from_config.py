@@ -55,13 +55,15 @@ def test_tiny_brain_bundle_trains_generates_and_evaluates_from_config(shared_dat
         "dataset_dir": str(dataset_dir), "max_subjects": 5, "slice_indices": [35, 45, 55], "image_size": [64, 64],
         "test_fraction": 0.2, "batch_size": 4,
     }
-    stage_1 = _run("train_autoencoder", "train", {**data, "output_dir": str(train_dir), "max_epochs": 1})
+    stages = json.loads((BUNDLE / "configs" / "metadata.json").read_text())["training_stages"]
+    assert stages == ["train_autoencoder", "train_diffusion"]  # the bundle declares its two-stage training
+    stage_1 = _run(stages[0], "train", {**data, "output_dir": str(train_dir), "max_epochs": 1})
     trainer = stage_1.parser.get_parsed_content("training").trainer
     assert trainer.state.iteration == 3 and "discriminator_loss" in trainer.state.output  # 12 slices of 4 subjects
     models = train_dir / "models"
     assert (models / "autoencoder.safetensors").is_file()
 
-    stage_2 = _run("train_diffusion", "train", {**data, "output_dir": str(train_dir), "max_epochs": 1})
+    stage_2 = _run(stages[1], "train", {**data, "output_dir": str(train_dir), "max_epochs": 1})
     assert stage_2.parser.get_parsed_content("training").trainer.state.iteration == 3
     for name in ("model.safetensors", "latent_scaler.safetensors", "conditions.json"):
         assert (models / name).is_file(), name
