@@ -44,6 +44,7 @@ from monai_gen.engines.requests import SampleRequest
 from monai_gen.engines.weights import load_tensor, load_weights
 from monai_gen.metrics import pearson_fidelity
 from monai_gen.transforms.conditions import ConditionSet
+from monai_gen.transforms.normalisation import LinearNormalisation
 
 BUNDLE = "ecg_generative_diffusion"
 REFERENCE_STEPS = 1000
@@ -86,8 +87,9 @@ def load_bundle_model(device: torch.device) -> dict[str, Any]:
         "network": network,
         "conditions": ConditionSet.load(root / "models/conditions.json"),
         "schedule": bundle_component(root, "schedule"),
-        "scale": float(bundle_component(root, "amplitude_scale_mv")),
-        "offset": load_tensor(root / "models/mean_beat.safetensors", "mean_beat"),
+        "normalisation": LinearNormalisation(
+            float(bundle_component(root, "amplitude_scale_mv")), offset=load_tensor(root / "models/mean_beat.safetensors", "mean_beat")
+        ),
         "shape": (12, int(bundle_component(root, "num_samples_per_beat"))),
     }
 
@@ -115,7 +117,7 @@ def reference_samples(model, rows, seeds, device, steps_to_time: int | None) -> 
     if steps_to_time is None:
         start = time.perf_counter()
         samples = inferer.sample(noise, wrapped, scheduler, verbose=False)
-        return samples.cpu() * model["scale"] + model["offset"], time.perf_counter() - start, False
+        return model["normalisation"].inverse(samples.cpu()), time.perf_counter() - start, False
     scheduler.timesteps = scheduler.timesteps[:steps_to_time]
     start = time.perf_counter()
     inferer.sample(noise, wrapped, scheduler, verbose=False)
@@ -139,7 +141,7 @@ def fidelity(beats: torch.Tensor, rows: list[dict[str, Any]]) -> dict[str, float
 
 def test_conditions(model: dict[str, Any], count: int) -> list[dict[str, Any]]:
     root = model["root"]
-    _, test = load_split_cohort(root / "../../../shared/data/ecg", root / "runs/train")
+    test = load_split_cohort(root / "../../../shared/data/ecg", root / "runs/train").test
     picks = np.linspace(0, len(test) - 1, count).round().astype(int)
     return [{k: v for k, v in test.rows[i].items() if k != "record_id" and v is not None} for i in picks]
 
@@ -175,7 +177,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results["speedup_samples_per_second"] = results["ours"]["samples_per_second"] / results["reference"]["samples_per_second"]
     if not args.tiny:
         inferer = DiffusionSamplingInferer(model["schedule"], num_steps=args.steps, condition_names=model["conditions"].names)
-        generate = ConditionalSampleGenerator(model["network"], inferer, model["conditions"], model["shape"], device=device, output_scale=model["scale"], output_offset=model["offset"])
+        generate = ConditionalSampleGenerator(model["network"], inferer, model["conditions"], model["shape"], device=device, normalisation=model["normalisation"])
         ours_beats = generate([SampleRequest(f"b{i}", s, r) for i, (r, s) in enumerate(zip(rows, seeds, strict=True))])
         results["fidelity_r"] = {"ours": fidelity(ours_beats, rows)}
         if reference is not None:

@@ -24,6 +24,7 @@ from monai_gen.engines.requests import sweep_requests
 from monai_gen.engines.weights import load_tensor, load_weights
 from monai_gen.transforms.conditions import ConditionSet
 from monai_gen.transforms.ecg import DeriveLimbLeads
+from monai_gen.transforms.normalisation import LinearNormalisation
 from monai_gen.visualize import plot_signal_sweep
 
 
@@ -44,8 +45,10 @@ def main(argv: list[str] | None = None) -> dict:
                                        condition_names=conditions.names)
     generate = ConditionalSampleGenerator(
         network, inferer, conditions, (12, int(bundle_component(root, "num_samples_per_beat"))),
-        output_scale=float(bundle_component(root, "amplitude_scale_mv")),
-        output_offset=load_tensor(root / "models/mean_beat.safetensors", "mean_beat"),
+        # the model works on (beat - mean beat) / amplitude scale; the same normalisation as training, inverted
+        normalisation=LinearNormalisation(
+            float(bundle_component(root, "amplitude_scale_mv")), offset=load_tensor(root / "models/mean_beat.safetensors", "mean_beat")
+        ),
         postprocess=DeriveLimbLeads(),  # III, aVR, aVL, aVF from I and II, as an electrocardiograph does
     )
 

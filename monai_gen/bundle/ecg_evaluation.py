@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from monai_gen.bundle.ecg_cohort import BEAT_FS, BeatCohort
+from monai_gen.bundle.ecg_cohort import BEAT_FS
+from monai_gen.engines.cohort import Cohort
 from monai_gen.engines.requests import SampleRequest
 from monai_gen.metrics import (
     FidelityScore,
@@ -72,8 +73,8 @@ def _column(rows: Sequence[dict[str, Any]], name: str) -> np.ndarray:
     return np.array([np.nan if r.get(name) is None else float(r[name]) for r in rows])
 
 
-def _fidelity(synthetic: torch.Tensor, rows, train: BeatCohort, test: BeatCohort) -> dict[str, Any]:
-    measured_synthetic, measured_real = measure_beats(synthetic), measure_beats(test.beats)
+def _fidelity(synthetic: torch.Tensor, rows, train: Cohort, test: Cohort) -> dict[str, Any]:
+    measured_synthetic, measured_real = measure_beats(synthetic), measure_beats(test.items)
     fidelity: dict[str, Any] = {}
     for name in ("qrs", "qt"):
         fidelity[name] = {
@@ -84,7 +85,7 @@ def _fidelity(synthetic: torch.Tensor, rows, train: BeatCohort, test: BeatCohort
     for name, kind in (("heart_rate", "continuous"), ("age", "continuous"), ("sex", "binary")):
         method = f"linear probe on real training beats ({'AUROC' if kind == 'binary' else 'Pearson R'})"
         try:
-            probe = PhenotypeProbe(kind, n_components=64).fit(train.beats.numpy(), _column(train.rows, name))
+            probe = PhenotypeProbe(kind, n_components=64).fit(train.items.numpy(), _column(train.rows, name))
         except ValueError as err:  # too few training beats with this phenotype, or only one sex among them
             unscored = FidelityScore("auroc" if kind == "binary" else "pearson_r", float("nan"), 0, 0).as_dict()
             fidelity[name] = {"method": f"{method}: not fitted ({err})", "synthetic": unscored, "real": unscored}
@@ -92,14 +93,14 @@ def _fidelity(synthetic: torch.Tensor, rows, train: BeatCohort, test: BeatCohort
         fidelity[name] = {
             "method": method,
             "synthetic": probe.score(synthetic.numpy(), _column(rows, name)).as_dict(),
-            "real": probe.score(test.beats.numpy(), _column(test.rows, name)).as_dict(),
+            "real": probe.score(test.items.numpy(), _column(test.rows, name)).as_dict(),
         }
     return fidelity
 
 
-def _realism(synthetic: torch.Tensor, train: BeatCohort, test: BeatCohort, seed: int) -> dict[str, Any]:
-    features = PCAFeatures(16).fit(train.beats)
-    real_test, real_train, fake = features(test.beats), features(train.beats), features(synthetic)
+def _realism(synthetic: torch.Tensor, train: Cohort, test: Cohort, seed: int) -> dict[str, Any]:
+    features = PCAFeatures(16).fit(train.items)
+    real_test, real_train, fake = features(test.items), features(train.items), features(synthetic)
     generator = torch.Generator().manual_seed(seed)
     return {
         "feature_space": "PCA(16) of standardised real training beats",
@@ -110,19 +111,19 @@ def _realism(synthetic: torch.Tensor, train: BeatCohort, test: BeatCohort, seed:
         },
         "limb_lead_residual_median": {
             "synthetic": float(np.median(limb_lead_residual(synthetic.numpy()))),
-            "real_test": float(np.median(limb_lead_residual(test.beats.numpy()))),
+            "real_test": float(np.median(limb_lead_residual(test.items.numpy()))),
         },
         "qrs_aligned_fraction": {  # beats whose steepest deflection (or one at least half as steep) sits at R
             "synthetic": float(np.mean(qrs_alignment(synthetic.numpy(), BEAT_FS, r_index=MEDIAN_BEAT_R_INDEX) >= 0.5)),
-            "real_test": float(np.mean(qrs_alignment(test.beats.numpy(), BEAT_FS, r_index=MEDIAN_BEAT_R_INDEX) >= 0.5)),
+            "real_test": float(np.mean(qrs_alignment(test.items.numpy(), BEAT_FS, r_index=MEDIAN_BEAT_R_INDEX) >= 0.5)),
         },
     }
 
 
 def evaluate_ecg_generator(
     generate: GenerateFn,
-    train: BeatCohort,
-    test: BeatCohort,
+    train: Cohort,
+    test: Cohort,
     *,
     output_dir: str | os.PathLike,
     max_samples: int | None = 128,
@@ -146,18 +147,18 @@ def evaluate_ecg_generator(
     test = test.subset(picks.tolist())
     rows = [{k: v for k, v in row.items() if k != "record_id"} for row in test.rows]
     synthetic = torch.as_tensor(generate(rows, [seed + i for i in range(len(rows))]), dtype=torch.float32).cpu()
-    if synthetic.shape != test.beats.shape or not torch.isfinite(synthetic).all():
-        raise ValueError(f"the generator returned {tuple(synthetic.shape)} (finite: {bool(torch.isfinite(synthetic).all())}); expected {tuple(test.beats.shape)}.")
+    if synthetic.shape != test.items.shape or not torch.isfinite(synthetic).all():
+        raise ValueError(f"the generator returned {tuple(synthetic.shape)} (finite: {bool(torch.isfinite(synthetic).all())}); expected {tuple(test.items.shape)}.")
     report = {
         "model_id": model_id,
         "n_synthetic": len(rows),
         "n_train_beats": len(train),
         "n_test_beats": len(test),
-        "train_records": len(train.records()),
-        "test_records": len(test.records()),
+        "train_records": len(train.subjects()),
+        "test_records": len(test.subjects()),
         "fidelity": _fidelity(synthetic, rows, train, test),
         "realism": _realism(synthetic, train, test, seed),
-        "memorisation": memorisation_report(synthetic, train.beats, test.beats).as_dict(),
+        "memorisation": memorisation_report(synthetic, train.items, test.items).as_dict(),
     }
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -245,7 +246,7 @@ def report_summary(report: dict[str, Any], output_dir: str | os.PathLike) -> str
     ])
 
 
-def _plot_examples(synthetic: torch.Tensor, test: BeatCohort, path: Path, count: int = 4) -> None:
+def _plot_examples(synthetic: torch.Tensor, test: Cohort, path: Path, count: int = 4) -> None:
     """Lead II of a few real test beats and the synthetic beats generated for their conditions."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -255,7 +256,7 @@ def _plot_examples(synthetic: torch.Tensor, test: BeatCohort, path: Path, count:
     time_s = np.arange(synthetic.shape[-1]) / BEAT_FS
     for i, k in enumerate(np.linspace(0, len(test) - 1, min(count, len(test))).round().astype(int)):
         ax = figure.add_subplot(1, count, i + 1)
-        ax.plot(time_s, test.beats[k, 1].numpy(), color="0.5", label="real")
+        ax.plot(time_s, test.items[k, 1].numpy(), color="0.5", label="real")
         ax.plot(time_s, synthetic[k, 1].numpy(), color="tab:red", label="synthetic")
         row = test.rows[k]
         ax.set_title(f"HR {row['heart_rate']} QT {row['qt']}", fontsize=8)
@@ -272,7 +273,7 @@ class ECGGeneratorEvaluation:
     Args:
         sample_generator: ``sample_generator(requests) -> (B, 12, 576)`` in mV, e.g.
             :class:`monai_gen.engines.generation.ConditionalSampleGenerator`.
-        cohorts: ``(train, test)`` real cohorts (disjoint records).
+        cohorts: the real cohorts (disjoint records): a :class:`~monai_gen.engines.cohort.CohortSplit` or ``(train, test)``.
         output_dir, max_samples, seed, model_id: see :func:`evaluate_ecg_generator`.
         batch_size: samples per generator call.
     """
@@ -280,7 +281,7 @@ class ECGGeneratorEvaluation:
     def __init__(
         self,
         sample_generator: Callable[[list[SampleRequest]], torch.Tensor],
-        cohorts: tuple[BeatCohort, BeatCohort],
+        cohorts: tuple[Cohort, Cohort],
         *,
         output_dir: str | os.PathLike,
         max_samples: int | None = 128,
@@ -288,7 +289,7 @@ class ECGGeneratorEvaluation:
         batch_size: int = 32,
         model_id: str = "",
     ) -> None:
-        self.sample_generator, (self.train, self.test) = sample_generator, cohorts
+        self.sample_generator, (self.train, self.test) = sample_generator, (cohorts[0], cohorts[-1])
         self.output_dir, self.max_samples, self.seed = output_dir, max_samples, seed
         self.batch_size, self.model_id = int(batch_size), model_id
 

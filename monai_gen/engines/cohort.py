@@ -198,10 +198,22 @@ def build_cohort(
 
 
 def input_fingerprint(
-    files: Iterable[str | os.PathLike], *, settings: Mapping[str, Any] | None = None, code: Sequence[str] = ()
+    files: Iterable[str | os.PathLike],
+    *,
+    settings: Mapping[str, Any] | None = None,
+    code: Sequence[str] = (),
+    companions: bool = False,
 ) -> str:
     """SHA-256 (hex) of what shapes a cohort: each file's path, size and modification time, the ``settings`` (JSON)
-    and the source files of the ``code`` modules (a package: every file of its folder).
+    and the source files of the ``code`` modules (a package: every file of its folder, data files such as weights
+    included).
+
+    Args:
+        files: the records' files.
+        settings: the preprocessing settings that change the items (JSON-compatible).
+        code: importable module names whose source shapes the items (readers, transforms, the bundle's module).
+        companions: also cover every file sharing a record file's stem in its folder, which a reader opens beside
+            the one it is given (a WFDB header's ``.dat`` / ``.mat`` signal, an Analyze ``.hdr``'s ``.img``).
     """
     digest = hashlib.sha256(json.dumps(settings or {}, sort_keys=True, default=str).encode())
     for module in code:
@@ -209,10 +221,22 @@ def input_fingerprint(
         for path in sorted(source.parent.iterdir()) if source.name == "__init__.py" else [source]:
             if path.is_file():
                 digest.update(path.name.encode() + path.read_bytes())
-    for path in sorted(Path(f).resolve() for f in files):
+    for path in _with_companions(files) if companions else sorted(Path(f).resolve() for f in files):
         stat = path.stat()
         digest.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()
+
+
+def _with_companions(files: Iterable[str | os.PathLike]) -> list[Path]:
+    """The files and every file sharing one's stem in its folder, resolved and sorted (each folder listed once)."""
+    listings: dict[Path, list[Path]] = {}
+    found: set[Path] = set()
+    for file in (Path(f).resolve() for f in files):
+        if file.parent not in listings:
+            listings[file.parent] = [p for p in file.parent.iterdir() if p.is_file()]
+        found.add(file)
+        found.update(p for p in listings[file.parent] if p.stem == file.stem)
+    return sorted(found)
 
 
 def cached_cohort(cache_dir: str | os.PathLike, key: str, build: Callable[[], Cohort]) -> Cohort:
@@ -248,7 +272,10 @@ def split_by_subject(
     subjects = cohort.subjects()
     needed = 2 + (validation_fraction > 0)
     if len(subjects) < needed:
-        raise ValueError(f"a split by subject into {needed} parts needs at least {needed} subjects, got {len(subjects)}.")
+        raise ValueError(
+            f"a split by subject ({cohort.subject_key!r}) into {needed} parts needs at least {needed} subjects, got "
+            f"{len(subjects)}."
+        )
     strata: dict[Any, list[str]] = {}
     first_row = {str(row[cohort.subject_key]): row for row in reversed(cohort.rows)}
     for subject in subjects:

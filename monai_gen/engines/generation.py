@@ -315,9 +315,10 @@ class ConditionalSampleGenerator:
         decoder: for a latent model, the :class:`~monai_gen.diffusion.latent.LatentSpace` (autoencoder + latent
             scaler, tiled decoding if it asks for it) whose ``decode`` turns sampled latents into images on ``device``
             before they move to the CPU; None for a model of the data itself.
-        output_scale: model space -> physical units (e.g. mV per model unit); samples are multiplied by it.
-        output_offset: added after scaling, in physical units, broadcast to ``sample_shape`` (e.g. the mean
-            beat a model of deviations was trained around); None adds nothing.
+        normalisation: the model-space normalisation the network was trained on, the same config id the training
+            config hands to ``training_items(normalise=...)`` (e.g. a ``LinearNormalisation`` with the ECG amplitude
+            scale and mean beat); its ``inverse`` maps the decoded samples back to physical units on the CPU, before
+            ``postprocess``. None: the model's space is the physical one.
         postprocess: applied last to the ``(B, *sample_shape)`` batch in physical units, e.g.
             :class:`monai_gen.transforms.ecg.DeriveLimbLeads`; None leaves the samples as they are.
     """
@@ -330,8 +331,7 @@ class ConditionalSampleGenerator:
         sample_shape: Sequence[int],
         *,
         device: torch.device | str = "cpu",
-        output_scale: float = 1.0,
-        output_offset: torch.Tensor | None = None,
+        normalisation: Any | None = None,
         postprocess: Callable[[torch.Tensor], torch.Tensor] | None = None,
         decoder: nn.Module | None = None,
     ) -> None:
@@ -339,20 +339,27 @@ class ConditionalSampleGenerator:
         # outputs to 1e-5 (benchmarks/NOTES.md); 5-D (3D) weights are left as they are.
         self.network = network.to(device=device, memory_format=torch.channels_last).eval()
         self.inferer, self.conditions = inferer, conditions
-        self.sample_shape, self.device, self.output_scale = tuple(int(s) for s in sample_shape), torch.device(device), float(output_scale)
-        self.output_offset = None if output_offset is None else torch.as_tensor(output_offset, dtype=torch.float32)
-        self.postprocess = postprocess
+        self.sample_shape, self.device = tuple(int(s) for s in sample_shape), torch.device(device)
+        self.normalisation, self.postprocess = normalisation, postprocess
         self.decoder = None if decoder is None else decoder.to(device).eval()
         if self.decoder is not None and not callable(getattr(self.decoder, "decode", None)):
             raise TypeError(f"decoder must have a decode() method (a LatentSpace), got {type(decoder).__name__}.")
-        if self.output_offset is not None and self.decoder is None:
-            try:
-                torch.broadcast_shapes(self.output_offset.shape, self.sample_shape)
-            except RuntimeError as error:
-                raise ValueError(
-                    f"output_offset of shape {tuple(self.output_offset.shape)} does not broadcast to samples of shape "
-                    f"{self.sample_shape}."
-                ) from error
+        if normalisation is not None:
+            self._check_normalisation()
+
+    def _check_normalisation(self) -> None:
+        """Fail at config time, not mid-job, when the normalisation cannot invert this model's samples."""
+        if not callable(getattr(self.normalisation, "inverse", None)):
+            raise TypeError(f"normalisation must have an inverse() method, got {type(self.normalisation).__name__}.")
+        if self.decoder is not None:  # the decoded shape is the autoencoder's to say
+            return
+        try:
+            self.normalisation.inverse(torch.zeros(1, *self.sample_shape))
+        except RuntimeError as error:
+            raise ValueError(
+                f"normalisation {type(self.normalisation).__name__} does not apply to samples of shape "
+                f"{self.sample_shape}: {error}"
+            ) from error
 
     def __call__(self, requests: Sequence[SampleRequest]) -> torch.Tensor:
         values, mask = self.conditions.encode_rows([r.conditions for r in requests], source="generation request")
@@ -365,7 +372,7 @@ class ConditionalSampleGenerator:
         if self.decoder is not None:
             with torch.inference_mode():
                 samples = self.decoder.decode(samples)
-        samples = samples.float().cpu() * self.output_scale
-        if self.output_offset is not None:
-            samples = samples + self.output_offset
+        samples = samples.float().cpu()
+        if self.normalisation is not None:
+            samples = self.normalisation.inverse(samples)
         return samples if self.postprocess is None else self.postprocess(samples)

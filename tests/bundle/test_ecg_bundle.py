@@ -28,9 +28,8 @@ def test_metadata_passes_the_model_zoo_schema():
 def test_network_input_output_as_declared_in_metadata():
     verify_net_in_out(
         net_id="network_def", meta_file=str(BUNDLE / "configs/metadata.json"),
-        config_file=str(BUNDLE / "configs/common.json"), device="cpu", extra_forward_args={"t": 0.5},
-        bundle_root=str(BUNDLE),
-    )
+        config_file=str(BUNDLE / "configs/common.json"), device="cpu", bundle_root=str(BUNDLE),
+    )  # no extra_forward_args: the time input, timesteps, defaults to 1 (model-zoo's CI passes only x)
 
 
 def test_shipped_weights_generate_finite_beats_for_conditions():
@@ -39,6 +38,7 @@ def test_shipped_weights_generate_finite_beats_for_conditions():
     from monai_gen.engines.weights import load_tensor, load_weights
     from monai_gen.metrics.ecg import qrs_alignment
     from monai_gen.transforms.conditions import ConditionSet
+    from monai_gen.transforms.normalisation import LinearNormalisation
 
     network = load_weights(bundle_component(BUNDLE, "network_def"), BUNDLE / "models/model.safetensors")
     conditions = ConditionSet.load(BUNDLE / "models/conditions.json")
@@ -48,7 +48,7 @@ def test_shipped_weights_generate_finite_beats_for_conditions():
     mean_beat = load_tensor(BUNDLE / "models/mean_beat.safetensors", "mean_beat")
     generate = ConditionalSampleGenerator(
         network, inferer, conditions, (12, 576),
-        output_scale=bundle_component(BUNDLE, "amplitude_scale_mv"), output_offset=mean_beat,
+        normalisation=LinearNormalisation(bundle_component(BUNDLE, "amplitude_scale_mv"), offset=mean_beat),
     )
     rows = [{"heart_rate": 60, "sex": "female"}, {"heart_rate": 110, "qt": 320}, {"heart_rate": 75}, {"age": 40}]
     beats = generate(requests_from_rows(rows))

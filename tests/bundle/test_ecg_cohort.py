@@ -1,4 +1,4 @@
-"""The ECG beat cohort on real records: geometry, phenotypes, record-wise split, save / load."""
+"""The ECG beat cohort on real records: geometry, phenotypes, record-wise split, save / load, keyed cache."""
 
 from __future__ import annotations
 
@@ -11,17 +11,16 @@ import pytest
 import torch
 
 from monai_gen.bundle.ecg_cohort import (
-    BeatCohort,
     build_beat_cohort,
     cohort_cache_key,
     find_ecg_records,
     fit_mean_beat,
     load_split_cohort,
-    split_by_record,
-    training_items,
 )
+from monai_gen.engines.cohort import Cohort, fit_conditions, split_by_subject, training_items
 from monai_gen.engines.weights import load_tensor
 from monai_gen.transforms.conditions import ConditionSet
+from monai_gen.transforms.normalisation import LinearNormalisation
 
 
 @pytest.fixture(scope="module")
@@ -46,48 +45,57 @@ def test_finds_every_format_and_only_ecg_files(shared_data):
 
 def test_beats_are_r_aligned_12_lead_windows_with_record_phenotypes(small_cohort):
     cohort = small_cohort
-    assert cohort.beats.shape[1:] == (12, 576) and cohort.beats.dtype == torch.float32
-    assert cohort.records() == ["A1980", "E07500", "JS20013", "s0010_re"]
-    magnitude = cohort.beats.square().mean(dim=1).sqrt()
+    assert cohort.items.shape[1:] == (12, 576) and cohort.items.dtype == torch.float32
+    assert cohort.subjects() == ["A1980", "E07500", "JS20013", "s0010_re"]
+    magnitude = cohort.items.square().mean(dim=1).sqrt()
     assert (magnitude.argmax(dim=1) - 200).abs().float().median() <= 3
     by_record = {r["record_id"]: r for r in cohort.rows}
     assert by_record["s0010_re"]["age"] == 81.0 and by_record["s0010_re"]["sex"] == "female"
     assert by_record["E07500"]["heart_rate"] == pytest.approx(57.2, abs=1.5)
     assert by_record["JS20013"]["heart_rate"] > 120  # a fast record stays fast
-    assert all(len([r for r in cohort.rows if r["record_id"] == rec]) <= 12 for rec in cohort.records())
+    assert all(len([r for r in cohort.rows if r["record_id"] == rec]) <= 12 for rec in cohort.subjects())
 
 
 def test_split_is_by_record_and_reproducible(small_cohort):
-    train, test = split_by_record(small_cohort, test_fraction=0.25, seed=3)
-    assert not set(train.records()) & set(test.records())
-    assert len(train) + len(test) == len(small_cohort) and len(test.records()) == 1
-    again, _ = split_by_record(small_cohort, test_fraction=0.25, seed=3)
-    assert again.records() == train.records()
+    assert small_cohort.subject_key == "record_id"
+    train, _, test = split_by_subject(small_cohort, test_fraction=0.25, seed=3)
+    assert not set(train.subjects()) & set(test.subjects())
+    assert len(train) + len(test) == len(small_cohort) and len(test.subjects()) == 1
+    again, _, _ = split_by_subject(small_cohort, test_fraction=0.25, seed=3)
+    assert again.subjects() == train.subjects()
     with pytest.raises(ValueError, match="test_fraction"):
-        split_by_record(small_cohort, test_fraction=1.5)
+        split_by_subject(small_cohort, test_fraction=1.5)
+
+
+def test_condition_statistics_are_fitted_once_per_record(small_cohort):
+    specs = [{"name": "heart_rate", "unit": "bpm", "valid_range": [30, 200]}]
+    fitted = fit_conditions(specs, small_cohort)["heart_rate"]
+    per_record = np.array([next(r["heart_rate"] for r in small_cohort.rows if r["record_id"] == s)
+                           for s in small_cohort.subjects()])
+    assert fitted.mean == pytest.approx(per_record.mean(), rel=1e-6)
 
 
 def test_save_load_round_trip_and_mismatch_detected(small_cohort, tmp_path):
     path = small_cohort.save(tmp_path / "cohort")
-    loaded = BeatCohort.load(path)
-    torch.testing.assert_close(loaded.beats, small_cohort.beats)
-    assert loaded.rows == small_cohort.rows
-    (tmp_path / "cohort.csv").write_text("record_id,heart_rate,qrs,qt,age,sex\nx,60,80,400,50,male\n")
-    with pytest.raises(ValueError, match="beats but 1 rows"):
-        BeatCohort.load(path)
+    loaded = Cohort.load(path)
+    torch.testing.assert_close(loaded.items, small_cohort.items)
+    assert loaded.rows == small_cohort.rows and loaded.subject_key == "record_id"
+    (tmp_path / "cohort.json").write_text('{"format": "monai_gen.cohort/1", "subject_key": "record_id", "rows": []}')
+    with pytest.raises(ValueError, match="one row per item"):
+        Cohort.load(path)
     with pytest.raises(FileNotFoundError, match="other.safetensors does not exist"):
-        BeatCohort.load(tmp_path / "other")
+        Cohort.load(tmp_path / "other")
 
 
 def test_unusable_records_are_skipped_with_the_reason(shared_data, caplog):
     two_lead = sorted((shared_data / "ecg/cpsc2021_af").glob("*.hea"))[0]
     with caplog.at_level(logging.WARNING):
         cohort = build_beat_cohort([two_lead, shared_data / "ecg/cinc2021/E07501.hea"], max_beats_per_record=4)
-    assert cohort.records() == ["E07501"]
+    assert cohort.subjects() == ["E07501"]
     assert any(two_lead.name in m and "missing" in m for m in caplog.messages)
     with pytest.raises(ValueError, match="no usable ECG beats"):
         build_beat_cohort([two_lead])
-    assert np.isfinite(cohort.beats.numpy()).all()
+    assert np.isfinite(cohort.items.numpy()).all()
 
 
 def test_mean_beat_has_the_qrs_at_sample_200_and_training_items_are_deviations_from_it(small_cohort, tmp_path):
@@ -96,8 +104,8 @@ def test_mean_beat_has_the_qrs_at_sample_200_and_training_items_are_deviations_f
     assert abs(int(mean.abs().sum(0).argmax()) - 200) <= 10  # R-aligned beats: the QRS survives averaging
     torch.testing.assert_close(load_tensor(tmp_path / "mean_beat.safetensors", "mean_beat"), mean)
     conditions = ConditionSet([{"name": "heart_rate", "unit": "bpm", "valid_range": [30, 200]}]).fit(small_cohort.rows)
-    items = training_items(small_cohort, conditions, amplitude_scale_mv=0.25, offset_mv=mean)
-    torch.testing.assert_close(items[3]["image"], (small_cohort.beats[3] - mean) / 0.25)
+    items = training_items(small_cohort, conditions, normalise=LinearNormalisation(0.25, offset=mean))
+    torch.testing.assert_close(items[3]["image"], (small_cohort.items[3] - mean) / 0.25)
     assert torch.stack([item["image"] for item in items]).mean(0).abs().max() < 1e-4  # deviations average to zero
 
 
@@ -112,26 +120,27 @@ def _copy_records(shared_data, folder, names):
 def test_cohort_cache_is_keyed_by_its_inputs(shared_data, tmp_path):
     folder = _copy_records(shared_data, tmp_path / "ecg", ["E07500", "E07501", "JS20000"])
     records = find_ecg_records(folder)
-    key = cohort_cache_key(folder, records, 2)
-    assert cohort_cache_key(folder, records, 2) == key and cohort_cache_key(folder, records, 3) != key
-    assert cohort_cache_key(folder, records[:2], 2) != key
+    key = cohort_cache_key(records, 2)
+    assert cohort_cache_key(records, 2) == key and cohort_cache_key(records, 3) != key
+    assert cohort_cache_key(records[:2], 2) != key
     stat = (folder / "E07500.mat").stat()  # the signal file, not only the header, is part of the key
     os.utime(folder / "E07500.mat", ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
-    assert cohort_cache_key(folder, records, 2) != key
+    assert cohort_cache_key(records, 2) != key
 
 
 def test_load_split_cohort_rebuilds_for_other_inputs_and_never_reuses_a_stale_cache(shared_data, tmp_path):
     first = _copy_records(shared_data, tmp_path / "first", ["E07500", "E07501", "JS20000"])
     second = _copy_records(shared_data, tmp_path / "second", ["E07500", "HR06003"])
     cache = tmp_path / "cache"
-    train, test = load_split_cohort(first, cache, max_beats_per_record=2)
-    assert sorted(train.records() + test.records()) == ["E07500", "E07501", "JS20000"]
+    train, validation, test = load_split_cohort(first, cache, max_beats_per_record=2)
+    assert len(validation) == 0
+    assert sorted(train.subjects() + test.subjects()) == ["E07500", "E07501", "JS20000"]
     (cached,) = cache.glob("cohort_*.safetensors")
     stamp = cached.stat().st_mtime_ns
     load_split_cohort(first, cache, max_beats_per_record=2)
     assert cached.stat().st_mtime_ns == stamp  # same inputs: reused
-    train, test = load_split_cohort(second, cache, max_beats_per_record=2)
-    assert sorted(train.records() + test.records()) == ["E07500", "HR06003"]
+    train, _, test = load_split_cohort(second, cache, max_beats_per_record=2)
+    assert sorted(train.subjects() + test.subjects()) == ["E07500", "HR06003"]
     assert len(list(cache.glob("cohort_*.safetensors"))) == 1  # the other inputs' cache is replaced
     with pytest.raises(FileNotFoundError, match="absent does not exist"):
         load_split_cohort(tmp_path / "absent", cache, max_beats_per_record=2)
@@ -149,5 +158,5 @@ def test_load_split_cohort_collapses_repeated_skip_warnings(shared_data, tmp_pat
         load_split_cohort(folder, tmp_path / "cache", max_beats_per_record=2)
     skipped = [m for m in caplog.messages if "skipping ECG record" in m]
     assert len(skipped) == 1 and skipped[0].endswith("(and 2 more like it)"), caplog.messages
-    with pytest.raises(ValueError, match=f"ECG data folder {tmp_path / 'single'}: .*at least 2 records"):
+    with pytest.raises(ValueError, match=f"ECG data folder {tmp_path / 'single'}: .*at least 2 subjects, got 1"):
         load_split_cohort(_copy_records(shared_data, tmp_path / "single", ["E07500"]), tmp_path / "cache")

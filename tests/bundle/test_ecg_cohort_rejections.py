@@ -34,7 +34,7 @@ def noise_records(tmp_path):
 def test_noise_yields_no_beats_and_every_file_is_named_with_its_reason(noise_records, shared_data, caplog):
     with caplog.at_level(logging.WARNING):
         cohort = build_beat_cohort([*noise_records, shared_data / "ecg/cinc2021/E07501.hea"], max_beats_per_record=4)
-    assert cohort.records() == ["E07501"]
+    assert cohort.subjects() == ["E07501"]
     with pytest.raises(ValueError, match="no usable ECG beats in 3 records; every one was rejected") as info:
         build_beat_cohort(noise_records)
     message = str(info.value)

@@ -116,3 +116,16 @@ def test_the_cache_is_keyed_by_its_inputs_and_round_trips(six_subjects, tmp_path
         Cohort(torch.zeros(2, 1, 4), [{"subject_id": "a"}])
     with pytest.raises(ValueError, match="have no 'subject_id'"):
         Cohort(torch.zeros(1, 1, 4), [{"subject_id": None}])
+
+
+def test_fingerprint_covers_the_files_a_reader_opens_beside_a_record_and_the_code(tmp_path):
+    header, signal, other = tmp_path / "r1.hea", tmp_path / "r1.dat", tmp_path / "r2.hea"
+    for path in (header, signal, other):
+        path.write_bytes(b"x")
+    plain = input_fingerprint([header])
+    key = input_fingerprint([header], companions=True)
+    assert key != plain and key == input_fingerprint([header], companions=True)
+    signal.write_bytes(b"a longer signal")  # only the companion changes
+    assert input_fingerprint([header], companions=True) != key
+    assert input_fingerprint([header]) == plain
+    assert input_fingerprint([header], code=["monai_gen.engines.cohort"]) != plain

@@ -31,7 +31,7 @@ def make_trainer(items, seed=0, epochs=1):
 
 def test_loss_falls_on_real_beats_and_runs_are_reproducible(shared_data):
     cohort = build_beat_cohort([shared_data / "ecg/cinc2021/E07501.hea"], max_beats_per_record=8)
-    items = [{"image": beat / 0.25} for beat in cohort.beats]
+    items = [{"image": beat / 0.25} for beat in cohort.items]
     trainer, network, losses = make_trainer(items, epochs=15)
     trainer.run()
     first, last = sum(losses[:4]) / 4, sum(losses[-4:]) / 4

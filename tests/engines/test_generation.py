@@ -12,7 +12,8 @@ import torch
 
 from monai_gen.data.provenance import write_provenance
 from monai_gen.engines.generation import ConditionalSampleGenerator, GenerationJob, read_manifest
-from monai_gen.engines.requests import SampleRequest, requests_from_rows, sweep_requests
+from monai_gen.engines.requests import requests_from_rows, sweep_requests
+from monai_gen.transforms.normalisation import LinearNormalisation
 from monai_gen.utils.atomic import atomic_output_path
 
 
@@ -149,7 +150,7 @@ def make_generator(**inferer_options):
         ]
     )
     inferer = DiffusionSamplingInferer(CosineSchedule(0.05), num_steps=4, condition_names=conditions.names, **inferer_options)
-    return ConditionalSampleGenerator(tiny_model(), inferer, conditions, (2, 16), output_scale=0.25)
+    return ConditionalSampleGenerator(tiny_model(), inferer, conditions, (2, 16), normalisation=LinearNormalisation(0.25))
 
 
 def test_sampling_generator_is_seeded_per_sample_and_guidance_one_is_conditional():
@@ -168,63 +169,26 @@ def test_sampling_generator_is_seeded_per_sample_and_guidance_one_is_conditional
         make_generator(phenotype_guidance={"bmi": 2.0})
 
 
-def test_output_offset_is_added_after_scaling_and_checked_against_the_shape():
+def test_the_training_normalisation_is_inverted_before_postprocess_and_checked_against_the_shape():
     requests = requests_from_rows([{"heart_rate": 60}, {"heart_rate": 90}], seed=1)
     plain = make_generator()
+    raw = ConditionalSampleGenerator(plain.network, plain.inferer, plain.conditions, (2, 16))(requests)  # model space
     offset = torch.linspace(-1.0, 1.0, 16).expand(2, 16)  # (C, L) in physical units
-    shifted = ConditionalSampleGenerator(plain.network, plain.inferer, plain.conditions, (2, 16), output_scale=0.25, output_offset=offset)
-    torch.testing.assert_close(shifted(requests), plain(requests) + offset)
+    normalisation = LinearNormalisation(0.25, offset=offset)
+    shifted = ConditionalSampleGenerator(plain.network, plain.inferer, plain.conditions, (2, 16), normalisation=normalisation)
+    torch.testing.assert_close(shifted(requests), raw * 0.25 + offset)
+    torch.testing.assert_close(normalisation(shifted(requests)), raw)  # one object both ways
     flipped = ConditionalSampleGenerator(
-        plain.network, plain.inferer, plain.conditions, (2, 16), output_scale=0.25, output_offset=offset,
+        plain.network, plain.inferer, plain.conditions, (2, 16), normalisation=normalisation,
         postprocess=lambda batch: batch.flip(-1),  # applied last, in physical units
     )
-    torch.testing.assert_close(flipped(requests), (plain(requests) + offset).flip(-1))
-    with pytest.raises(ValueError, match=r"output_offset of shape \(3, 16\) does not broadcast to samples of shape \(2, 16\)"):
-        ConditionalSampleGenerator(plain.network, plain.inferer, plain.conditions, (2, 16), output_offset=torch.zeros(3, 16))
-
-
-def test_resume_matches_the_full_request_and_a_conflicting_folder_says_what_differs(tmp_path):
-    first = requests_from_rows([{"heart_rate_bpm": 75.0}] * 2, seed=0)
-    make_job(tmp_path, first).run()
-    stamp = (tmp_path / "sample_0.npy").stat().st_mtime_ns
-    make_job(tmp_path, first).run()  # the same request resumes: nothing is generated again
-    assert (tmp_path / "sample_0.npy").stat().st_mtime_ns == stamp
-
-    other = requests_from_rows([{"heart_rate_bpm": 120.0}] * 2, seed=0)
-    with pytest.raises(ValueError, match=r"different request.*sample_0: heart_rate_bpm 75.0 vs 120.0"):
-        make_job(tmp_path, other).run()
-    reseeded = requests_from_rows([{"heart_rate_bpm": 75.0}] * 2, seed=5)
-    with pytest.raises(ValueError, match="seed 0 vs 5"):
-        make_job(tmp_path, reseeded).run()
-    unconditioned = requests_from_rows([{}] * 2, seed=0)
-    with pytest.raises(ValueError, match="heart_rate_bpm 75.0 vs unset"):
-        make_job(tmp_path, unconditioned).run()
-    more_steps = GenerationJob(
-        first, generate_batch=seeded_samples, writer=npy_writer, output_dir=tmp_path, progress=False,
-        provenance={"model_id": "unit", "sampler": "none", "steps": 25},
-    )
-    with pytest.raises(ValueError, match="steps 0 vs 25"):
-        more_steps.run()
-
-    GenerationJob(
-        other, generate_batch=seeded_samples, writer=npy_writer, output_dir=tmp_path, progress=False, overwrite=True,
-        provenance={"model_id": "unit", "sampler": "none", "steps": 0},
-    ).run()
-    rows = read_manifest(tmp_path / "manifest.csv")
-    assert [r["heart_rate_bpm"] for r in rows] == ["120.0", "120.0"]
-    np.testing.assert_array_equal(np.load(tmp_path / "sample_0.npy"), seeded_samples(other[:1])[0].numpy())
-
-
-def test_pass_through_columns_reach_manifest_and_sidecar_and_names_may_not_collide(tmp_path):
-    requests = [SampleRequest("s0", 1, {"heart_rate_bpm": 60.0}, {"subject_id": "S017"})]
-    make_job(tmp_path, requests).run()
-    assert read_manifest(tmp_path / "manifest.csv")[0]["subject_id"] == "S017"
-    assert json.loads((tmp_path / "s0.json").read_text())["pass_through"] == {"subject_id": "S017"}
-    for clash in ({"name": "x"}, {"files": "y"}, {"model_id": "z"}):
-        with pytest.raises(ValueError, match="manifest columns must be distinct"):
-            make_job(tmp_path / "clash", [SampleRequest("s0", 1, {}, clash)])
-    with pytest.raises(ValueError, match="condition 'files'"):
-        make_job(tmp_path / "clash", [SampleRequest("s0", 1, {"files": 1})])
+    torch.testing.assert_close(flipped(requests), (raw * 0.25 + offset).flip(-1))
+    with pytest.raises(ValueError, match=r"normalisation LinearNormalisation does not apply to samples of shape \(2, 16\)"):
+        ConditionalSampleGenerator(
+            plain.network, plain.inferer, plain.conditions, (2, 16), normalisation=LinearNormalisation(1.0, torch.zeros(3, 16))
+        )
+    with pytest.raises(TypeError, match="inverse"):
+        ConditionalSampleGenerator(plain.network, plain.inferer, plain.conditions, (2, 16), normalisation=lambda x: x)
 
 
 def test_real_network_same_batch_is_bit_identical_and_another_batch_size_agrees_to_rounding():
@@ -239,7 +203,7 @@ def test_real_network_same_batch_is_bit_identical_and_another_batch_size_agrees_
     generate = ConditionalSampleGenerator(
         load_weights(bundle_component(bundle, "network_def"), bundle / "models/model.safetensors"),
         DiffusionSamplingInferer(bundle_component(bundle, "schedule"), num_steps=3, condition_names=conditions.names),
-        conditions, (12, 576), output_scale=0.25,
+        conditions, (12, 576), normalisation=LinearNormalisation(0.25),
     )
     requests = requests_from_rows([{"heart_rate": 60.0}, {"heart_rate": 90.0}, {"qt": 400.0}], seed=2)
     together = generate(requests)
@@ -250,8 +214,8 @@ def test_real_network_same_batch_is_bit_identical_and_another_batch_size_agrees_
     assert 0 <= difference < 1e-4
 
 
-def test_a_latent_model_decodes_on_the_device_before_scaling():
-    """With a decoder the generator samples latents of ``sample_shape`` and returns decoded, scaled images."""
+def test_a_latent_model_decodes_on_the_device_before_the_inverse_normalisation():
+    """With a decoder the generator samples latents of ``sample_shape`` and returns decoded images in physical units."""
     from monai_gen.diffusion.latent import LatentScaler, LatentSpace
     from monai_gen.diffusion.schedules import CosineSchedule
     from monai_gen.engines.generation import DiffusionSamplingInferer
@@ -269,9 +233,10 @@ def test_a_latent_model_decodes_on_the_device_before_scaling():
     inferer = DiffusionSamplingInferer(CosineSchedule(), num_steps=2, condition_names=conditions.names)
     requests = requests_from_rows([{"age": 30}, {"age": 70}], seed=4)
     latents = ConditionalSampleGenerator(network, inferer, conditions, (4, 8, 8))(requests)
-    images = ConditionalSampleGenerator(network, inferer, conditions, (4, 8, 8), decoder=space, output_scale=3.0)(requests)
+    images = ConditionalSampleGenerator(network, inferer, conditions, (4, 8, 8), decoder=space,
+                                        normalisation=LinearNormalisation(3.0, offset=1.0))(requests)
     assert latents.shape == (2, 4, 8, 8) and images.shape == (2, 1, 16, 16)
     with torch.inference_mode():
-        torch.testing.assert_close(images, 3.0 * space.decode(latents))
+        torch.testing.assert_close(images, 3.0 * space.decode(latents) + 1.0)
     with pytest.raises(TypeError, match="decode"):
         ConditionalSampleGenerator(network, inferer, conditions, (4, 8, 8), decoder=torch.nn.Identity())

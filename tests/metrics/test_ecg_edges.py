@@ -14,6 +14,7 @@ from monai_gen.engines.weights import load_tensor, load_weights
 from monai_gen.metrics.ecg import edge_deviation, edge_step_ratio
 from monai_gen.transforms.conditions import ConditionSet
 from monai_gen.transforms.ecg import DeriveLimbLeads
+from monai_gen.transforms.normalisation import LinearNormalisation
 
 BUNDLE = find_bundle("ecg_generative_diffusion")
 FS, R_INDEX = 500.0, 200
@@ -22,7 +23,7 @@ FS, R_INDEX = 500.0, 200
 @pytest.fixture(scope="module")
 def real_beats(shared_data) -> np.ndarray:
     records = sorted((shared_data / "ecg" / "cinc2021").glob("*.hea"))[:12]
-    return build_beat_cohort(records, max_beats_per_record=10).beats.numpy()
+    return build_beat_cohort(records, max_beats_per_record=10).items.numpy()
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,8 @@ def shipped_beats() -> np.ndarray:
     samples = inferer(sample_noise((16, 12, 576), generator=generators), network, generator=generators,
                       conditions=values, condition_mask=mask)
     mean_beat = load_tensor(BUNDLE / "models/mean_beat.safetensors", "mean_beat")
-    return DeriveLimbLeads()(samples * bundle_component(BUNDLE, "amplitude_scale_mv") + mean_beat).numpy()
+    normalisation = LinearNormalisation(bundle_component(BUNDLE, "amplitude_scale_mv"), offset=mean_beat)
+    return DeriveLimbLeads()(normalisation.inverse(samples)).numpy()
 
 
 def test_real_beats_are_smooth_at_their_edges(real_beats):
