@@ -12,6 +12,7 @@ weights.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
@@ -20,9 +21,11 @@ import tempfile
 from pathlib import Path
 
 import ignite.distributed as idist
+import torch
 from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file
 
-from monai_gen.utils.atomic import atomic_output_path, atomic_write_text
+from monai_gen.utils.atomic import atomic_output_path, atomic_write_bytes, atomic_write_text
 
 __all__ = [
     "BUNDLE_PARTS",
@@ -31,10 +34,19 @@ __all__ = [
     "check_export_target",
     "next_version",
     "export_bundle",
+    "DERIVED_MODEL_FILES",
+    "torch_state_dict_bytes",
+    "write_derived_model_files",
 ]
 
 BUNDLE_PARTS = ("configs", "docs", "scripts")
 """Folders of a MONAI bundle copied by :func:`export_bundle` (besides its top-level files and ``models/``)."""
+
+DERIVED_MODEL_FILES = {"model.pt": "model.safetensors"}
+"""Model files written from another one by :func:`write_derived_model_files` (derived -> source, in ``models/``).
+
+``models/model.pt`` is the state dict in PyTorch's format for MONAI's bundle tools (``ckpt_export``, model-zoo CI);
+the configs load ``models/model.safetensors``, which no pickle is involved in reading."""
 
 _SEMVER = re.compile(r"^(?P<major>\d+)\.(?P<minor>\d+)\.(?P<patch>\d+)(?:\+.*)?$")
 
@@ -92,7 +104,8 @@ def export_bundle(
     """Write the bundle with the trained files of ``models_dir`` and a new version; return the bundle folder.
 
     ``to`` must be a new (or empty) folder: the copy is assembled in a staging folder beside it and renamed into
-    place, so ``to`` is either absent or complete. Only with ``replace_bundle`` may ``to`` be the source bundle
+    place, so ``to`` is either absent or complete. ``models/model.pt`` is written from the exported
+    ``model.safetensors`` (:func:`write_derived_model_files`). Only with ``replace_bundle`` may ``to`` be the source bundle
     itself; then each model file is replaced atomically and ``configs/metadata.json`` last. In a multi-process
     run only rank 0 exports.
 
@@ -120,6 +133,7 @@ def export_bundle(
         for source in files:
             with atomic_output_path(root / "models" / source.name) as tmp:
                 shutil.copyfile(source, tmp)
+        write_derived_model_files(root / "models")
         atomic_write_text(root / "configs" / "metadata.json", metadata)
         return root
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -133,15 +147,20 @@ def export_bundle(
 
 
 def _trained_files(root: Path, models: Path) -> list[Path]:
-    """The files of ``models`` (every one the bundle ships in ``models/`` must be there), checked readable."""
-    shipped = sorted(p.name for p in (root / "models").glob("*") if p.is_file())
+    """The files of ``models`` (each one the bundle ships in ``models/`` must be there), checked readable.
+
+    :data:`DERIVED_MODEL_FILES` are neither required nor taken: the export writes them from their sources.
+    """
+    shipped = sorted(p.name for p in (root / "models").glob("*") if p.is_file() and p.name not in DERIVED_MODEL_FILES)
     missing = [name for name in shipped if not (models / name).is_file()]
     if missing:
         raise FileNotFoundError(
             f"trained model folder {models} lacks {missing} (the bundle {root.name} ships {shipped}); "
             "point at a finished training run's models/ folder."
         )
-    files = sorted(p for p in models.glob("*") if p.is_file() and not p.name.startswith("."))
+    files = sorted(
+        p for p in models.glob("*") if p.is_file() and not p.name.startswith(".") and p.name not in DERIVED_MODEL_FILES
+    )
     for path in files:
         _check_readable(path)
     return files
@@ -194,7 +213,7 @@ def _exported_metadata(root: Path, models: Path, version: str | None, note: str 
     meta.pop("eval_metrics", None)
     meta["version"] = new
     meta["changelog"] = {new: entry, **meta.get("changelog", {})}
-    return json.dumps(meta, indent=4, ensure_ascii=False) + "\n"
+    return json.dumps(meta, indent=4) + "\n"  # pre-commit's pretty-format-json --indent=4 --no-sort-keys
 
 
 def _copy_bundle(root: Path, dest: Path, files: list[Path], metadata: str) -> None:
@@ -208,8 +227,35 @@ def _copy_bundle(root: Path, dest: Path, files: list[Path], metadata: str) -> No
     (dest / "models").mkdir()
     for source in files:
         shutil.copy2(source, dest / "models" / source.name)
+    write_derived_model_files(dest / "models")
     (dest / "configs" / "metadata.json").write_text(metadata, encoding="utf-8")
     for path in dest.rglob("*"):  # on disk before the rename makes the copy visible
         if path.is_file():
             with open(path, "rb") as handle:
                 os.fsync(handle.fileno())
+
+
+def torch_state_dict_bytes(safetensors_file: str | os.PathLike) -> bytes:
+    """The tensors of ``safetensors_file`` as ``torch.save`` bytes of a plain state dict (name -> tensor).
+
+    The same safetensors file always gives the same bytes: keys in the file's (sorted) order, saved to memory so the
+    archive name inside does not depend on a file name. ``torch.load(..., weights_only=True)`` reads it.
+    """
+    tensors = load_file(str(safetensors_file))
+    buffer = io.BytesIO()
+    torch.save({name: tensors[name] for name in sorted(tensors)}, buffer)
+    return buffer.getvalue()
+
+
+def write_derived_model_files(models_dir: str | os.PathLike) -> list[Path]:
+    """Write each :data:`DERIVED_MODEL_FILES` entry of ``models_dir`` from its source there, atomically.
+
+    Returns:
+        The files written (none when the sources are absent).
+    """
+    models = Path(models_dir)
+    written = []
+    for derived, source in DERIVED_MODEL_FILES.items():
+        if (models / source).is_file():
+            written.append(atomic_write_bytes(models / derived, torch_state_dict_bytes(models / source)))
+    return written

@@ -105,7 +105,7 @@ def test_train_writes_only_under_its_default_output_folder_and_export_makes_a_ne
     assert code == 0, text
     exported = read_bundle_info(tmp_path / "mine")
     weights = (run_dir / "models" / "model.safetensors").read_bytes()
-    assert exported.version == f"0.2.1+{hashlib.sha256(weights).hexdigest()[:8]}" and exported.version in text
+    assert exported.version == f"0.2.2+{hashlib.sha256(weights).hexdigest()[:8]}" and exported.version in text
     for name in MODEL_FILES:
         assert (tmp_path / "mine" / "models" / name).read_bytes() == (run_dir / "models" / name).read_bytes()
     for name in ("configs/inference.json", "configs/common.json", "docs/README.md", "LICENSE"):
@@ -115,7 +115,7 @@ def test_train_writes_only_under_its_default_output_folder_and_export_makes_a_ne
     parser.read_config(tmp_path / "mine" / "configs" / "inference.json")
     assert parser.get_parsed_content("model_id") == f"ecg_generative_diffusion-{exported.version}"
     meta = json.loads((tmp_path / "mine" / "configs" / "metadata.json").read_text())
-    assert list(meta["changelog"])[:2] == [exported.version, "0.2.0"] and "eval_metrics" not in meta
+    assert list(meta["changelog"])[:2] == [exported.version, "0.2.1"] and "eval_metrics" not in meta
 
     code, text = run(["export", "ecg_generative_diffusion", str(run_dir), "--to", str(tmp_path / "mine")], capsys)
     assert code == 2 and "already exists" in text
@@ -171,7 +171,7 @@ def test_max_train_seconds_stops_training_cleanly(ecg_folder, cohort_cache, tmp_
     assert 1 <= iteration < 3 * 100000
     for name in MODEL_FILES:  # a run stopped by its time limit completes, and --export-to exports it
         assert (tmp_path / "exported" / "models" / name).read_bytes() == (run_dir / "models" / name).read_bytes()
-    assert read_bundle_info(tmp_path / "exported").version.startswith("0.2.1+")
+    assert read_bundle_info(tmp_path / "exported").version.startswith("0.2.2+")
     code, text = run(["train", "ecg_generative_diffusion", "--max-train-seconds", "0"], capsys)
     assert code == 2 and "positive integer" in text
 

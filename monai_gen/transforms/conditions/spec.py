@@ -331,8 +331,8 @@ class ConditionSet:
         return {"format": _FORMAT, "conditions": [s.to_dict() for s in self.specs]}
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the set as JSON (atomically) and return the path."""
-        return atomic_write_json(path, self.to_dict())
+        """Write the set as 4-space JSON (atomically; a bundle file, so in model-zoo's JSON format) and return the path."""
+        return atomic_write_json(path, self.to_dict(), indent=4)
 
     @classmethod
     def from_dict(cls, record: Mapping[str, Any], *, source: str = "condition set") -> ConditionSet:
