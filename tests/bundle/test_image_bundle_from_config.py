@@ -83,4 +83,18 @@ def test_tiny_brain_bundle_trains_generates_and_evaluates_from_config(shared_dat
     assert sidecar["conditions"] == {"age": 63.0, "sex": "F", "slice_position": 0.5} and sidecar["synthetic"] is True
     assert (out / "slice_0.png").is_file()
 
+    report_dir = tmp_path / "evaluation"
+    _run("evaluate", "inference", {
+        **data, "models_dir": str(models), "output_dir": str(report_dir), "num_inference_steps": 2,
+        "probe_components": 4, "pca_components": 4, "diversity_pairs": 8,
+    })
+    report = json.loads((report_dir / "evaluation.json").read_text())
+    assert report["measures"] == ["probe_fidelity", "distribution", "memorisation", "diversity"]
+    assert report["n_synthetic"] == report["n_test_items"] == 3 and report["test_subjects"] == 1
+    assert set(report["probe_fidelity"]["conditions"]) == {"age", "slice_position", "sex"}
+    assert np.isfinite(report["probe_fidelity"]["conditions"]["slice_position"]["real"]["value"])  # 3 positions
+    assert np.isfinite(report["distribution"]["frechet_distance"]["synthetic_vs_test"])
+    assert report["diversity"]["synthetic_pairs"]["pairs"] >= 1
+    assert "## Diversity" in (report_dir / "evaluation.md").read_text()
+
     assert _tree_digest(BUNDLE) == before
