@@ -387,7 +387,7 @@ def _export(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     import json
 
-    from monai_gen.bundle.ecg_evaluation import REPORT_FILES, report_summary
+    from monai_gen.metrics.evaluation import REPORT_FILES, report_summary
 
     overrides = {
         "dataset_dir": str(args.dataset_dir) if args.dataset_dir else None,

@@ -98,8 +98,9 @@ def test_train_infer_evaluate_smoke(small_ecg_folder, tmp_path):
         "max_samples": 4, "num_inference_steps": 2, "max_beats_per_record": 6,
     })
     report = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
-    assert report["n_synthetic"] == 4 and set(report["fidelity"]) == {"qrs", "qt", "heart_rate", "age", "sex"}
-    assert report["realism"]["limb_lead_residual_median"]["synthetic"] < 1e-6
+    fidelity = {**report["measured_fidelity"]["conditions"], **report["probe_fidelity"]["conditions"]}
+    assert report["n_synthetic"] == 4 and set(fidelity) == {"qrs", "qt", "heart_rate", "age", "sex"}
+    assert report["limb_lead_residual"]["synthetic_median"] < 1e-6
 
 
 @pytest.mark.slow

@@ -9,9 +9,23 @@ import pytest
 import torch
 
 from monai_gen.bundle.ecg_cohort import build_beat_cohort
-from monai_gen.bundle.ecg_evaluation import evaluate_ecg_generator, measure_beats
+from monai_gen.bundle.ecg_evaluation import ECGExamples, EdgeArtefacts, LimbLeadConsistency, QRSAlignment, measure_beats
 from monai_gen.engines.cohort import split_by_subject
 from monai_gen.metrics.ecg import limb_lead_residual, next_beat_rr_ms, qrs_alignment
+from monai_gen.metrics.evaluation import (
+    DistributionDistances,
+    MeasuredFidelity,
+    Memorisation,
+    ProbeFidelity,
+    evaluate_generator,
+    report_summary,
+)
+
+MEASURES = [
+    MeasuredFidelity(measure_beats, method="measurement (12-lead prominence delineation)"),
+    ProbeFidelity(["heart_rate", "age"], {"sex": ["male", "female"]}),
+    DistributionDistances(16), QRSAlignment(), LimbLeadConsistency(), EdgeArtefacts(), Memorisation(unit="mV"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -28,17 +42,22 @@ def test_oracle_generator_matches_the_real_ceiling(cohorts, tmp_path):
     def oracle(rows, seeds):  # returns the real test beat the conditions came from
         return torch.stack([lookup[s] for s in seeds])
 
-    report = evaluate_ecg_generator(oracle, train, test, output_dir=tmp_path, max_samples=None, seed=0)
+    report = evaluate_generator(oracle, train, test, measures=MEASURES, output_dir=tmp_path, max_samples=None, seed=0,
+                                figures=[ECGExamples()])
+    fidelity = {**report["measured_fidelity"]["conditions"], **report["probe_fidelity"]["conditions"]}
     for name in ("qrs", "qt", "heart_rate", "sex"):
-        entry = report["fidelity"][name]
-        assert entry["synthetic"]["value"] == pytest.approx(entry["real"]["value"], abs=1e-9)
-    assert report["fidelity"]["qt"]["real"]["value"] > 0.8
-    assert report["realism"]["frechet_distance"]["synthetic_vs_test"] == pytest.approx(0.0, abs=1e-6)
-    assert report["realism"]["limb_lead_residual_median"]["synthetic"] < 0.1
-    assert report["realism"]["qrs_aligned_fraction"]["synthetic"] == report["realism"]["qrs_aligned_fraction"]["real_test"] > 0.9
+        assert fidelity[name]["synthetic"]["value"] == pytest.approx(fidelity[name]["real"]["value"], abs=1e-9)
+    assert fidelity["qt"]["real"]["value"] > 0.8
+    assert report["distribution"]["frechet_distance"]["synthetic_vs_test"] == pytest.approx(0.0, abs=1e-6)
+    assert report["limb_lead_residual"]["synthetic_median"] < 0.1
+    assert report["qrs_alignment"]["synthetic"] == report["qrs_alignment"]["real_test"] > 0.9
+    assert report["edge_artefacts"]["synthetic"] == report["edge_artefacts"]["real_test"] < 0.2
     assert json.loads((tmp_path / "evaluation.json").read_text())["n_synthetic"] == len(test)
-    assert "| qt |" in (tmp_path / "evaluation.md").read_text()
+    markdown = (tmp_path / "evaluation.md").read_text()
+    assert "| qt |" in markdown and "## Limb-lead consistency" in markdown and "![examples.png](examples.png)" in markdown
     assert (tmp_path / "examples.png").stat().st_size > 1000
+    summary = report_summary(json.loads((tmp_path / "evaluation.json").read_text()), tmp_path)
+    assert "qrs R" in summary and "QRS at R" in summary and str(tmp_path / "examples.png") in summary
 
 
 def test_a_generator_that_copies_training_beats_is_flagged(cohorts, tmp_path):
@@ -47,15 +66,18 @@ def test_a_generator_that_copies_training_beats_is_flagged(cohorts, tmp_path):
     def copier(rows, seeds):
         return train.items[torch.as_tensor(seeds) % len(train)]
 
-    report = evaluate_ecg_generator(copier, train, test, output_dir=tmp_path, max_samples=20)
+    report = evaluate_generator(copier, train, test, measures=[Memorisation()], output_dir=tmp_path, max_samples=20)
     memo = report["memorisation"]
     assert memo["min_to_train"] == 0.0 and memo["fraction_closer_to_train"] == 1.0 and memo["p_value"] < 1e-3
 
 
-def test_wrong_generator_output_is_an_error(cohorts, tmp_path):
+def test_beats_stepping_at_their_window_border_are_counted(cohorts, tmp_path):
     train, test = cohorts
-    with pytest.raises(ValueError, match="expected"):
-        evaluate_ecg_generator(lambda rows, seeds: torch.zeros(len(rows), 12, 100), train, test, output_dir=tmp_path, max_samples=4)
+    stepped = test.items.clone()
+    stepped[:, :, 0] += 5.0  # a 5 mV jump at the first sample of every lead
+    report = evaluate_generator(lambda rows, seeds: stepped[list(seeds)], train, test, measures=[EdgeArtefacts()],
+                                output_dir=tmp_path, max_samples=None)
+    assert report["edge_artefacts"]["synthetic"] == 1.0 and report["edge_artefacts"]["real_test"] < 0.2
 
 
 def test_limb_lead_laws_hold_on_real_beats_and_fail_on_shuffled_leads(cohorts):

@@ -232,9 +232,11 @@ def test_evaluate_reads_dataset_dir_writes_only_its_output_folder_and_prints_a_s
         output = output or tmp_path / "runs" / "ecg_generative_diffusion" / "evaluate"
         reports.append(json.loads((output / "evaluation.json").read_text()))
         assert len(list(output.glob("cohort_*.safetensors"))) == 1  # the cohort cache lives with the report
-        assert "fidelity" in text and "qrs" in text and str(output / "evaluation.md") in text
-        assert str(output / "examples.png") in text
-    assert [r["train_records"] + r["test_records"] for r in reports] == [4, 3]
+        assert "fidelity (measured): qrs R" in text and "QRS at R" in text and str(output / "evaluation.md") in text
+        assert str(output / "examples.png") in text and "| qt |" in (output / "evaluation.md").read_text()
+        assert reports[-1]["measures"] == ["measured_fidelity", "probe_fidelity", "distribution", "qrs_alignment",
+                                           "limb_lead_residual", "edge_artefacts", "memorisation"]
+    assert [r["train_subjects"] + r["test_subjects"] for r in reports] == [4, 3]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["runs", "second"]
 
 

@@ -1,0 +1,400 @@
+"""Evaluation of a conditional generator of any modality: a list of measures on held-out conditions -> a report.
+
+:func:`evaluate_generator` asks the generator for one sample per real test item's conditions (up to
+``max_samples``, evenly spread), hands the samples, the requested conditions and the real train / test cohorts to
+each :class:`Measure` as one :class:`EvaluationData`, and writes ``evaluation.json`` (one section per measure),
+``evaluation.md`` (each measure's lines) and the figures. A bundle's ``evaluate.json`` lists its measures by
+``_target_``: the generic ones here answer the questions of xMADD §4.2 and §4.4.2 for every modality,
+
+- :class:`MeasuredFidelity` — is the requested value measurable on the sample (an independent measurement,
+  correlated with the request, beside the same measurement on the real test items: the ceiling)?
+- :class:`ProbeFidelity` — can a probe trained on real training items read the requested value back (R, AUROC)?
+- :class:`DistributionDistances` — realism: Fréchet distance and MMD in a PCA space of the real training items,
+  beside the real train-vs-test reference;
+- :class:`Memorisation` — nearest-neighbour distances of the samples to training vs test items;
+
+and a modality adds its own (the ECG bundle: QRS alignment, limb-lead consistency, window-edge artefacts). Every
+section may hold a one-line ``"summary"``, which :func:`report_summary` prints for the terminal.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+
+import numpy as np
+import torch
+
+from monai_gen.metrics.distribution import PCAFeatures, frechet_distance, linear_mmd
+from monai_gen.metrics.fidelity import FidelityScore, PhenotypeProbe, pearson_fidelity
+from monai_gen.metrics.memorisation import memorisation_report
+from monai_gen.utils.atomic import atomic_write_json, atomic_write_text
+
+if TYPE_CHECKING:  # the cohort is an engines object; metrics only read its items, rows and subject ids
+    from monai_gen.engines.cohort import Cohort
+
+__all__ = [
+    "REPORT_FILES",
+    "EvaluationData",
+    "Measure",
+    "MeasuredFidelity",
+    "ProbeFidelity",
+    "DistributionDistances",
+    "Memorisation",
+    "evaluate_generator",
+    "report_markdown",
+    "report_summary",
+    "GeneratorEvaluation",
+]
+
+REPORT_FILES = ("evaluation.json", "evaluation.md")
+"""What :func:`evaluate_generator` always writes into its output folder (figures come beside them)."""
+
+_REPORT_KEYS = ("model_id", "n_synthetic", "n_train_items", "n_test_items", "train_subjects", "test_subjects",
+                "measures", "figures")
+GenerateFn = Callable[[Sequence[dict[str, Any]], Sequence[int]], torch.Tensor]
+
+
+@dataclass
+class EvaluationData:
+    """What every measure sees.
+
+    Attributes:
+        synthetic: ``(N, C, *spatial)`` in physical units, sample ``i`` generated for ``requested[i]``.
+        requested: the conditions asked for (the test rows without the subject id).
+        train: the real training cohort.
+        test: the real test items whose conditions were requested (aligned with ``synthetic``).
+        seed: the evaluation's seed (sample ``i`` used ``seed + i``); measures draw their randomness from it.
+    """
+
+    synthetic: torch.Tensor
+    requested: list[dict[str, Any]]
+    train: Cohort
+    test: Cohort
+    seed: int
+
+
+class Measure(Protocol):
+    """One section of the report: ``measure(data)`` -> a JSON-compatible dictionary, ``markdown(section)`` -> lines."""
+
+    name: str
+
+    def __call__(self, data: EvaluationData) -> dict[str, Any]: ...
+
+    def markdown(self, section: dict[str, Any]) -> list[str]: ...
+
+
+def _column(rows: Sequence[Mapping[str, Any]], name: str, categories: Sequence[str] | None = None) -> np.ndarray:
+    """One condition of every row as floats: a value, the index of its category, or NaN when unknown."""
+    if categories is not None:
+        index = {str(c): float(i) for i, c in enumerate(categories)}
+        return np.array([index.get(str(r.get(name)), np.nan) for r in rows])
+    return np.array([np.nan if r.get(name) is None else float(r[name]) for r in rows])
+
+
+_LABEL = {"pearson_r": "R", "auroc": "AUROC"}
+
+
+def _fidelity_lines(title: str, section: dict[str, Any]) -> list[str]:
+    lines = [f"## {title} (synthetic vs requested; real test items vs their own values = ceiling)", "",
+             "| condition | method | synthetic | real | n (failed) |", "| --- | --- | --- | --- | --- |"]
+    for name, entry in section["conditions"].items():
+        syn, real = entry["synthetic"], entry["real"]
+        lines.append(f"| {name} | {entry['method']} | {syn['metric']} {syn['value']:.3f} | {real['value']:.3f} "
+                     f"| {syn['n']} ({syn['n_failed']}) |")
+    return lines
+
+
+def _fidelity_summary(conditions: dict[str, Any]) -> str:
+    return ", ".join(
+        f"{name} {_LABEL.get(e['synthetic']['metric'], e['synthetic']['metric'])} {e['synthetic']['value']:.2f} "
+        f"(real {e['real']['value']:.2f})" for name, e in conditions.items()
+    )
+
+
+class MeasuredFidelity:
+    """Fidelity by measurement: ``measure(items) -> {condition: (N,) values}`` on the synthetic and the real test
+    items, each correlated (Pearson R) with the values requested / recorded; NaN measurements count as failed.
+
+    Args:
+        measure: ``(N, C, *spatial)`` physical units -> ``{name: (N,) array}`` (e.g. QRS and QT of ECG beats).
+        method: how the values are measured, for the report.
+        name: the section's name.
+    """
+
+    def __init__(self, measure: Callable[[torch.Tensor], Mapping[str, Any]], *, method: str = "measurement",
+                 name: str = "measured_fidelity") -> None:
+        self.measure, self.method, self.name = measure, method, name
+
+    def __call__(self, data: EvaluationData) -> dict[str, Any]:
+        synthetic, real = self.measure(data.synthetic), self.measure(data.test.items)
+        conditions = {
+            key: {
+                "method": self.method,
+                "synthetic": pearson_fidelity(_column(data.requested, key), np.asarray(synthetic[key], float)).as_dict(),
+                "real": pearson_fidelity(_column(data.test.rows, key), np.asarray(real[key], float)).as_dict(),
+            }
+            for key in synthetic
+        }
+        return {"conditions": conditions, "summary": f"fidelity (measured): {_fidelity_summary(conditions)}"}
+
+    def markdown(self, section: dict[str, Any]) -> list[str]:
+        return _fidelity_lines("Fidelity by measurement", section)
+
+
+class ProbeFidelity:
+    """Fidelity by probe: a :class:`~monai_gen.metrics.fidelity.PhenotypeProbe` per condition, trained on the real
+    training items, reads it from the synthetic and the real test items (Pearson R, or AUROC for a category).
+
+    Args:
+        continuous: names of continuous conditions.
+        categorical: ``{name: its two categories}``; the second one is the positive class.
+        n_components: PCA components under each probe.
+        name: the section's name.
+
+    Raises:
+        ValueError: a categorical condition without exactly two categories.
+    """
+
+    def __init__(self, continuous: Sequence[str] = (), categorical: Mapping[str, Sequence[str]] | None = None, *,
+                 n_components: int = 64, name: str = "probe_fidelity") -> None:
+        wrong = {k: list(v) for k, v in (categorical or {}).items() if len(v) != 2}
+        if wrong:
+            raise ValueError(f"ProbeFidelity scores categorical conditions of two categories (AUROC), got {wrong}.")
+        self.targets = [(n, "continuous", None) for n in continuous]
+        self.targets += [(n, "binary", list(c)) for n, c in (categorical or {}).items()]
+        self.n_components, self.name = int(n_components), name
+
+    def __call__(self, data: EvaluationData) -> dict[str, Any]:
+        conditions = {n: self._score(data, n, kind, cats) for n, kind, cats in self.targets}
+        return {"conditions": conditions, "summary": f"fidelity (probes): {_fidelity_summary(conditions)}"}
+
+    def _score(self, data: EvaluationData, name: str, kind: str, categories: list[str] | None) -> dict[str, Any]:
+        method = f"linear probe on real training items ({'AUROC' if kind == 'binary' else 'Pearson R'})"
+        try:
+            probe = PhenotypeProbe(kind, n_components=self.n_components).fit(
+                data.train.items.numpy(), _column(data.train.rows, name, categories))
+        except ValueError as err:  # too few training items with this condition, or a single category among them
+            unscored = FidelityScore("auroc" if kind == "binary" else "pearson_r", float("nan"), 0, 0).as_dict()
+            return {"method": f"{method}: not fitted ({err})", "synthetic": unscored, "real": unscored}
+        return {
+            "method": method,
+            "synthetic": probe.score(data.synthetic.numpy(), _column(data.requested, name, categories)).as_dict(),
+            "real": probe.score(data.test.items.numpy(), _column(data.test.rows, name, categories)).as_dict(),
+        }
+
+    def markdown(self, section: dict[str, Any]) -> list[str]:
+        return _fidelity_lines("Fidelity by probe", section)
+
+
+class DistributionDistances:
+    """Realism: Fréchet distance and linear MMD between real test and synthetic items in a PCA space fitted on the
+    real training items, beside the same distances between real training and real test items (the reference).
+
+    Args:
+        n_components: PCA components (of the standardised, flattened training items).
+        name: the section's name.
+    """
+
+    def __init__(self, n_components: int = 16, *, name: str = "distribution") -> None:
+        self.n_components, self.name = int(n_components), name
+
+    def __call__(self, data: EvaluationData) -> dict[str, Any]:
+        features = PCAFeatures(self.n_components).fit(data.train.items)
+        real_test, real_train, fake = features(data.test.items), features(data.train.items), features(data.synthetic)
+        generator = torch.Generator().manual_seed(data.seed)
+        frechet = {"synthetic_vs_test": frechet_distance(real_test, fake), "train_vs_test": frechet_distance(real_test, real_train)}
+        mmd = {
+            "synthetic_vs_test": linear_mmd(real_test, fake, generator=generator),
+            "train_vs_test": linear_mmd(real_test, real_train, generator=generator),
+        }
+        return {
+            "feature_space": f"PCA({self.n_components}) of standardised real training items",
+            "frechet_distance": frechet,
+            "mmd": mmd,
+            "summary": f"Fréchet to test {frechet['synthetic_vs_test']:.1f} (train vs test {frechet['train_vs_test']:.1f})",
+        }
+
+    def markdown(self, section: dict[str, Any]) -> list[str]:
+        frechet, mmd = section["frechet_distance"], section["mmd"]
+        return [
+            "## Realism (distribution distances)", "", f"Feature space: {section['feature_space']}.", "",
+            "| distance | synthetic vs real test | real train vs real test |", "| --- | --- | --- |",
+            f"| Fréchet | {frechet['synthetic_vs_test']:.3f} | {frechet['train_vs_test']:.3f} |",
+            f"| MMD (linear) | {mmd['synthetic_vs_test']:.3f} | {mmd['train_vs_test']:.3f} |",
+        ]
+
+
+class Memorisation:
+    """Nearest-neighbour L2 distances of the synthetic items to training vs test items (xMADD §4.4.2); see
+    :func:`~monai_gen.metrics.memorisation.memorisation_report`.
+
+    Args:
+        unit: the items' physical unit, for the report (e.g. ``"mV"``).
+        name: the section's name.
+    """
+
+    def __init__(self, *, unit: str = "", name: str = "memorisation") -> None:
+        self.unit, self.name = unit, name
+
+    def __call__(self, data: EvaluationData) -> dict[str, Any]:
+        section = memorisation_report(data.synthetic, data.train.items, data.test.items).as_dict()
+        section["summary"] = (
+            f"{section['fraction_closer_to_train']:.2f} of synthetic items nearer a training than a test item "
+            f"(expected {section['expected_fraction']:.2f}, p {section['p_value']:.2g})"
+        )
+        return section
+
+    def markdown(self, section: dict[str, Any]) -> list[str]:
+        m, unit = section, f", {self.unit}" if self.unit else ""
+        return [
+            f"## Memorisation (nearest-neighbour L2 distance{unit})", "",
+            "| to training | to test | closer to training | expected if not memorised | p (train < test) |",
+            "| --- | --- | --- | --- | --- |",
+            f"| mean {m['mean_to_train']:.3f}, min {m['min_to_train']:.3f} | mean {m['mean_to_test']:.3f}, min "
+            f"{m['min_to_test']:.3f} | {m['fraction_closer_to_train']:.2f} | {m['expected_fraction']:.2f} | {m['p_value']:.3g} |",
+        ]
+
+
+class _Picked(NamedTuple):
+    test: Cohort
+    requested: list[dict[str, Any]]
+
+
+def _pick(test: Cohort, max_samples: int | None) -> _Picked:
+    """Up to ``max_samples`` test items evenly spread, and their conditions without the subject id."""
+    n = len(test)
+    picks = np.arange(n) if max_samples is None or n <= max_samples else np.linspace(0, n - 1, max_samples).round().astype(int)
+    test = test.subset(picks.tolist())
+    return _Picked(test, [{k: v for k, v in row.items() if k != test.subject_key} for row in test.rows])
+
+
+def evaluate_generator(
+    generate: GenerateFn,
+    train: Cohort,
+    test: Cohort,
+    *,
+    measures: Sequence[Measure],
+    output_dir: str | os.PathLike,
+    max_samples: int | None = 128,
+    seed: int = 0,
+    model_id: str = "",
+    figures: Sequence[Callable[[EvaluationData, Path], Path]] = (),
+) -> dict[str, Any]:
+    """Generate one sample per held-out test item's conditions (up to ``max_samples``) and write the report.
+
+    Args:
+        generate: ``generate(rows, seeds)`` -> ``(len(rows), C, *spatial)`` in physical units for the rows.
+        train, test: the real cohorts (disjoint subjects).
+        measures: the report's sections, in order; their names must be distinct.
+        output_dir: receives ``evaluation.json``, ``evaluation.md`` and the figures.
+        max_samples: cap on the number of test conditions used (evenly spread over the test items).
+        seed: first seed (sample i uses ``seed + i``).
+        model_id: written into the report.
+        figures: ``figure(data, output_dir) -> Path`` each writes one figure.
+
+    Returns:
+        The report dictionary (also written as JSON): counts, one section per measure, the figures' file names.
+
+    Raises:
+        ValueError: repeated measure names; the generator returned another shape than the test items, or
+            non-finite values.
+    """
+    names = [m.name for m in measures]
+    if len(set(names)) != len(names) or set(names) & set(_REPORT_KEYS):
+        raise ValueError(f"evaluation measures need distinct names other than {list(_REPORT_KEYS)}, got {names}.")
+    test, requested = _pick(test, max_samples)
+    synthetic = torch.as_tensor(generate(requested, [seed + i for i in range(len(requested))]), dtype=torch.float32).cpu()
+    if synthetic.shape != test.items.shape or not torch.isfinite(synthetic).all():
+        raise ValueError(f"the generator returned {tuple(synthetic.shape)} (finite: {bool(torch.isfinite(synthetic).all())}); "
+                         f"expected {tuple(test.items.shape)}.")
+    data = EvaluationData(synthetic, requested, train, test, seed)
+    report: dict[str, Any] = {
+        "model_id": model_id, "n_synthetic": len(requested), "n_train_items": len(train), "n_test_items": len(test),
+        "train_subjects": len(train.subjects()), "test_subjects": len(test.subjects()), "measures": names,
+    }
+    report.update({m.name: m(data) for m in measures})
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    report["figures"] = [Path(figure(data, output_dir)).name for figure in figures]
+    atomic_write_json(output_dir / REPORT_FILES[0], report)
+    atomic_write_text(output_dir / REPORT_FILES[1], report_markdown(report, measures))
+    return report
+
+
+def report_markdown(report: dict[str, Any], measures: Sequence[Measure]) -> str:
+    """The report as a Markdown page: the counts, then each measure's lines, then the figures."""
+    lines = [
+        f"# Generator evaluation {report.get('model_id', '')}".rstrip(), "",
+        f"{report['n_synthetic']} synthetic samples for the conditions of held-out test items "
+        f"({report['test_subjects']} test subjects, {report['train_subjects']} training subjects).",
+    ]
+    for measure in measures:
+        lines += ["", *measure.markdown(report[measure.name])]
+    lines += ["", *(f"![{name}]({name})" for name in report.get("figures", []))]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def report_summary(report: dict[str, Any], output_dir: str | os.PathLike) -> str:
+    """A few lines for the terminal: each section's ``summary`` and the paths of the report's files.
+
+    Args:
+        report: as returned by :func:`evaluate_generator` (or read from ``evaluation.json``).
+        output_dir: the folder holding the report.
+    """
+    folder = Path(output_dir)
+    files = [str(folder / n) for n in (*REPORT_FILES, *report.get("figures", [])) if (folder / n).is_file()]
+    sections = [f"  {report[name]['summary']}" for name in report.get("measures", []) if "summary" in report[name]]
+    return "\n".join([
+        f"evaluation of {report.get('model_id') or 'the generator'}: {report['n_synthetic']} synthetic samples for the "
+        f"conditions of {report['test_subjects']} held-out test subjects ({report['train_subjects']} training subjects)",
+        *sections,
+        f"  wrote {', '.join(files)}",
+    ])
+
+
+class GeneratorEvaluation:
+    """The ``evaluator`` of a bundle's ``evaluate.json``: ``run()`` generates in batches and writes the report.
+
+    Args:
+        sample_generator: ``sample_generator(requests) -> (B, C, *spatial)`` in physical units, e.g.
+            :class:`monai_gen.engines.generation.ConditionalSampleGenerator`.
+        cohorts: the real cohorts (disjoint subjects): a :class:`~monai_gen.engines.cohort.CohortSplit` (its
+            ``train`` and ``test``) or ``(train, test)``.
+        measures, output_dir, max_samples, seed, model_id, figures: see :func:`evaluate_generator`.
+        batch_size: samples per generator call.
+    """
+
+    def __init__(
+        self,
+        sample_generator: Callable[[list[Any]], torch.Tensor],
+        cohorts: Sequence[Cohort],
+        *,
+        measures: Sequence[Measure],
+        output_dir: str | os.PathLike,
+        max_samples: int | None = 128,
+        seed: int = 0,
+        batch_size: int = 32,
+        model_id: str = "",
+        figures: Sequence[Callable[[EvaluationData, Path], Path]] = (),
+    ) -> None:
+        self.sample_generator, self.train, self.test = sample_generator, cohorts[0], cohorts[-1]
+        self.measures, self.figures = list(measures), list(figures)
+        self.output_dir, self.max_samples, self.seed = output_dir, max_samples, seed
+        self.batch_size, self.model_id = int(batch_size), model_id
+
+    def generate(self, rows: Sequence[dict[str, Any]], seeds: Sequence[int]) -> torch.Tensor:
+        from monai_gen.engines.requests import SampleRequest  # engines sit above metrics: imported where used
+
+        requests = [SampleRequest(f"eval_{i}", int(s), r) for i, (r, s) in enumerate(zip(rows, seeds, strict=True))]
+        chunks = [requests[i : i + self.batch_size] for i in range(0, len(requests), self.batch_size)]
+        return torch.cat([self.sample_generator(chunk) for chunk in chunks])
+
+    def run(self) -> dict[str, Any]:
+        return evaluate_generator(
+            self.generate, self.train, self.test, measures=self.measures, output_dir=self.output_dir,
+            max_samples=self.max_samples, seed=self.seed, model_id=self.model_id, figures=self.figures,
+        )
