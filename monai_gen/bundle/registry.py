@@ -32,6 +32,8 @@ __all__ = [
     "read_bundle_info",
     "bundle_component",
     "run_bundle_workflow",
+    "workflow_config_names",
+    "training_stages",
     "check_run_arguments",
 ]
 
@@ -39,8 +41,8 @@ BUNDLE_PATH_ENV = "MONAI_GEN_BUNDLE_PATH"
 """Environment variable: extra folders (``os.pathsep``-separated) holding bundles, searched first."""
 
 _SHIPPED = Path(__file__).resolve().parents[2] / "bundles"
-_WORKFLOW_TYPES = {"inference": "inference", "evaluate": "inference", "train": "train", "multi_gpu_train": "train"}
-_LAYERED = {"multi_gpu_train": ("train", "multi_gpu_train")}  # override configs applied on top of their base
+_COMMON = "common"  # configs/common.json: what every workflow of a bundle shares, layered under each
+_MULTI_GPU = "multi_gpu_"  # configs/multi_gpu_<stage>.json: applied on top of <stage>.json (run under torchrun)
 
 
 @dataclass(frozen=True)
@@ -124,11 +126,10 @@ def _common_parser(bundle_root: str, config: str) -> ConfigParser:
 
 
 def bundle_component(bundle_root: str | os.PathLike, component_id: str, *, config: str = "configs/common.json") -> Any:
-    """Instantiate ``component_id`` from the bundle's shared config, resolved against ``bundle_root``.
+    """Instantiate ``component_id`` of the bundle's shared config from Python (tutorials, benchmarks, tests).
 
-    This lets ``inference.json``, ``train.json`` and ``evaluate.json`` each run alone
-    (``python -m monai.bundle run --config_file configs/inference.json``) while sharing one definition of the
-    network, conditions and schedule, instead of a copy in every file. Each call builds a fresh object.
+    The bundle's own workflows do not need it: they layer ``common.json`` under their config
+    (:func:`workflow_config_names`). Each call builds a fresh object.
     """
     parser = _common_parser(str(Path(bundle_root).resolve()), config)
     if component_id not in parser:
@@ -136,30 +137,57 @@ def bundle_component(bundle_root: str | os.PathLike, component_id: str, *, confi
     return parser.get_parsed_content(component_id, instantiate=True, lazy=False)
 
 
+def workflow_config_names(bundle_root: str | os.PathLike, workflow: str) -> list[str]:
+    """The config files (names without ``.json``) a workflow layers, in MONAI's order: later files win.
+
+    ``common`` first when the bundle has it, then ``<workflow>``; ``multi_gpu_<stage>`` goes on top of ``<stage>``
+    (``["common", "train", "multi_gpu_train"]``), as model-zoo bundles layer them.
+
+    Raises:
+        FileNotFoundError: a config of the chain is missing (the message lists the bundle's configs).
+    """
+    configs = Path(bundle_root) / "configs"
+    chain = [workflow[len(_MULTI_GPU):], workflow] if workflow.startswith(_MULTI_GPU) else [workflow]
+    names = ([_COMMON] if (configs / f"{_COMMON}.json").is_file() else []) + chain
+    missing = [n for n in names if not (configs / f"{n}.json").is_file()]
+    if missing:
+        present = sorted(p.stem for p in configs.glob("*.json") if p.stem not in ("metadata", _COMMON))
+        raise FileNotFoundError(
+            f"bundle {Path(bundle_root).name} has no configs/{missing[0]}.json; its workflows are {present}."
+        )
+    return names
+
+
+def training_stages(bundle_root: str | os.PathLike) -> list[str]:
+    """The bundle's training configs in the order they run, from ``metadata.json``'s ``training_stages``
+    (e.g. ``["train_autoencoder", "train_diffusion"]`` for a latent model); ``["train"]`` when not declared."""
+    meta = json.loads((Path(bundle_root) / "configs" / "metadata.json").read_text(encoding="utf-8"))
+    return [str(stage) for stage in meta.get("training_stages", ["train"])]
+
+
 def run_bundle_workflow(
     bundle: str | os.PathLike, config: str = "inference", overrides: Mapping[str, Any] | None = None
 ) -> ConfigWorkflow:
-    """Run ``configs/<config>.json`` of a bundle as ``python -m monai.bundle run`` would, and return the workflow.
+    """Run a bundle workflow as ``python -m monai.bundle run --config_file "[...]"`` would, and return it.
 
     Args:
         bundle: bundle name or folder.
-        config: ``"inference"``, ``"evaluate"``, ``"train"`` or ``"multi_gpu_train"`` (``train.json`` with
-            ``multi_gpu_train.json`` on top; run the process under ``torchrun``).
+        config: the workflow, e.g. ``"inference"``, ``"evaluate"``, a training stage (``"train"``,
+            ``"train_autoencoder"``...) or ``"multi_gpu_<stage>"`` (run the process under ``torchrun``); its
+            configs are layered by :func:`workflow_config_names`. A name starting with ``train`` or ``multi_gpu_``
+            is a MONAI ``train`` workflow, any other an ``inference`` one.
         overrides: config ids to override, e.g. ``{"heart_rate": 75, "num_samples": 4}``.
     """
     from monai.bundle import ConfigWorkflow
 
     root = find_bundle(bundle)
-    config_files = [root / "configs" / f"{name}.json" for name in _LAYERED.get(config, (config,))]
-    for config_file in config_files:
-        if not config_file.is_file():
-            raise FileNotFoundError(f"bundle {root.name} has no {config_file.relative_to(root)}.")
+    config_files = [root / "configs" / f"{name}.json" for name in workflow_config_names(root, config)]
     logging_file = root / "configs" / "logging.conf"
     workflow = ConfigWorkflow(
         config_file=[str(f) for f in config_files],
         meta_file=str(root / "configs" / "metadata.json"),
         logging_file=str(logging_file) if logging_file.is_file() else None,
-        workflow_type=_WORKFLOW_TYPES.get(config, "inference"),
+        workflow_type="train" if config.startswith(("train", _MULTI_GPU)) else "inference",
         bundle_root=str(root),
         **dict(overrides or {}),
     )

@@ -2,9 +2,9 @@
 
 Every sub-command ends in :func:`monai_gen.bundle.registry.run_bundle_workflow`, so
 ``monai-gen generate ecg_generative_diffusion --heart_rate 75`` and
-``python -m monai.bundle run --config_file configs/inference.json --heart_rate 75`` (from the bundle folder)
-do the same thing. Phenotype options are read from the chosen bundle, so ``monai-gen generate <bundle> --help``
-lists that bundle's phenotypes with their units and valid ranges.
+``python -m monai.bundle run --config_file "['configs/common.json','configs/inference.json']" --heart_rate 75`` (from the
+bundle folder) do the same thing. Phenotype options are read from the chosen bundle, so
+``monai-gen generate <bundle> --help`` lists that bundle's phenotypes with their units and valid ranges.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from monai_gen.bundle.registry import find_bundle, list_bundles, read_bundle_info, run_bundle_workflow
+from monai_gen.bundle.registry import find_bundle, list_bundles, read_bundle_info, run_bundle_workflow, training_stages
 from monai_gen.transforms.conditions import ConditionSet, ConditionSpec
 
 __all__ = ["main", "build_parser"]
@@ -125,7 +125,14 @@ def build_parser(conditions: ConditionSet | None = None) -> argparse.ArgumentPar
                        help="stop cleanly after this many seconds of training (final checkpoint and models/ written)")
     train.add_argument("--export-to", type=Path, default=None,
                        help="after training, write a new bundle folder with the trained models/ and a new version")
-    train.add_argument("--distributed", action="store_true", help="use configs/multi_gpu_train.json (run under torchrun)")
+    train.add_argument(
+        "--stage", default=None,
+        help="run only this training stage (default: every stage metadata.json's training_stages lists, in order)",
+    )
+    train.add_argument(
+        "--distributed", action="store_true",
+        help="layer configs/multi_gpu_<stage>.json on each stage (run under torchrun)",
+    )
     train.set_defaults(handler=_train)
 
     export = commands.add_parser(
@@ -362,8 +369,12 @@ def _train(args: argparse.Namespace) -> int:
     }
     overrides = {**{k: v for k, v in overrides.items() if v is not None}, **_overrides(args)}
     output_dir = overrides.get("output_dir") or default_output_dir(root, "train")
+    stages = training_stages(root)
+    if args.stage is not None and args.stage not in stages:
+        raise ValueError(f"--stage {args.stage!r} is not a training stage of {root.name}; its stages are {stages}.")
     try:
-        workflow = run_bundle_workflow(root, "multi_gpu_train" if args.distributed else "train", overrides)
+        for stage in [args.stage] if args.stage else stages:
+            workflow = run_bundle_workflow(root, f"multi_gpu_{stage}" if args.distributed else stage, overrides)
     except KeyboardInterrupt as err:
         done = f"{err}; its checkpoint is in" if str(err) else "interrupted; partial run in"
         print(f"monai-gen train: {done} {output_dir} (run the same command again to resume).", file=sys.stderr)

@@ -119,7 +119,7 @@ def test_two_process_gloo_training_with_multi_gpu_config_keeps_time_limit_and_in
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
         "-m", "monai.bundle", "run", "--bundle_root", str(BUNDLE),
-        "--config_file", str([str(BUNDLE / "configs" / f) for f in ("train.json", "multi_gpu_train.json")]),
+        "--config_file", str([str(BUNDLE / "configs" / f) for f in ("common.json", "train.json", "multi_gpu_train.json")]),
         "--meta_file", str(BUNDLE / "configs" / "metadata.json"),
         "--dataset_dir", str(small_ecg_folder), "--output_dir", str(tmp_path / "ddp"), "--batch_size", "4",
         "--max_beats_per_record", "6", "--max_epochs", "100000", "--max_train_seconds", "3",

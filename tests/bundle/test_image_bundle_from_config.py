@@ -16,8 +16,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from monai.bundle import ConfigWorkflow
 
+from monai_gen.bundle.registry import run_bundle_workflow, training_stages, workflow_config_names
 from monai_gen.engines.generation import read_manifest
 
 BUNDLE = Path(__file__).resolve().parent / "tiny_brain_bundle"
@@ -32,19 +32,6 @@ def _tree_digest(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def _run(workflow: str, workflow_type: str, overrides: dict) -> ConfigWorkflow:
-    """Run ``configs/common.json`` + ``configs/<workflow>.json`` of the tiny bundle, as ``monai.bundle run`` would."""
-    configs = BUNDLE / "configs"
-    run = ConfigWorkflow(
-        config_file=[str(configs / "common.json"), str(configs / f"{workflow}.json")],
-        meta_file=str(configs / "metadata.json"), workflow_type=workflow_type, bundle_root=str(BUNDLE), **overrides,
-    )
-    run.initialize()
-    run.run()
-    run.finalize()
-    return run
-
-
 def test_tiny_brain_bundle_trains_generates_and_evaluates_from_config(shared_data, tmp_path):
     dataset_dir = shared_data / "brain_mri" / "ixi_t1_2mm"
     if not (dataset_dir / "participants.csv").is_file():
@@ -55,22 +42,23 @@ def test_tiny_brain_bundle_trains_generates_and_evaluates_from_config(shared_dat
         "dataset_dir": str(dataset_dir), "max_subjects": 5, "slice_indices": [35, 45, 55], "image_size": [64, 64],
         "test_fraction": 0.2, "batch_size": 4,
     }
-    stages = json.loads((BUNDLE / "configs" / "metadata.json").read_text())["training_stages"]
+    stages = training_stages(BUNDLE)
     assert stages == ["train_autoencoder", "train_diffusion"]  # the bundle declares its two-stage training
-    stage_1 = _run(stages[0], "train", {**data, "output_dir": str(train_dir), "max_epochs": 1})
+    assert workflow_config_names(BUNDLE, stages[0]) == ["common", "train_autoencoder"]
+    stage_1 = run_bundle_workflow(BUNDLE, stages[0], {**data, "output_dir": str(train_dir), "max_epochs": 1})
     trainer = stage_1.parser.get_parsed_content("training").trainer
     assert trainer.state.iteration == 3 and "discriminator_loss" in trainer.state.output  # 12 slices of 4 subjects
     models = train_dir / "models"
     assert (models / "autoencoder.safetensors").is_file()
 
-    stage_2 = _run(stages[1], "train", {**data, "output_dir": str(train_dir), "max_epochs": 1})
+    stage_2 = run_bundle_workflow(BUNDLE, stages[1], {**data, "output_dir": str(train_dir), "max_epochs": 1})
     assert stage_2.parser.get_parsed_content("training").trainer.state.iteration == 3
     for name in ("model.safetensors", "latent_scaler.safetensors", "conditions.json"):
         assert (models / name).is_file(), name
     assert (train_dir / "cache" / "latents" / "latents.safetensors").is_file()
 
     out = tmp_path / "generated"
-    _run("inference", "inference", {
+    run_bundle_workflow(BUNDLE, "inference", {
         **data, "models_dir": str(models), "output_dir": str(out), "num_samples": 2, "num_inference_steps": 2,
         "age": 63.0, "sex": "F", "slice_position": 0.5, "progress": False,
     })
@@ -84,7 +72,7 @@ def test_tiny_brain_bundle_trains_generates_and_evaluates_from_config(shared_dat
     assert (out / "slice_0.png").is_file()
 
     report_dir = tmp_path / "evaluation"
-    _run("evaluate", "inference", {
+    run_bundle_workflow(BUNDLE, "evaluate", {
         **data, "models_dir": str(models), "output_dir": str(report_dir), "num_inference_steps": 2,
         "probe_components": 4, "pca_components": 4, "diversity_pairs": 8,
     })

@@ -18,6 +18,7 @@ import torch
 from monai.bundle import ConfigParser, ConfigWorkflow, ckpt_export, verify_metadata, verify_net_in_out
 from safetensors.torch import load_file
 
+from monai_gen.bundle.registry import training_stages, workflow_config_names
 from monai_gen.bundle.runs import export_bundle, torch_state_dict_bytes
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,12 +40,8 @@ def _meta(bundle: Path) -> dict:
 
 
 def _net_config(bundle: Path) -> list[str]:
-    """The config file(s) defining ``network_def`` for inference: inference.json, after common.json if it has one."""
-    configs = bundle / "configs"
-    layered = [configs / "common.json"] if (configs / "common.json").is_file() else []
-    if "network_def" in ConfigParser.load_config_file(configs / "inference.json"):
-        layered = []
-    return [str(p) for p in (*layered, configs / "inference.json")]
+    """The config files of the inference workflow, layered as the bundle runs them (common.json first)."""
+    return [str(bundle / "configs" / f"{name}.json") for name in workflow_config_names(bundle, "inference")]
 
 
 def _forward_inputs(bundle: Path) -> tuple[torch.Tensor, ...]:
@@ -136,16 +133,17 @@ TRAIN_DATA = {"ecg_generative_diffusion": (_small_ecg_folder, {"max_beats_per_re
 """Per bundle: a small real training set (a function of the shared data folder and a new folder) and overrides."""
 
 
-@pytest.mark.parametrize("workflow_type, config", [("train", "train.json"), ("inference", "inference.json")])
-def test_workflow_has_every_monai_property(bundle, workflow_type, config, tmp_path, request):
+@pytest.mark.parametrize("workflow_type", ["train", "inference"])
+def test_workflow_has_every_monai_property(bundle, workflow_type, tmp_path, request):
     """``check_properties`` after ``initialize`` (as model-zoo's tests and CI do): no missing or misnamed property."""
     overrides = {"bundle_root": str(bundle), "output_dir": str(tmp_path / "out")}
     if workflow_type == "train" and bundle.name in TRAIN_DATA:
         make_folder, extra = TRAIN_DATA[bundle.name]
         data = make_folder(request.getfixturevalue("shared_data"), tmp_path.joinpath("data"))
         overrides.update(dataset_dir=str(data), **extra)
+    stage = training_stages(bundle)[-1] if workflow_type == "train" else "inference"
     workflow = ConfigWorkflow(
-        config_file=str(bundle / "configs" / config),
+        config_file=[str(bundle / "configs" / f"{name}.json") for name in workflow_config_names(bundle, stage)],
         meta_file=str(bundle / "configs" / "metadata.json"),
         logging_file=str(bundle / "configs" / "logging.conf"),
         workflow_type=workflow_type,

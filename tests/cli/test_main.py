@@ -121,7 +121,7 @@ def test_monai_bundle_run_refuses_unknown_options_missing_values_and_outputs_ins
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
 
     def monai_run(*options, cwd=tmp_path):
-        command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(bundle / "configs/inference.json"),
+        command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str([str(bundle / "configs" / f) for f in ("common.json", "inference.json")]),
                    "--meta_file", str(bundle / "configs/metadata.json"), "--bundle_root", str(bundle),
                    "--num_samples", "1", "--num_inference_steps", "2", "--preview", "False", "--progress", "False", *options]
         return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)

@@ -153,7 +153,7 @@ records, out, overrides = sys.argv[1], Path(sys.argv[2]), json.loads(Path(sys.ar
 
 def run():
     workflow = ConfigWorkflow(
-        config_file=[str(BUNDLE / "configs" / name) for name in ("train.json", "multi_gpu_train.json")],
+        config_file=[str(BUNDLE / "configs" / name) for name in ("common.json", "train.json", "multi_gpu_train.json")],
         meta_file=str(BUNDLE / "configs" / "metadata.json"), workflow_type="train", bundle_root=str(BUNDLE),
         dataset_dir=records, output_dir=str(out), max_epochs=2, batch_size=2,  # models/ go to out/models
         max_beats_per_record=4, **overrides)
