@@ -39,8 +39,8 @@ from benchmarks.machine import measure_machine_limits, median_seconds
 from monai_gen.bundle.ecg_cohort import load_split_cohort
 from monai_gen.bundle.ecg_evaluation import measure_beats
 from monai_gen.bundle.registry import bundle_component, find_bundle, run_bundle_workflow
-from monai_gen.engines.generation import ConditionalSampleGenerator, DiffusionSamplingInferer
 from monai_gen.engines.requests import SampleRequest
+from monai_gen.engines.sampling import ConditionalSampleGenerator, DiffusionSamplingInferer
 from monai_gen.engines.weights import load_tensor, load_weights
 from monai_gen.metrics import pearson_fidelity
 from monai_gen.transforms.conditions import ConditionSet

@@ -19,8 +19,8 @@ import numpy as np
 
 from monai_gen.bundle.ecg_evaluation import measure_beats
 from monai_gen.bundle.registry import bundle_component, find_bundle
-from monai_gen.engines.generation import ConditionalSampleGenerator, DiffusionSamplingInferer
 from monai_gen.engines.requests import sweep_requests
+from monai_gen.engines.sampling import ConditionalSampleGenerator, DiffusionSamplingInferer
 from monai_gen.engines.weights import load_tensor, load_weights
 from monai_gen.transforms.conditions import ConditionSet
 from monai_gen.transforms.ecg import DeriveLimbLeads

@@ -361,7 +361,7 @@ class GeneratorEvaluation:
 
     Args:
         sample_generator: ``sample_generator(requests) -> (B, C, *spatial)`` in physical units, e.g.
-            :class:`monai_gen.engines.generation.ConditionalSampleGenerator`.
+            :class:`monai_gen.engines.sampling.ConditionalSampleGenerator`.
         cohorts: the real cohorts (disjoint subjects): a :class:`~monai_gen.engines.cohort.CohortSplit` (its
             ``train`` and ``test``) or ``(train, test)``.
         measures, output_dir, max_samples, seed, model_id, figures: see :func:`evaluate_generator`.

@@ -33,8 +33,8 @@ def test_network_input_output_as_declared_in_metadata():
 
 
 def test_shipped_weights_generate_finite_beats_for_conditions():
-    from monai_gen.engines.generation import ConditionalSampleGenerator, DiffusionSamplingInferer
     from monai_gen.engines.requests import requests_from_rows
+    from monai_gen.engines.sampling import ConditionalSampleGenerator, DiffusionSamplingInferer
     from monai_gen.engines.weights import load_tensor, load_weights
     from monai_gen.metrics.ecg import qrs_alignment
     from monai_gen.transforms.conditions import ConditionSet

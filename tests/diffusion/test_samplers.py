@@ -16,7 +16,7 @@ from monai_gen.diffusion.samplers import (
     sampler_options,
 )
 from monai_gen.diffusion.schedules import CosineSchedule, DiscreteSchedule, time_grid
-from monai_gen.engines.generation import DiffusionSamplingInferer
+from monai_gen.engines.sampling import DiffusionSamplingInferer
 
 MU = torch.tensor([1.5, -0.5, 0.0], dtype=torch.float64)
 STD = torch.tensor([0.5, 1.0, 0.2], dtype=torch.float64)

@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from monai_gen.data.provenance import write_provenance
-from monai_gen.engines.generation import ConditionalSampleGenerator, GenerationJob, read_manifest
+from monai_gen.engines.generation import GenerationJob, read_manifest
 from monai_gen.engines.requests import requests_from_rows, sweep_requests
+from monai_gen.engines.sampling import ConditionalSampleGenerator
 from monai_gen.transforms.normalisation import LinearNormalisation
 from monai_gen.utils.atomic import atomic_output_path
 
@@ -140,7 +141,7 @@ def tiny_model():
 
 def make_generator(**inferer_options):
     from monai_gen.diffusion.schedules import CosineSchedule
-    from monai_gen.engines.generation import DiffusionSamplingInferer
+    from monai_gen.engines.sampling import DiffusionSamplingInferer
     from monai_gen.transforms.conditions import ConditionSet
 
     conditions = ConditionSet(
@@ -194,7 +195,7 @@ def test_the_training_normalisation_is_inverted_before_postprocess_and_checked_a
 def test_real_network_same_batch_is_bit_identical_and_another_batch_size_agrees_to_rounding():
     """The documented claim: one seed, one batch size -> the same bits; batch size changes only float rounding."""
     from monai_gen.bundle.registry import bundle_component, find_bundle
-    from monai_gen.engines.generation import DiffusionSamplingInferer
+    from monai_gen.engines.sampling import DiffusionSamplingInferer
     from monai_gen.engines.weights import load_weights
     from monai_gen.transforms.conditions import ConditionSet
 
@@ -218,7 +219,7 @@ def test_a_latent_model_decodes_on_the_device_before_the_inverse_normalisation()
     """With a decoder the generator samples latents of ``sample_shape`` and returns decoded images in physical units."""
     from monai_gen.diffusion.latent import LatentScaler, LatentSpace
     from monai_gen.diffusion.schedules import CosineSchedule
-    from monai_gen.engines.generation import DiffusionSamplingInferer
+    from monai_gen.engines.sampling import DiffusionSamplingInferer
     from monai_gen.networks.autoencoders import kl_autoencoder
     from monai_gen.networks.conditioning import ConditionalDenoiser, PhenotypeEncoder
     from monai_gen.networks.nets import DenoisingUNet

@@ -9,7 +9,7 @@ import pytest
 from monai_gen.bundle.ecg_cohort import build_beat_cohort
 from monai_gen.bundle.registry import bundle_component, find_bundle
 from monai_gen.diffusion.samplers import per_sample_generators, sample_noise
-from monai_gen.engines.generation import DiffusionSamplingInferer
+from monai_gen.engines.sampling import DiffusionSamplingInferer
 from monai_gen.engines.weights import load_tensor, load_weights
 from monai_gen.metrics.ecg import edge_deviation, edge_step_ratio
 from monai_gen.transforms.conditions import ConditionSet
