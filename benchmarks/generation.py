@@ -141,7 +141,12 @@ def fidelity(beats: torch.Tensor, rows: list[dict[str, Any]]) -> dict[str, float
 
 def test_conditions(model: dict[str, Any], count: int) -> list[dict[str, Any]]:
     root = model["root"]
-    test = load_split_cohort(root / "../../../shared/data/ecg", root / "runs/train").test
+    preparation = {
+        "prepare": bundle_component(root, "prepare_record"),
+        "fs": bundle_component(root, "fs"),
+        "phenotypes": ConditionSet(bundle_component(root, "condition_specs")).names,
+    }
+    test = load_split_cohort(root / "../../../shared/data/ecg", root / "runs/train", **preparation).test
     picks = np.linspace(0, len(test) - 1, count).round().astype(int)
     return [{k: v for k, v in test.rows[i].items() if k != "record_id" and v is not None} for i in picks]
 

@@ -29,6 +29,20 @@ def shared_data() -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def ecg_preparation() -> dict:
+    """The ECG bundle's record preparation as ``build_beat_cohort`` / ``load_split_cohort`` take it, from its config:
+    ``prepare`` (``prepare_record``, a MONAI ``Compose``), ``fs`` and the condition names as ``phenotypes``."""
+    from monai_gen.bundle.registry import bundle_component
+
+    bundle = REPO_ROOT / "bundles" / "ecg_generative_diffusion"
+    return {
+        "prepare": bundle_component(bundle, "prepare_record"),
+        "fs": bundle_component(bundle, "fs"),
+        "phenotypes": [spec["name"] for spec in bundle_component(bundle, "condition_specs")],
+    }
+
+
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
         return

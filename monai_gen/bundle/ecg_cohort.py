@@ -1,12 +1,12 @@
 """An ECG training cohort: records -> R-aligned 12-lead beats with measured phenotypes, split by record.
 
 This is what the ECG bundle trains and evaluates on, and what a user points at their own folder of records
-(WFDB ``.hea``, CPSC ``.mat``, DICOM waveform ``.dcm``). Every record is loaded with the project's ECG transforms
-(``LoadECG``, ``StandardiseLeads`` — limb leads derived when absent —, ``ResampleECG`` to 500 Hz,
-``RemoveBaselineWander`` at 0.5 Hz),
-measured (heart rate from the rhythm, QRS and QT on its median beat — :func:`measure_ecg`), and cut into
-R-aligned windows of 576 samples with R at sample 200 (xMADD's median-beat geometry). Every beat carries its
-record's phenotypes (heart rate, QRS, QT, age, sex) and the record id, so train / test splits are by record.
+(WFDB ``.hea``, CPSC ``.mat``, DICOM waveform ``.dcm``). Every record is prepared by the bundle's ``prepare_record``
+(a MONAI ``Compose`` in ``configs/common.json``: ``LoadECG``, ``StandardiseLeads`` — limb leads derived when absent
+—, ``ResampleECG`` to the config's ``fs``, ``RemoveBaselineWander`` at 0.5 Hz), measured (heart rate from the
+rhythm, QRS and QT on its median beat — :func:`measure_ecg`), and cut into R-aligned windows of 576 samples with R
+at sample 200 (xMADD's median-beat geometry). Every beat carries its record's phenotypes (those the bundle's
+conditions name, from heart rate, QRS, QT, age, sex) and the record id, so train / test splits are by record.
 
 The result is the generic :class:`~monai_gen.engines.cohort.Cohort` (subject key ``record_id``); caching, the split
 and the condition statistics are the generic ones of :mod:`monai_gen.engines.cohort`, and the model-space
@@ -21,17 +21,17 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from monai_gen.data.ecg_meta import ecg_sampling_rate
 from monai_gen.data.ecg_readers import CPSCMatReader, DICOMECGReader
-from monai_gen.engines.cohort import Cohort, CohortSplit, cached_cohort, input_fingerprint, split_by_subject
+from monai_gen.engines.cohort import Cohort, CohortSplit, _cause, cached_cohort, input_fingerprint, split_by_subject
 from monai_gen.engines.weights import save_tensors
-from monai_gen.transforms.ecg.array import LoadECG, RemoveBaselineWander, ResampleECG, StandardiseLeads
 from monai_gen.transforms.ecg.functional import (
     MEDIAN_BEAT_R_INDEX,
     MEDIAN_BEAT_SAMPLES,
@@ -43,8 +43,6 @@ from monai_gen.transforms.ecg.measurements import measure_ecg
 from monai_gen.utils.log_summary import collapse_repeated_warnings
 
 __all__ = [
-    "BEAT_FS",
-    "PHENOTYPES",
     "SUBJECT_KEY",
     "find_ecg_records",
     "build_beat_cohort",
@@ -55,12 +53,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-BEAT_FS = 500.0
-PHENOTYPES = ("heart_rate", "qrs", "qt", "age", "sex")
 SUBJECT_KEY = "record_id"  # the unit of the split: a record's beats never straddle train and test
 _MAX_ABS_MV = 10.0  # a window beyond +-10 mV is an artefact, not a beat
-# applied in turn rather than through monai Compose, whose RuntimeError wrapper would hide the readers' messages
-_PREPARE = (LoadECG(), StandardiseLeads(), ResampleECG(BEAT_FS), RemoveBaselineWander(cutoff_hz=0.5))
+_MEASURED = ("heart_rate", "qrs", "qt")  # the phenotypes measured on the signal; the others come from the header
+_HEADER = ("age", "sex")
 # code that shapes a cached cohort (a package: every file in its folder, e.g. the delineator's weights); editing
 # any of it invalidates the cache (see cohort_cache_key)
 _CACHE_CODE = (
@@ -79,26 +75,33 @@ def find_ecg_records(folder: str | os.PathLike) -> list[Path]:
     return headers + mats + dicoms
 
 
-def _prepared_signal(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
-    """``(12, samples)`` at 500 Hz without baseline wander, and the record's header fields."""
-    ecg = path
-    for transform in _PREPARE:
-        ecg = transform(ecg)
-    header = {"age": ecg.meta.get("age"), "sex": ecg.meta.get("sex")}
+def _prepared_signal(path: Path, prepare: Callable[[Any], Any], fs: float) -> tuple[np.ndarray, dict[str, Any]]:
+    """``prepare(path)`` as ``(12, samples)`` float64 mV at ``fs`` Hz, and the record's id and header fields.
+
+    Raises:
+        ValueError: the prepared record is not sampled at ``fs`` (the preparation must resample to it).
+    """
+    ecg = prepare(path)
+    rate = ecg_sampling_rate(ecg)
+    if rate != fs:
+        raise ValueError(f"{path}: prepared at {rate:g} Hz, but the beats are cut at fs={fs:g} Hz: the record "
+                         "preparation must resample to fs.")
+    header = {name: ecg.meta.get(name) for name in _HEADER}
     return ecg.numpy().astype(np.float64), {"record_id": str(ecg.meta.get("record_id") or path.stem), **header}
 
 
-def _record_beats(path: Path, max_beats: int | None) -> tuple[np.ndarray, dict[str, Any]]:
-    """Beats ``(n, 12, 576)`` and the phenotype row of one record.
+def _record_beats(path: Path, prepare: Callable[[Any], Any], fs: float, phenotypes: Sequence[str],
+                  max_beats: int | None) -> tuple[np.ndarray, dict[str, Any]]:
+    """Beats ``(n, 12, 576)`` and the row (record id and ``phenotypes``) of one record.
 
     Raises:
         ValueError: the record fails the signal-quality gate (:func:`check_ecg_quality`: not an ECG, or noise),
             has no R peaks, no complete beat window, or only beats beyond +-10 mV; the message names the file.
     """
-    signal, info = _prepared_signal(path)
-    check_ecg_quality(signal, BEAT_FS, where=str(path))
-    measured = measure_ecg(signal, BEAT_FS, where=str(path))
-    peaks = detect_r_peaks(signal, BEAT_FS, where=str(path))
+    signal, info = _prepared_signal(path, prepare, fs)
+    check_ecg_quality(signal, fs, where=str(path))
+    measured = measure_ecg(signal, fs, where=str(path))
+    peaks = detect_r_peaks(signal, fs, where=str(path))
     windows, _ = beat_windows(signal, peaks, n_samples=MEDIAN_BEAT_SAMPLES, r_index=MEDIAN_BEAT_R_INDEX)
     if not len(windows):
         raise ValueError(f"{path}: none of its {peaks.size} beats has a complete {MEDIAN_BEAT_SAMPLES}-sample window.")
@@ -111,39 +114,55 @@ def _record_beats(path: Path, max_beats: int | None) -> tuple[np.ndarray, dict[s
         )
     if max_beats is not None and len(windows) > max_beats:
         windows = windows[np.linspace(0, len(windows) - 1, max_beats).round().astype(int)]
-    row = {
-        "record_id": info["record_id"],
+    values = {
+        **info,
         "heart_rate": _finite(measured.heart_rate_bpm),
         "qrs": _finite(measured.qrs_ms),
         "qt": _finite(measured.qt_ms),
-        "age": info["age"],
-        "sex": info["sex"],
     }
-    return windows.astype(np.float32), row
+    return windows.astype(np.float32), {SUBJECT_KEY: info["record_id"], **{name: values[name] for name in phenotypes}}
 
 
 def _finite(value: float) -> float | None:
     return round(float(value), 1) if np.isfinite(value) else None
 
 
-def build_beat_cohort(records: Sequence[str | os.PathLike], *, max_beats_per_record: int | None = 40) -> Cohort:
-    """Load, measure and cut every record into beats (see module docstring).
+def build_beat_cohort(
+    records: Sequence[str | os.PathLike],
+    *,
+    prepare: Callable[[Any], Any],
+    fs: float,
+    phenotypes: Sequence[str],
+    max_beats_per_record: int | None = 40,
+) -> Cohort:
+    """Prepare, measure and cut every record into beats (see module docstring).
 
     Records that cannot be used (unreadable, missing leads, failing the signal-quality gate, too few beats, beats
-    beyond +-10 mV) are skipped with a warning naming the file and the reason; if none remain, a ``ValueError``
-    lists them.
+    beyond +-10 mV) are skipped with a warning naming the file and the reason (a transform's own error, unwrapped
+    from MONAI ``Compose``'s ``RuntimeError``); if none remain, a ``ValueError`` lists them.
 
     Args:
         records: ECG files (see :func:`find_ecg_records`).
+        prepare: path -> ``(12, samples)`` ECG MetaTensor in mV at ``fs`` Hz (the bundle's ``prepare_record``).
+        fs: sampling rate in Hz the beats are cut and measured at (the bundle's ``fs``).
+        phenotypes: the row fields, from ``heart_rate``, ``qrs``, ``qt`` (measured) and ``age``, ``sex`` (header);
+            the bundle's condition names.
         max_beats_per_record: cap per record (evenly spread), so long recordings do not dominate.
+
+    Raises:
+        ValueError: a phenotype is none of those; no record gives usable beats.
     """
+    unknown = sorted(set(phenotypes) - {*_MEASURED, *_HEADER})
+    if unknown:
+        raise ValueError(f"ECG phenotypes {unknown} are not known; a beat cohort has {[*_MEASURED, *_HEADER]}.")
     beats, rows, skipped = [], [], []
     for path in map(Path, records):
         try:
-            windows, row = _record_beats(path, max_beats_per_record)
+            windows, row = _record_beats(path, prepare, float(fs), phenotypes, max_beats_per_record)
         except (ValueError, FileNotFoundError, RuntimeError) as err:
-            skipped.append(f"{path}: {err}")
-            logger.warning("skipping ECG record %s: %s", path, err)
+            reason = _cause(err) if err.__cause__ is not None else str(err)
+            skipped.append(f"{path}: {reason}")
+            logger.warning("skipping ECG record %s: %s", path, reason)
             continue
         beats.append(windows)
         rows.extend(dict(row) for _ in range(len(windows)))
@@ -157,18 +176,22 @@ def load_split_cohort(
     dataset_dir: str | os.PathLike,
     cache_dir: str | os.PathLike,
     *,
+    prepare: Callable[[Any], Any],
+    fs: float,
+    phenotypes: Sequence[str],
     test_fraction: float = 0.2,
     validation_fraction: float = 0.0,
     seed: int = 0,
     max_beats_per_record: int | None = 40,
 ) -> CohortSplit:
     """The train / validation / test cohorts (disjoint records) of every record under ``dataset_dir``, built once
-    and cached in ``cache_dir``; ``validation`` is empty unless ``validation_fraction`` is given.
+    (:func:`build_beat_cohort` with ``prepare``, ``fs``, ``phenotypes``) and cached in ``cache_dir``;
+    ``validation`` is empty unless ``validation_fraction`` is given.
 
     The cache (:func:`~monai_gen.engines.cohort.cached_cohort`: ``cohort_<key>.safetensors`` + ``.json``) is keyed
-    by its inputs (:func:`cohort_cache_key`: every file of each record with its size and modification time,
-    ``max_beats_per_record`` and the code that cuts the beats), so a changed folder, record or setting rebuilds it
-    and an older cache in the folder is removed. Repeated skip warnings (e.g. every 2-lead record) are logged as
+    by its inputs (:func:`cohort_cache_key`: every file of each record with its size and modification time, the
+    preparation, ``fs``, the phenotypes, ``max_beats_per_record`` and the code that cuts the beats), so a changed
+    folder, record or setting rebuilds it and an older cache in the folder is removed. Repeated skip warnings (e.g. every 2-lead record) are logged as
     one line with a count.
 
     Raises:
@@ -182,22 +205,59 @@ def load_split_cohort(
 
     def build() -> Cohort:
         with collapse_repeated_warnings(logger):
-            return build_beat_cohort(records, max_beats_per_record=max_beats_per_record)
+            return build_beat_cohort(records, prepare=prepare, fs=fs, phenotypes=phenotypes,
+                                     max_beats_per_record=max_beats_per_record)
 
+    key = cohort_cache_key(records, prepare=prepare, fs=fs, phenotypes=phenotypes,
+                           max_beats_per_record=max_beats_per_record)
     try:
-        cohort = cached_cohort(cache_dir, cohort_cache_key(records, max_beats_per_record), build)
+        cohort = cached_cohort(cache_dir, key, build)
         return split_by_subject(cohort, test_fraction=test_fraction, validation_fraction=validation_fraction, seed=seed)
     except ValueError as err:
         raise ValueError(f"ECG data folder {dataset_dir}: {err}") from err
 
 
-def cohort_cache_key(records: Sequence[str | os.PathLike], max_beats_per_record: int | None) -> str:
+def cohort_cache_key(
+    records: Sequence[str | os.PathLike],
+    *,
+    prepare: Callable[[Any], Any],
+    fs: float,
+    phenotypes: Sequence[str],
+    max_beats_per_record: int | None,
+) -> str:
     """SHA-256 (hex) of what shapes a beat cohort (:func:`~monai_gen.engines.cohort.input_fingerprint`): every file
     of each record (its header and the files sharing its stem: the ``.dat`` / ``.mat`` signal), with size and
-    modification time, ``max_beats_per_record`` and the files of the code that reads, cuts and measures the beats.
+    modification time, the preparation (each transform's class and settings, :func:`_describe`), ``fs``, the
+    phenotypes, ``max_beats_per_record`` and the files of the code that reads, cuts and measures the beats.
     """
-    settings = {"max_beats_per_record": max_beats_per_record, "fs": BEAT_FS, "phenotypes": PHENOTYPES}
+    settings = {"prepare": _describe(prepare), "fs": float(fs), "phenotypes": list(phenotypes),
+                "max_beats_per_record": max_beats_per_record}
     return input_fingerprint(records, settings=settings, code=_CACHE_CODE, companions=True)
+
+
+def _describe(transform: Any) -> Any:
+    """A JSON-compatible description of a transform chain: per transform its class and public settings (numbers,
+    strings, their lists; other objects by class), a ``Compose`` as the list of its transforms."""
+    if isinstance(transform, (str, int, float, bool, type(None))):
+        return transform
+    if isinstance(transform, (list, tuple)):
+        return [_describe(item) for item in transform]
+    if hasattr(transform, "transforms"):
+        return _describe(list(transform.transforms))
+    name = f"{type(transform).__module__}.{type(transform).__qualname__}"
+    if not hasattr(transform, "__dict__") or isinstance(transform, type):
+        return name
+    settings = {k: v for k, v in vars(transform).items() if not k.startswith("_")}
+    return {"_target_": name, **{k: _setting(v) for k, v in settings.items()}}
+
+
+def _setting(value: Any) -> Any:
+    """A transform setting for :func:`_describe`: itself when JSON-like, a nested chain described, else its class."""
+    if isinstance(value, (str, int, float, bool, type(None))):
+        return value
+    if isinstance(value, (list, tuple)) or hasattr(value, "transforms"):
+        return _describe(value)
+    return f"{type(value).__module__}.{type(value).__qualname__}"
 
 
 def fit_mean_beat(cohort: Cohort, save_to: str | os.PathLike | None = None) -> torch.Tensor:

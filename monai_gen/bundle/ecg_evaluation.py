@@ -17,10 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from monai_gen.bundle.ecg_cohort import BEAT_FS
 from monai_gen.metrics.ecg import edge_step_ratio, limb_lead_residual, next_beat_rr_ms, qrs_alignment
 from monai_gen.metrics.evaluation import EvaluationData
-from monai_gen.transforms.ecg.functional import MEDIAN_BEAT_R_INDEX
+from monai_gen.transforms.ecg.functional import MEDIAN_BEAT_FS, MEDIAN_BEAT_R_INDEX
 from monai_gen.transforms.ecg.measurements import measure_median_beat
 from monai_gen.utils.atomic import atomic_output_path
 
@@ -34,8 +33,8 @@ def measure_beats(beats: torch.Tensor | np.ndarray) -> dict[str, np.ndarray]:
     """
     qrs, qt = [], []
     for beat in np.asarray(beats, dtype=np.float64):
-        rr = next_beat_rr_ms(beat, BEAT_FS, r_index=MEDIAN_BEAT_R_INDEX)
-        measured = measure_median_beat(beat, BEAT_FS, r_index=MEDIAN_BEAT_R_INDEX, rr_ms=rr)
+        rr = next_beat_rr_ms(beat, MEDIAN_BEAT_FS, r_index=MEDIAN_BEAT_R_INDEX)
+        measured = measure_median_beat(beat, MEDIAN_BEAT_FS, r_index=MEDIAN_BEAT_R_INDEX, rr_ms=rr)
         qrs.append(measured.qrs_ms)
         qt.append(measured.qt_ms)
     return {"qrs": np.asarray(qrs, dtype=float), "qt": np.asarray(qt, dtype=float)}
@@ -46,7 +45,7 @@ class QRSAlignment:
 
     name = "qrs_alignment"
 
-    def __init__(self, fs: float = BEAT_FS, r_index: int = MEDIAN_BEAT_R_INDEX) -> None:
+    def __init__(self, fs: float = MEDIAN_BEAT_FS, r_index: int = MEDIAN_BEAT_R_INDEX) -> None:
         self.fs, self.r_index = float(fs), int(r_index)
 
     def _fraction(self, beats: torch.Tensor) -> float:
@@ -83,7 +82,7 @@ class EdgeArtefacts:
 
     name = "edge_artefacts"
 
-    def __init__(self, fs: float = BEAT_FS, r_index: int = MEDIAN_BEAT_R_INDEX) -> None:
+    def __init__(self, fs: float = MEDIAN_BEAT_FS, r_index: int = MEDIAN_BEAT_R_INDEX) -> None:
         self.fs, self.r_index = float(fs), int(r_index)
 
     def _fraction(self, beats: torch.Tensor) -> float:
@@ -102,7 +101,7 @@ class EdgeArtefacts:
 class ECGExamples:
     """Figure ``examples.png``: one lead of a few real test beats and the synthetic beats of their conditions."""
 
-    def __init__(self, *, fs: float = BEAT_FS, lead: int = 1, lead_name: str = "II", count: int = 4,
+    def __init__(self, *, fs: float = MEDIAN_BEAT_FS, lead: int = 1, lead_name: str = "II", count: int = 4,
                  file_name: str = "examples.png") -> None:
         self.fs, self.lead, self.lead_name, self.count, self.file_name = float(fs), int(lead), lead_name, int(count), file_name
 

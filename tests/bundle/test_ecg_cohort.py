@@ -9,6 +9,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from monai.transforms import Compose
 
 from monai_gen.bundle.ecg_cohort import (
     build_beat_cohort,
@@ -20,18 +21,19 @@ from monai_gen.bundle.ecg_cohort import (
 from monai_gen.engines.cohort import Cohort, fit_conditions, split_by_subject, training_items
 from monai_gen.engines.weights import load_tensor
 from monai_gen.transforms.conditions import ConditionSet
+from monai_gen.transforms.ecg import RemoveBaselineWander
 from monai_gen.transforms.normalisation import LinearNormalisation
 
 
 @pytest.fixture(scope="module")
-def small_cohort(shared_data):
+def small_cohort(shared_data, ecg_preparation):
     records = [
         shared_data / "ecg/cinc2021/E07500.hea",
         shared_data / "ecg/cinc2021/JS20013.hea",
         shared_data / "ecg/ptb_s0010_re/s0010_re.hea",  # 1000 Hz, 15 leads
         shared_data / "ecg/cpsc2018/A1980.mat",
     ]
-    return build_beat_cohort(records, max_beats_per_record=12)
+    return build_beat_cohort(records, **ecg_preparation, max_beats_per_record=12)
 
 
 def test_finds_every_format_and_only_ecg_files(shared_data):
@@ -87,14 +89,17 @@ def test_save_load_round_trip_and_mismatch_detected(small_cohort, tmp_path):
         Cohort.load(tmp_path / "other")
 
 
-def test_unusable_records_are_skipped_with_the_reason(shared_data, caplog):
+def test_unusable_records_are_skipped_with_the_reason(shared_data, ecg_preparation, caplog):
     two_lead = sorted((shared_data / "ecg/cpsc2021_af").glob("*.hea"))[0]
     with caplog.at_level(logging.WARNING):
-        cohort = build_beat_cohort([two_lead, shared_data / "ecg/cinc2021/E07501.hea"], max_beats_per_record=4)
+        cohort = build_beat_cohort([two_lead, shared_data / "ecg/cinc2021/E07501.hea"], **ecg_preparation,
+                                   max_beats_per_record=4)
     assert cohort.subjects() == ["E07501"]
     assert any(two_lead.name in m and "missing" in m for m in caplog.messages)
+    # the transform's own error, not the "applying transform" wrapper of MONAI's Compose
+    assert not any("applying transform" in m for m in caplog.messages)
     with pytest.raises(ValueError, match="no usable ECG beats"):
-        build_beat_cohort([two_lead])
+        build_beat_cohort([two_lead], **ecg_preparation)
     assert np.isfinite(cohort.items.numpy()).all()
 
 
@@ -117,46 +122,64 @@ def _copy_records(shared_data, folder, names):
     return folder
 
 
-def test_cohort_cache_is_keyed_by_its_inputs(shared_data, tmp_path):
+def test_cohort_cache_is_keyed_by_its_inputs(shared_data, ecg_preparation, tmp_path):
     folder = _copy_records(shared_data, tmp_path / "ecg", ["E07500", "E07501", "JS20000"])
     records = find_ecg_records(folder)
-    key = cohort_cache_key(records, 2)
-    assert cohort_cache_key(records, 2) == key and cohort_cache_key(records, 3) != key
-    assert cohort_cache_key(records[:2], 2) != key
+
+    def key_of(records, beats=2, **changed):
+        return cohort_cache_key(records, **{**ecg_preparation, **changed}, max_beats_per_record=beats)
+
+    key = key_of(records)
+    assert key_of(records) == key and key_of(records, 3) != key
+    assert key_of(records[:2]) != key
+    assert key_of(records, phenotypes=["heart_rate"]) != key and key_of(records, fs=250) != key
+    other_cutoff = Compose([*ecg_preparation["prepare"].transforms[:-1], RemoveBaselineWander(cutoff_hz=0.7)])
+    assert key_of(records, prepare=other_cutoff) != key  # the preparation's settings are part of the key
+    assert key_of(records, prepare=Compose(list(ecg_preparation["prepare"].transforms))) == key
     stat = (folder / "E07500.mat").stat()  # the signal file, not only the header, is part of the key
     os.utime(folder / "E07500.mat", ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
-    assert cohort_cache_key(records, 2) != key
+    assert key_of(records) != key
 
 
-def test_load_split_cohort_rebuilds_for_other_inputs_and_never_reuses_a_stale_cache(shared_data, tmp_path):
+def test_beats_carry_the_phenotypes_named_and_are_cut_at_the_prepared_rate(shared_data, ecg_preparation):
+    record = [shared_data / "ecg/cinc2021/E07500.hea"]
+    cohort = build_beat_cohort(record, **{**ecg_preparation, "phenotypes": ["qrs", "sex"]}, max_beats_per_record=2)
+    assert set(cohort.rows[0]) == {"record_id", "qrs", "sex"}
+    with pytest.raises(ValueError, match=r"ECG phenotypes \['weight'\] are not known"):
+        build_beat_cohort(record, **{**ecg_preparation, "phenotypes": ["qrs", "weight"]})
+    with pytest.raises(ValueError, match="prepared at 500 Hz, but the beats are cut at fs=250 Hz"):
+        build_beat_cohort(record, **{**ecg_preparation, "fs": 250})
+
+
+def test_load_split_cohort_rebuilds_for_other_inputs_and_never_reuses_a_stale_cache(shared_data, ecg_preparation, tmp_path):
     first = _copy_records(shared_data, tmp_path / "first", ["E07500", "E07501", "JS20000"])
     second = _copy_records(shared_data, tmp_path / "second", ["E07500", "HR06003"])
     cache = tmp_path / "cache"
-    train, validation, test = load_split_cohort(first, cache, max_beats_per_record=2)
+    train, validation, test = load_split_cohort(first, cache, **ecg_preparation, max_beats_per_record=2)
     assert len(validation) == 0
     assert sorted(train.subjects() + test.subjects()) == ["E07500", "E07501", "JS20000"]
     (cached,) = cache.glob("cohort_*.safetensors")
     stamp = cached.stat().st_mtime_ns
-    load_split_cohort(first, cache, max_beats_per_record=2)
+    load_split_cohort(first, cache, **ecg_preparation, max_beats_per_record=2)
     assert cached.stat().st_mtime_ns == stamp  # same inputs: reused
-    train, _, test = load_split_cohort(second, cache, max_beats_per_record=2)
+    train, _, test = load_split_cohort(second, cache, **ecg_preparation, max_beats_per_record=2)
     assert sorted(train.subjects() + test.subjects()) == ["E07500", "HR06003"]
     assert len(list(cache.glob("cohort_*.safetensors"))) == 1  # the other inputs' cache is replaced
     with pytest.raises(FileNotFoundError, match="absent does not exist"):
-        load_split_cohort(tmp_path / "absent", cache, max_beats_per_record=2)
+        load_split_cohort(tmp_path / "absent", cache, **ecg_preparation, max_beats_per_record=2)
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="empty holds no ECG records"):
-        load_split_cohort(tmp_path / "empty", cache)
+        load_split_cohort(tmp_path / "empty", cache, **ecg_preparation)
 
 
-def test_load_split_cohort_collapses_repeated_skip_warnings(shared_data, tmp_path, caplog):
+def test_load_split_cohort_collapses_repeated_skip_warnings(shared_data, ecg_preparation, tmp_path, caplog):
     folder = _copy_records(shared_data, tmp_path / "ecg", ["E07500", "E07501"])
     for header in sorted((shared_data / "ecg" / "cpsc2021_af").glob("*.hea"))[:3]:  # 2-lead records: skipped
         for path in header.parent.glob(f"{header.stem}.*"):
             shutil.copy(path, folder / path.name)
     with caplog.at_level(logging.WARNING, logger="monai_gen.bundle.ecg_cohort"):
-        load_split_cohort(folder, tmp_path / "cache", max_beats_per_record=2)
+        load_split_cohort(folder, tmp_path / "cache", **ecg_preparation, max_beats_per_record=2)
     skipped = [m for m in caplog.messages if "skipping ECG record" in m]
     assert len(skipped) == 1 and skipped[0].endswith("(and 2 more like it)"), caplog.messages
     with pytest.raises(ValueError, match=f"ECG data folder {tmp_path / 'single'}: .*at least 2 subjects, got 1"):
-        load_split_cohort(_copy_records(shared_data, tmp_path / "single", ["E07500"]), tmp_path / "cache")
+        load_split_cohort(_copy_records(shared_data, tmp_path / "single", ["E07500"]), tmp_path / "cache", **ecg_preparation)

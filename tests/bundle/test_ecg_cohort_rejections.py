@@ -31,19 +31,31 @@ def noise_records(tmp_path):
     ]
 
 
-def test_noise_yields_no_beats_and_every_file_is_named_with_its_reason(noise_records, shared_data, caplog):
+def test_noise_yields_no_beats_and_every_file_is_named_with_its_reason(noise_records, shared_data, ecg_preparation,
+                                                                       caplog):
     with caplog.at_level(logging.WARNING):
-        cohort = build_beat_cohort([*noise_records, shared_data / "ecg/cinc2021/E07501.hea"], max_beats_per_record=4)
+        cohort = build_beat_cohort([*noise_records, shared_data / "ecg/cinc2021/E07501.hea"], **ecg_preparation,
+                                   max_beats_per_record=4)
     assert cohort.subjects() == ["E07501"]
     with pytest.raises(ValueError, match="no usable ECG beats in 3 records; every one was rejected") as info:
-        build_beat_cohort(noise_records)
+        build_beat_cohort(noise_records, **ecg_preparation)
     message = str(info.value)
     for path in noise_records:
         assert f"{path}: fails the ECG signal-quality gate" in message, path.name
 
 
-def test_a_record_in_microvolts_labelled_millivolts_is_rejected_for_its_amplitude(shared_data, tmp_path):
+def test_a_record_in_microvolts_labelled_millivolts_is_rejected_for_its_amplitude(shared_data, ecg_preparation, tmp_path):
     signal = wfdb.rdrecord(str(shared_data / "ecg/cinc2021/E07500")).p_signal.T * 1000.0  # uV written as mV
     path = _write(tmp_path, "E07500_uv", signal, 500, gain=1.0)
     with pytest.raises(ValueError, match=r"E07500_uv\.hea: all \d+ beats exceed \+-10 mV \(up to \d+ mV\)"):
-        build_beat_cohort([path])
+        build_beat_cohort([path], **ecg_preparation)
+
+
+def test_records_the_preparation_rejects_are_named_with_the_transform_s_own_reason(tmp_path, ecg_preparation):
+    absent, not_ecg = tmp_path / "absent.hea", tmp_path / "notes.dcm"
+    not_ecg.write_text("not a DICOM file")
+    with pytest.raises(ValueError, match="every one was rejected") as info:
+        build_beat_cohort([absent, not_ecg], **ecg_preparation)
+    message = str(info.value)
+    assert f"{absent}: FileNotFoundError: ECG file {absent} does not exist" in message
+    assert f"{not_ecg}: ValueError: {not_ecg}: not an ECG file" in message and "applying transform" not in message

@@ -29,9 +29,10 @@ MEASURES = [
 
 
 @pytest.fixture(scope="module")
-def cohorts(shared_data):
+def cohorts(shared_data, ecg_preparation):
     records = sorted((shared_data / "ecg" / "cinc2021").glob("*.hea"))[::3]
-    split = split_by_subject(build_beat_cohort(records, max_beats_per_record=6), test_fraction=0.3, seed=0)
+    cohort = build_beat_cohort(records, **ecg_preparation, max_beats_per_record=6)
+    split = split_by_subject(cohort, test_fraction=0.3, seed=0)
     return split.train, split.test
 
 

@@ -75,10 +75,10 @@ def ecg_folder(shared_data, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def cohort_cache(ecg_folder, tmp_path_factory):
+def cohort_cache(ecg_folder, ecg_preparation, tmp_path_factory):
     """A folder holding the cohort cache of ``ecg_folder`` with 3 beats per record (as TINY asks)."""
     folder = tmp_path_factory.mktemp("cohort_cache")
-    load_split_cohort(ecg_folder, folder, max_beats_per_record=3)
+    load_split_cohort(ecg_folder, folder, **ecg_preparation, max_beats_per_record=3)
     return folder
 
 

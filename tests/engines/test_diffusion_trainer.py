@@ -29,8 +29,8 @@ def make_trainer(items, seed=0, epochs=1):
     return trainer, network, losses
 
 
-def test_loss_falls_on_real_beats_and_runs_are_reproducible(shared_data):
-    cohort = build_beat_cohort([shared_data / "ecg/cinc2021/E07501.hea"], max_beats_per_record=8)
+def test_loss_falls_on_real_beats_and_runs_are_reproducible(shared_data, ecg_preparation):
+    cohort = build_beat_cohort([shared_data / "ecg/cinc2021/E07501.hea"], **ecg_preparation, max_beats_per_record=8)
     items = [{"image": beat / 0.25} for beat in cohort.items]
     trainer, network, losses = make_trainer(items, epochs=15)
     trainer.run()

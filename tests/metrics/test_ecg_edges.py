@@ -21,9 +21,9 @@ FS, R_INDEX = 500.0, 200
 
 
 @pytest.fixture(scope="module")
-def real_beats(shared_data) -> np.ndarray:
+def real_beats(shared_data, ecg_preparation) -> np.ndarray:
     records = sorted((shared_data / "ecg" / "cinc2021").glob("*.hea"))[:12]
-    return build_beat_cohort(records, max_beats_per_record=10).items.numpy()
+    return build_beat_cohort(records, **ecg_preparation, max_beats_per_record=10).items.numpy()
 
 
 @pytest.fixture(scope="module")
