@@ -43,6 +43,7 @@ from monai_gen.transforms.ecg.measurements import measure_ecg
 from monai_gen.utils.log_summary import collapse_repeated_warnings
 
 __all__ = [
+    "RECORD_KEY",
     "SUBJECT_KEY",
     "find_ecg_records",
     "build_beat_cohort",
@@ -53,6 +54,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+RECORD_KEY = "ecg"  # the key the bundle's prepare_record Compose reads the record path from and writes the ECG to
 SUBJECT_KEY = "record_id"  # the unit of the split: a record's beats never straddle train and test
 _MAX_ABS_MV = 10.0  # a window beyond +-10 mV is an artefact, not a beat
 _MEASURED = ("heart_rate", "qrs", "qt")  # the phenotypes measured on the signal; the others come from the header
@@ -76,12 +78,13 @@ def find_ecg_records(folder: str | os.PathLike) -> list[Path]:
 
 
 def _prepared_signal(path: Path, prepare: Callable[[Any], Any], fs: float) -> tuple[np.ndarray, dict[str, Any]]:
-    """``prepare(path)`` as ``(12, samples)`` float64 mV at ``fs`` Hz, and the record's id and header fields.
+    """``prepare({"ecg": path})["ecg"]`` as ``(12, samples)`` float64 mV at ``fs`` Hz, and the record's id and header
+    fields (``prepare`` is a Compose of dictionary transforms on the key ``ecg``).
 
     Raises:
         ValueError: the prepared record is not sampled at ``fs`` (the preparation must resample to it).
     """
-    ecg = prepare(path)
+    ecg = prepare({RECORD_KEY: path})[RECORD_KEY]
     rate = ecg_sampling_rate(ecg)
     if rate != fs:
         raise ValueError(f"{path}: prepared at {rate:g} Hz, but the beats are cut at fs={fs:g} Hz: the record "
@@ -143,7 +146,7 @@ def build_beat_cohort(
 
     Args:
         records: ECG files (see :func:`find_ecg_records`).
-        prepare: path -> ``(12, samples)`` ECG MetaTensor in mV at ``fs`` Hz (the bundle's ``prepare_record``).
+        prepare: ``{"ecg": path}`` -> ``{"ecg": (12, samples) ECG MetaTensor in mV at fs Hz}`` (the bundle's ``prepare_record``).
         fs: sampling rate in Hz the beats are cut and measured at (the bundle's ``fs``).
         phenotypes: the row fields, from ``heart_rate``, ``qrs``, ``qt`` (measured) and ``age``, ``sex`` (header);
             the bundle's condition names.
