@@ -39,6 +39,7 @@ from benchmarks.machine import measure_machine_limits, median_seconds
 from monai_gen.bundle.ecg_cohort import load_split_cohort
 from monai_gen.bundle.ecg_evaluation import measure_beats
 from monai_gen.bundle.registry import bundle_component, find_bundle, run_bundle_workflow
+from monai_gen.bundle.runs import default_output_dir
 from monai_gen.engines.requests import SampleRequest
 from monai_gen.engines.sampling import ConditionalSampleGenerator, DiffusionSamplingInferer
 from monai_gen.engines.weights import load_tensor, load_weights
@@ -145,8 +146,10 @@ def test_conditions(model: dict[str, Any], count: int) -> list[dict[str, Any]]:
         "prepare": bundle_component(root, "prepare_record"),
         "fs": bundle_component(root, "fs"),
         "phenotypes": ConditionSet(bundle_component(root, "condition_specs")).names,
+        "window": {"n_samples": bundle_component(root, "num_samples_per_beat"), "r_index": bundle_component(root, "r_index")},
     }
-    test = load_split_cohort(root / "../../../shared/data/ecg", root / "runs/train", **preparation).test
+    cache = default_output_dir(root, "benchmark")  # never inside the bundle
+    test = load_split_cohort(root / "../../../shared/data/ecg", cache, **preparation).test
     picks = np.linspace(0, len(test) - 1, count).round().astype(int)
     return [{k: v for k, v in test.rows[i].items() if k != "record_id" and v is not None} for i in picks]
 

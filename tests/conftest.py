@@ -32,7 +32,8 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def ecg_preparation() -> dict:
     """The ECG bundle's record preparation as ``build_beat_cohort`` / ``load_split_cohort`` take it, from its config:
-    ``prepare`` (``prepare_record``, a MONAI ``Compose``), ``fs`` and the condition names as ``phenotypes``."""
+    ``prepare`` (``prepare_record``, a MONAI ``Compose``), ``fs``, the condition names as ``phenotypes`` and the
+    beat ``window``."""
     from monai_gen.bundle.registry import bundle_component
 
     bundle = REPO_ROOT / "bundles" / "ecg_generative_diffusion"
@@ -40,6 +41,7 @@ def ecg_preparation() -> dict:
         "prepare": bundle_component(bundle, "prepare_record"),
         "fs": bundle_component(bundle, "fs"),
         "phenotypes": [spec["name"] for spec in bundle_component(bundle, "condition_specs")],
+        "window": {"n_samples": bundle_component(bundle, "num_samples_per_beat"), "r_index": bundle_component(bundle, "r_index")},
     }
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +33,6 @@ from monai_gen.data.ecg_readers import CPSCMatReader, DICOMECGReader
 from monai_gen.engines.cohort import Cohort, CohortSplit, _cause, cached_cohort, input_fingerprint, split_by_subject
 from monai_gen.engines.weights import save_tensors
 from monai_gen.transforms.ecg.functional import (
-    MEDIAN_BEAT_R_INDEX,
-    MEDIAN_BEAT_SAMPLES,
     beat_windows,
     check_ecg_quality,
     detect_r_peaks,
@@ -94,8 +92,9 @@ def _prepared_signal(path: Path, prepare: Callable[[Any], Any], fs: float) -> tu
 
 
 def _record_beats(path: Path, prepare: Callable[[Any], Any], fs: float, phenotypes: Sequence[str],
-                  max_beats: int | None) -> tuple[np.ndarray, dict[str, Any]]:
-    """Beats ``(n, 12, 576)`` and the row (record id and ``phenotypes``) of one record.
+                  window: Mapping[str, int], max_beats: int | None) -> tuple[np.ndarray, dict[str, Any]]:
+    """Beats ``(n, 12, window["n_samples"])`` (R at ``window["r_index"]``) and the row (record id and ``phenotypes``)
+    of one record.
 
     Raises:
         ValueError: the record fails the signal-quality gate (:func:`check_ecg_quality`: not an ECG, or noise),
@@ -105,9 +104,9 @@ def _record_beats(path: Path, prepare: Callable[[Any], Any], fs: float, phenotyp
     check_ecg_quality(signal, fs, where=str(path))
     measured = measure_ecg(signal, fs, where=str(path))
     peaks = detect_r_peaks(signal, fs, where=str(path))
-    windows, _ = beat_windows(signal, peaks, n_samples=MEDIAN_BEAT_SAMPLES, r_index=MEDIAN_BEAT_R_INDEX)
+    windows, _ = beat_windows(signal, peaks, n_samples=int(window["n_samples"]), r_index=int(window["r_index"]))
     if not len(windows):
-        raise ValueError(f"{path}: none of its {peaks.size} beats has a complete {MEDIAN_BEAT_SAMPLES}-sample window.")
+        raise ValueError(f"{path}: none of its {peaks.size} beats has a complete {window['n_samples']}-sample window.")
     peak_mv = np.abs(windows).max(axis=(1, 2))
     windows = windows[peak_mv < _MAX_ABS_MV]
     if not len(windows):
@@ -136,6 +135,7 @@ def build_beat_cohort(
     prepare: Callable[[Any], Any],
     fs: float,
     phenotypes: Sequence[str],
+    window: Mapping[str, int],
     max_beats_per_record: int | None = 40,
 ) -> Cohort:
     """Prepare, measure and cut every record into beats (see module docstring).
@@ -150,6 +150,8 @@ def build_beat_cohort(
         fs: sampling rate in Hz the beats are cut and measured at (the bundle's ``fs``).
         phenotypes: the row fields, from ``heart_rate``, ``qrs``, ``qt`` (measured) and ``age``, ``sex`` (header);
             the bundle's condition names.
+        window: the beat window, ``{"n_samples": 576, "r_index": 200}`` (the bundle's ``num_samples_per_beat``,
+            ``r_index``).
         max_beats_per_record: cap per record (evenly spread), so long recordings do not dominate.
 
     Raises:
@@ -161,7 +163,7 @@ def build_beat_cohort(
     beats, rows, skipped = [], [], []
     for path in map(Path, records):
         try:
-            windows, row = _record_beats(path, prepare, float(fs), phenotypes, max_beats_per_record)
+            windows, row = _record_beats(path, prepare, float(fs), phenotypes, window, max_beats_per_record)
         except (ValueError, FileNotFoundError, RuntimeError) as err:
             reason = _cause(err) if err.__cause__ is not None else str(err)
             skipped.append(f"{path}: {reason}")
@@ -182,6 +184,7 @@ def load_split_cohort(
     prepare: Callable[[Any], Any],
     fs: float,
     phenotypes: Sequence[str],
+    window: Mapping[str, int],
     test_fraction: float = 0.2,
     validation_fraction: float = 0.0,
     seed: int = 0,
@@ -208,10 +211,10 @@ def load_split_cohort(
 
     def build() -> Cohort:
         with collapse_repeated_warnings(logger):
-            return build_beat_cohort(records, prepare=prepare, fs=fs, phenotypes=phenotypes,
+            return build_beat_cohort(records, prepare=prepare, fs=fs, phenotypes=phenotypes, window=window,
                                      max_beats_per_record=max_beats_per_record)
 
-    key = cohort_cache_key(records, prepare=prepare, fs=fs, phenotypes=phenotypes,
+    key = cohort_cache_key(records, prepare=prepare, fs=fs, phenotypes=phenotypes, window=window,
                            max_beats_per_record=max_beats_per_record)
     try:
         cohort = cached_cohort(cache_dir, key, build)
@@ -226,6 +229,7 @@ def cohort_cache_key(
     prepare: Callable[[Any], Any],
     fs: float,
     phenotypes: Sequence[str],
+    window: Mapping[str, int],
     max_beats_per_record: int | None,
 ) -> str:
     """SHA-256 (hex) of what shapes a beat cohort (:func:`~monai_gen.engines.cohort.input_fingerprint`): every file
@@ -234,7 +238,7 @@ def cohort_cache_key(
     phenotypes, ``max_beats_per_record`` and the files of the code that reads, cuts and measures the beats.
     """
     settings = {"prepare": _describe(prepare), "fs": float(fs), "phenotypes": list(phenotypes),
-                "max_beats_per_record": max_beats_per_record}
+                "window": {k: int(v) for k, v in window.items()}, "max_beats_per_record": max_beats_per_record}
     return input_fingerprint(records, settings=settings, code=_CACHE_CODE, companions=True)
 
 
