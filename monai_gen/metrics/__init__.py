@@ -7,7 +7,6 @@ from .distribution import PCAFeatures, frechet_distance, linear_mmd
 from .evaluation import (
     DistributionDistances,
     EvaluationData,
-    GeneratorEvaluation,
     Measure,
     MeasuredFidelity,
     Memorisation,
@@ -35,5 +34,4 @@ __all__ = [
     "DistributionDistances",
     "Memorisation",
     "evaluate_generator",
-    "GeneratorEvaluation",
 ]

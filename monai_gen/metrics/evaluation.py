@@ -47,7 +47,6 @@ __all__ = [
     "evaluate_generator",
     "report_markdown",
     "report_summary",
-    "GeneratorEvaluation",
 ]
 
 REPORT_FILES = ("evaluation.json", "evaluation.md")
@@ -354,47 +353,3 @@ def report_summary(report: dict[str, Any], output_dir: str | os.PathLike) -> str
         *sections,
         f"  wrote {', '.join(files)}",
     ])
-
-
-class GeneratorEvaluation:
-    """The ``evaluator`` of a bundle's ``evaluate.json``: ``run()`` generates in batches and writes the report.
-
-    Args:
-        sample_generator: ``sample_generator(requests) -> (B, C, *spatial)`` in physical units, e.g.
-            :class:`monai_gen.engines.sampling.ConditionalSampleGenerator`.
-        cohorts: the real cohorts (disjoint subjects): a :class:`~monai_gen.engines.cohort.CohortSplit` (its
-            ``train`` and ``test``) or ``(train, test)``.
-        measures, output_dir, max_samples, seed, model_id, figures: see :func:`evaluate_generator`.
-        batch_size: samples per generator call.
-    """
-
-    def __init__(
-        self,
-        sample_generator: Callable[[list[Any]], torch.Tensor],
-        cohorts: Sequence[Cohort],
-        *,
-        measures: Sequence[Measure],
-        output_dir: str | os.PathLike,
-        max_samples: int | None = 128,
-        seed: int = 0,
-        batch_size: int = 32,
-        model_id: str = "",
-        figures: Sequence[Callable[[EvaluationData, Path], Path]] = (),
-    ) -> None:
-        self.sample_generator, self.train, self.test = sample_generator, cohorts[0], cohorts[-1]
-        self.measures, self.figures = list(measures), list(figures)
-        self.output_dir, self.max_samples, self.seed = output_dir, max_samples, seed
-        self.batch_size, self.model_id = int(batch_size), model_id
-
-    def generate(self, rows: Sequence[dict[str, Any]], seeds: Sequence[int]) -> torch.Tensor:
-        from monai_gen.engines.requests import SampleRequest  # engines sit above metrics: imported where used
-
-        requests = [SampleRequest(f"eval_{i}", int(s), r) for i, (r, s) in enumerate(zip(rows, seeds, strict=True))]
-        chunks = [requests[i : i + self.batch_size] for i in range(0, len(requests), self.batch_size)]
-        return torch.cat([self.sample_generator(chunk) for chunk in chunks])
-
-    def run(self) -> dict[str, Any]:
-        return evaluate_generator(
-            self.generate, self.train, self.test, measures=self.measures, output_dir=self.output_dir,
-            max_samples=self.max_samples, seed=self.seed, model_id=self.model_id, figures=self.figures,
-        )

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from monai_gen.engines.cohort import Cohort, split_by_subject
+from monai_gen.engines.evaluation import GeneratorEvaluation
 from monai_gen.metrics.evaluation import (
     DistributionDistances,
     EvaluationData,
-    GeneratorEvaluation,
     MeasuredFidelity,
     Memorisation,
     ProbeFidelity,
