@@ -40,24 +40,38 @@ def measure_beats(beats: torch.Tensor | np.ndarray) -> dict[str, np.ndarray]:
     return {"qrs": np.asarray(qrs, dtype=float), "qt": np.asarray(qt, dtype=float)}
 
 
-class QRSAlignment:
-    """Fraction of beats whose 12-lead slope energy at R is at least half the beat's maximum (QRS at R)."""
+class _BeatFraction:
+    """A fraction of beats with a property, synthetic beside real test beats; subclasses say which beats have it."""
 
-    name = "qrs_alignment"
+    name = ""
+    summary_label = ""  # e.g. "QRS at R": the terminal summary's words
+    title, sentence = "", ""  # evaluation.md: section title and the sentence before the numbers
 
     def __init__(self, fs: float = MEDIAN_BEAT_FS, r_index: int = MEDIAN_BEAT_R_INDEX) -> None:
         self.fs, self.r_index = float(fs), int(r_index)
 
-    def _fraction(self, beats: torch.Tensor) -> float:
-        return float(np.mean(qrs_alignment(beats.numpy(), self.fs, r_index=self.r_index) >= 0.5))
+    def _flags(self, beats: np.ndarray) -> np.ndarray:
+        """``(N,)`` booleans: which beats ``(N, 12, samples)`` have the property."""
+        raise NotImplementedError
 
     def __call__(self, data: EvaluationData) -> dict[str, Any]:
-        synthetic, real = self._fraction(data.synthetic), self._fraction(data.test.items)
-        return {"synthetic": synthetic, "real_test": real, "summary": f"QRS at R {synthetic:.2f} (real {real:.2f})"}
+        synthetic, real = (float(np.mean(self._flags(b.numpy()))) for b in (data.synthetic, data.test.items))
+        return {"synthetic": synthetic, "real_test": real,
+                "summary": f"{self.summary_label} {synthetic:.2f} (real {real:.2f})"}
 
     def markdown(self, section: dict[str, Any]) -> list[str]:
-        return ["## QRS alignment", "", f"QRS at the R position (12-lead slope energy there >= half the beat's maximum): synthetic "
-                f"{section['synthetic']:.2f}, real {section['real_test']:.2f} of beats."]
+        return [f"## {self.title}", "", f"{self.sentence}: synthetic {section['synthetic']:.2f}, real "
+                f"{section['real_test']:.2f} of beats."]
+
+
+class QRSAlignment(_BeatFraction):
+    """Fraction of beats whose 12-lead slope energy at R is at least half the beat's maximum (QRS at R)."""
+
+    name, summary_label, title = "qrs_alignment", "QRS at R", "QRS alignment"
+    sentence = "QRS at the R position (12-lead slope energy there >= half the beat's maximum)"
+
+    def _flags(self, beats: np.ndarray) -> np.ndarray:
+        return qrs_alignment(beats, self.fs, r_index=self.r_index) >= 0.5
 
 
 class LimbLeadConsistency:
@@ -76,26 +90,16 @@ class LimbLeadConsistency:
                 f"{section['synthetic_median']:.3f}, real {section['real_test_median']:.3f}."]
 
 
-class EdgeArtefacts:
+class EdgeArtefacts(_BeatFraction):
     """Fraction of beats with a lead stepping more at its first / last sample than at its QRS (issue 10's measure:
     :func:`~monai_gen.metrics.ecg.edge_step_ratio` per lead, one edge sample)."""
 
-    name = "edge_artefacts"
+    name, summary_label, title = "edge_artefacts", "edge steps", "Window-edge artefacts"
+    sentence = "Beats with a lead stepping more at its window border than at its QRS"
 
-    def __init__(self, fs: float = MEDIAN_BEAT_FS, r_index: int = MEDIAN_BEAT_R_INDEX) -> None:
-        self.fs, self.r_index = float(fs), int(r_index)
-
-    def _fraction(self, beats: torch.Tensor) -> float:
-        ratio = edge_step_ratio(beats.numpy(), self.fs, r_index=self.r_index, edge_samples=1, per_lead=True)
-        return float((ratio > 1).any(axis=1).mean())
-
-    def __call__(self, data: EvaluationData) -> dict[str, Any]:
-        synthetic, real = self._fraction(data.synthetic), self._fraction(data.test.items)
-        return {"synthetic": synthetic, "real_test": real, "summary": f"edge steps {synthetic:.2f} (real {real:.2f})"}
-
-    def markdown(self, section: dict[str, Any]) -> list[str]:
-        return ["## Window-edge artefacts", "", f"Beats with a lead stepping more at its window border than at its QRS: synthetic "
-                f"{section['synthetic']:.2f}, real {section['real_test']:.2f}."]
+    def _flags(self, beats: np.ndarray) -> np.ndarray:
+        ratio = edge_step_ratio(beats, self.fs, r_index=self.r_index, edge_samples=1, per_lead=True)
+        return (ratio > 1).any(axis=1)
 
 
 class ECGExamples:
