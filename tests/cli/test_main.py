@@ -12,29 +12,20 @@ import pytest
 import torch
 
 from monai_gen.bundle.registry import find_bundle
-from monai_gen.cli.main import main
 from monai_gen.engines.generation import read_manifest
 
 FAST = ["--steps", "2", "--override", "progress=false", "--override", "preview=false"]
 
 
-def run(argv, capsys):
-    try:
-        code = main(argv)
-    except SystemExit as exit_:
-        code = exit_.code
-    out = capsys.readouterr()
-    return code, out.out + out.err
 
-
-def test_bundles_lists_conditions_with_units_and_ranges(capsys):
-    code, text = run(["bundles"], capsys)
+def test_bundles_lists_conditions_with_units_and_ranges(run_cli):
+    code, text = run_cli(["bundles"])
     assert code == 0
     assert "ecg_generative_diffusion" in text and "--heart_rate" in text and "bpm" in text and "male, female" in text
 
 
-def test_generate_help_documents_the_bundle_phenotypes(capsys):
-    code, text = run(["generate", "ecg_generative_diffusion", "--help"], capsys)
+def test_generate_help_documents_the_bundle_phenotypes(run_cli):
+    code, text = run_cli(["generate", "ecg_generative_diffusion", "--help"])
     assert code == 0 and "--qt MS" in text and "valid 200-700 ms" in text
 
 
@@ -60,21 +51,21 @@ def test_generate_help_documents_the_bundle_phenotypes(capsys):
         (["generate", "ecg_generative_diffusion", "--pass-through", "subject_id"], "--pass-through names columns of --conditions-csv"),
     ],
 )
-def test_bad_arguments_exit_2_with_a_clear_message(argv, message, capsys):
-    code, text = run(argv, capsys)
+def test_bad_arguments_exit_2_with_a_clear_message(argv, message, run_cli):
+    code, text = run_cli(argv)
     assert code == 2 and message in text and "Traceback" not in text
 
 
-def test_sweeping_a_categorical_condition_names_only_the_continuous_ones(capsys):
+def test_sweeping_a_categorical_condition_names_only_the_continuous_ones(run_cli):
     argv = ["sweep", "ecg_generative_diffusion", "--phenotype", "sex", "--start", "0", "--stop", "1"]
-    code, text = run(argv, capsys)
+    code, text = run_cli(argv)
     assert code == 2 and "'sex' is a categorical condition" in text
     assert "['heart_rate', 'qrs', 'qt', 'age']" in text and "Traceback" not in text
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
-def test_a_cuda_device_on_a_machine_without_one_is_a_clear_error(capsys):
-    code, text = run(["generate", "ecg_generative_diffusion", "--device", "cuda"], capsys)
+def test_a_cuda_device_on_a_machine_without_one_is_a_clear_error(run_cli):
+    code, text = run_cli(["generate", "ecg_generative_diffusion", "--device", "cuda"])
     assert code == 2 and "no CUDA device is available on this machine; use --device cpu" in text
 
 
@@ -84,19 +75,19 @@ def test_help_and_bundles_start_without_importing_torch_or_monai():
     assert out.strip().endswith("[]"), out
 
 
-def test_identifier_columns_never_reach_an_output(tmp_path, capsys):
+def test_identifier_columns_never_reach_an_output(tmp_path, run_cli):
     table = tmp_path / "cohort.csv"
     table.write_text("heart_rate,PatientName,patient_id\n75,DOE^JOHN,MRN12345\n")
     out = tmp_path / "out"
-    code, text = run(["generate", "ecg_generative_diffusion", "--conditions-csv", str(table), "--output-dir", str(out), *FAST], capsys)
+    code, text = run_cli(["generate", "ecg_generative_diffusion", "--conditions-csv", str(table), "--output-dir", str(out), *FAST])
     assert code == 2 and "['PatientName', 'patient_id'] that are not conditions" in text and not out.exists()
 
     argv = ["generate", "ecg_generative_diffusion", "--conditions-csv", str(table), "--pass-through", "patient_id",
             "--output-dir", str(out), *FAST]
-    code, text = run(argv, capsys)
+    code, text = run_cli(argv)
     assert code == 2 and "'PatientName'" in text and "'patient_id'" not in text.split("Valid columns")[0].split("column(s)")[1]
     table.write_text("heart_rate,patient_id\n75,MRN12345\n60,MRN777\n")
-    code, text = run(argv, capsys)
+    code, text = run_cli(argv)
     assert code == 0, text
     rows = read_manifest(out / "manifest.csv")
     assert [r["patient_id"] for r in rows] == ["MRN12345", "MRN777"] and [r["heart_rate"] for r in rows] == ["75.0", "60.0"]
@@ -105,13 +96,13 @@ def test_identifier_columns_never_reach_an_output(tmp_path, capsys):
     assert "MRN" not in (out / f"{rows[0]['name']}.hea").read_text()  # the clinical file carries conditions only
 
 
-def test_rerunning_with_other_conditions_is_an_error_unless_overwrite(tmp_path, capsys):
+def test_rerunning_with_other_conditions_is_an_error_unless_overwrite(tmp_path, run_cli):
     base = ["generate", "ecg_generative_diffusion", "--num-samples", "2", "--output-dir", str(tmp_path), *FAST]
-    assert run([*base, "--heart_rate", "75", "--sex", "Male"], capsys)[0] == 0
+    assert run_cli([*base, "--heart_rate", "75", "--sex", "Male"])[0] == 0
     assert [r["sex"] for r in read_manifest(tmp_path / "manifest.csv")] == ["male", "male"]  # recorded normalised
-    code, text = run([*base, "--heart_rate", "120", "--sex", "male"], capsys)
+    code, text = run_cli([*base, "--heart_rate", "120", "--sex", "male"])
     assert code == 2 and "made for a different request" in text and "heart_rate 75.0 vs 120.0" in text
-    assert run([*base, "--heart_rate", "120", "--sex", "male", "--overwrite"], capsys)[0] == 0
+    assert run_cli([*base, "--heart_rate", "120", "--sex", "male", "--overwrite"])[0] == 0
     assert [r["heart_rate"] for r in read_manifest(tmp_path / "manifest.csv")] == ["120.0", "120.0"]
 
 
@@ -139,22 +130,22 @@ def test_monai_bundle_run_refuses_unknown_options_missing_values_and_outputs_ins
     assert read_manifest(tmp_path / "c" / "manifest.csv")[0]["heart_rate"] == "70.0"
 
 
-def test_plot_a_real_record_and_reject_two(shared_data, tmp_path, capsys):
-    code, _ = run(["plot", str(shared_data / "ecg/cinc2021/E07500.hea"), "--output", str(tmp_path / "e.png")], capsys)
+def test_plot_a_real_record_and_reject_two(shared_data, tmp_path, run_cli):
+    code, _ = run_cli(["plot", str(shared_data / "ecg/cinc2021/E07500.hea"), "--output", str(tmp_path / "e.png")])
     assert code == 0 and (tmp_path / "e.png").stat().st_size > 10_000
     records = [str(shared_data / "ecg/cinc2021/E07500.hea"), str(shared_data / "ecg/cinc2021/E07501.hea")]
-    code, text = run(["plot", *records, "--output", str(tmp_path / "two.png")], capsys)
+    code, text = run_cli(["plot", *records, "--output", str(tmp_path / "two.png")])
     assert code == 2 and "one ECG record at a time" in text
 
 
 @pytest.mark.slow
-def test_generate_with_shipped_weights_then_resume_skips_finished(tmp_path, capsys):
+def test_generate_with_shipped_weights_then_resume_skips_finished(tmp_path, run_cli):
     argv = ["generate", "ecg_generative_diffusion", "--num-samples", "2", "--steps", "4", "--heart_rate", "80",
             "--sex", "female", "--output-dir", str(tmp_path), "--override", "progress=false"]
-    code, text = run(argv, capsys)
+    code, text = run_cli(argv)
     assert code == 0, text
     rows = read_manifest(tmp_path / "manifest.csv")
     assert [r["sex"] for r in rows] == ["female", "female"] and rows[0]["steps"] == "4"
     stamp = (tmp_path / "ecg_0.dat").stat().st_mtime_ns
-    assert run(argv, capsys)[0] == 0
+    assert run_cli(argv)[0] == 0
     assert (tmp_path / "ecg_0.dat").stat().st_mtime_ns == stamp

@@ -23,7 +23,6 @@ from safetensors.torch import load_file
 
 from monai_gen.bundle.ecg_cohort import load_split_cohort
 from monai_gen.bundle.registry import find_bundle, read_bundle_info
-from monai_gen.cli.main import main
 from monai_gen.engines.checkpointing import list_checkpoints
 
 BUNDLE = find_bundle("ecg_generative_diffusion")
@@ -32,14 +31,6 @@ RECORDS = ("E07500", "E07501", "JS20000", "HR06003")
 TINY = ["--override", "batch_size=2", "--override", "max_beats_per_record=3"]
 MODEL_FILES = ("conditions.json", "mean_beat.safetensors", "model.safetensors")
 
-
-def run(argv, capsys):
-    try:
-        code = main(argv)
-    except SystemExit as exit_:
-        code = exit_.code
-    out = capsys.readouterr()
-    return code, out.out + out.err
 
 
 def _bundle_state() -> tuple[dict[str, str], str]:
@@ -90,18 +81,17 @@ def _run_folder(cohort_cache: Path, folder: Path) -> Path:
 
 
 def test_train_writes_only_under_its_default_output_folder_and_export_makes_a_new_version(
-    ecg_folder, cohort_cache, tmp_path, monkeypatch, capsys, bundle_untouched
+    ecg_folder, cohort_cache, tmp_path, monkeypatch, run_cli, bundle_untouched
 ):
     monkeypatch.chdir(tmp_path)
     run_dir = _run_folder(cohort_cache, tmp_path / "runs" / "ecg_generative_diffusion" / "train")
-    code, text = run(["train", "ecg_generative_diffusion", "--dataset-dir", str(ecg_folder), "--max-epochs", "1", *TINY],
-                     capsys)
+    code, text = run_cli(["train", "ecg_generative_diffusion", "--dataset-dir", str(ecg_folder), "--max-epochs", "1", *TINY])
     assert code == 0, text
     assert sorted(p.name for p in (run_dir / "models").iterdir()) == list(MODEL_FILES)
     assert len(list_checkpoints(run_dir)) == 1  # the final one (one epoch of a few iterations)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]
 
-    code, text = run(["export", "ecg_generative_diffusion", str(run_dir), "--to", str(tmp_path / "mine")], capsys)
+    code, text = run_cli(["export", "ecg_generative_diffusion", str(run_dir), "--to", str(tmp_path / "mine")])
     assert code == 0, text
     exported = read_bundle_info(tmp_path / "mine")
     weights = (run_dir / "models" / "model.safetensors").read_bytes()
@@ -117,24 +107,24 @@ def test_train_writes_only_under_its_default_output_folder_and_export_makes_a_ne
     meta = json.loads((tmp_path / "mine" / "configs" / "metadata.json").read_text())
     assert list(meta["changelog"])[:2] == [exported.version, "0.2.1"] and "eval_metrics" not in meta
 
-    code, text = run(["export", "ecg_generative_diffusion", str(run_dir), "--to", str(tmp_path / "mine")], capsys)
+    code, text = run_cli(["export", "ecg_generative_diffusion", str(run_dir), "--to", str(tmp_path / "mine")])
     assert code == 2 and "already exists" in text
-    code, text = run(["export", "ecg_generative_diffusion", str(run_dir), "--to", str(BUNDLE)], capsys)
+    code, text = run_cli(["export", "ecg_generative_diffusion", str(run_dir), "--to", str(BUNDLE)])
     assert code == 2 and "is the bundle itself" in text and "--replace-bundle" in text
-    code, text = run(["export", str(tmp_path / "mine"), str(run_dir), "--to", str(tmp_path / "mine"),
-                      "--replace-bundle", "--version", "0.3.0"], capsys)
+    code, text = run_cli(["export", str(tmp_path / "mine"), str(run_dir), "--to", str(tmp_path / "mine"),
+                      "--replace-bundle", "--version", "0.3.0"])
     assert code == 0, text
     assert read_bundle_info(tmp_path / "mine").version == "0.3.0"
     assert not [p for p in tmp_path.rglob(".*") if p.is_file()]  # no staging or temporary files left
 
     # the run folder holds a cohort cache, but of other inputs: a missing data folder is an error, not a rerun
-    code, text = run(["train", "ecg_generative_diffusion", "--dataset-dir", str(tmp_path / "absent"), *TINY], capsys)
+    code, text = run_cli(["train", "ecg_generative_diffusion", "--dataset-dir", str(tmp_path / "absent"), *TINY])
     assert code == 2 and "absent does not exist" in text and "Traceback" not in text
 
 
-def test_output_folders_inside_the_bundle_are_refused(monkeypatch, tmp_path, capsys, bundle_untouched):
+def test_output_folders_inside_the_bundle_are_refused(monkeypatch, tmp_path, run_cli, bundle_untouched):
     monkeypatch.chdir(BUNDLE)  # the default ./runs/... would land inside the bundle
-    code, text = run(["train", "ecg_generative_diffusion"], capsys)
+    code, text = run_cli(["train", "ecg_generative_diffusion"])
     assert code == 2 and "is inside the bundle folder" in text and "Traceback" not in text
     monkeypatch.chdir(tmp_path)
     for argv in (["train", "ecg_generative_diffusion", "--output-dir", str(BUNDLE / "models")],
@@ -142,29 +132,29 @@ def test_output_folders_inside_the_bundle_are_refused(monkeypatch, tmp_path, cap
                   f"models_dir={BUNDLE / 'models'}"],
                  ["train", "ecg_generative_diffusion", "--output-dir", str(tmp_path / "t"), "--export-to", str(BUNDLE)],
                  ["evaluate", "ecg_generative_diffusion", "--output-dir", str(BUNDLE / "runs" / "evaluate")]):
-        code, text = run(argv, capsys)
+        code, text = run_cli(argv)
         assert code == 2 and "bundle" in text and "Traceback" not in text, (argv, text)
 
 
-def test_train_on_a_missing_empty_or_unusable_folder_is_a_clear_error(shared_data, tmp_path, capsys, bundle_untouched):
+def test_train_on_a_missing_empty_or_unusable_folder_is_a_clear_error(shared_data, tmp_path, run_cli, bundle_untouched):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "notes.txt").write_text("no records here\n")
     two_lead = sorted((shared_data / "ecg" / "cpsc2021_af").glob("*.hea"))[:2]
     unusable = _link_records(tmp_path / "two_lead", two_lead[0].parent, [p.stem for p in two_lead])
     for folder, message in ((tmp_path / "absent", "does not exist"), (tmp_path / "empty", "holds no ECG records"),
                             (unusable, "no usable ECG beats")):
-        code, text = run(["train", "ecg_generative_diffusion", "--dataset-dir", str(folder), "--output-dir",
-                          str(tmp_path / "run")], capsys)
+        code, text = run_cli(["train", "ecg_generative_diffusion", "--dataset-dir", str(folder), "--output-dir",
+                          str(tmp_path / "run")])
         assert code == 2 and str(folder) in text and message in text and "Traceback" not in text, text
         assert text.strip().splitlines()[-1].startswith("monai-gen train: error:")
 
 
-def test_max_train_seconds_stops_training_cleanly(ecg_folder, cohort_cache, tmp_path, capsys, bundle_untouched):
+def test_max_train_seconds_stops_training_cleanly(ecg_folder, cohort_cache, tmp_path, run_cli, bundle_untouched):
     run_dir = _run_folder(cohort_cache, tmp_path / "run")
     started = time.monotonic()
-    code, text = run(["train", "ecg_generative_diffusion", "--dataset-dir", str(ecg_folder), "--output-dir",
+    code, text = run_cli(["train", "ecg_generative_diffusion", "--dataset-dir", str(ecg_folder), "--output-dir",
                       str(run_dir), "--max-epochs", "100000", "--max-train-seconds", "2", "--export-to",
-                      str(tmp_path / "exported"), *TINY], capsys)
+                      str(tmp_path / "exported"), *TINY])
     assert code == 0, text
     assert time.monotonic() - started < 120
     (iteration, _), = list_checkpoints(run_dir)  # the final checkpoint, far short of 100000 epochs
@@ -172,7 +162,7 @@ def test_max_train_seconds_stops_training_cleanly(ecg_folder, cohort_cache, tmp_
     for name in MODEL_FILES:  # a run stopped by its time limit completes, and --export-to exports it
         assert (tmp_path / "exported" / "models" / name).read_bytes() == (run_dir / "models" / name).read_bytes()
     assert read_bundle_info(tmp_path / "exported").version.startswith("0.2.2+")
-    code, text = run(["train", "ecg_generative_diffusion", "--max-train-seconds", "0"], capsys)
+    code, text = run_cli(["train", "ecg_generative_diffusion", "--max-train-seconds", "0"])
     assert code == 2 and "positive integer" in text
 
 
@@ -219,7 +209,7 @@ def evaluation_folders(shared_data, tmp_path_factory):
 
 @pytest.mark.slow
 def test_evaluate_reads_dataset_dir_writes_only_its_output_folder_and_prints_a_summary(
-    evaluation_folders, tmp_path, monkeypatch, capsys, bundle_untouched
+    evaluation_folders, tmp_path, monkeypatch, run_cli, bundle_untouched
 ):
     monkeypatch.chdir(tmp_path)
     options = ["--override", "max_samples=2", "--override", "num_inference_steps=2", "--override",
@@ -227,7 +217,7 @@ def test_evaluate_reads_dataset_dir_writes_only_its_output_folder_and_prints_a_s
     reports = []
     for folder, output in ((evaluation_folders[0], None), (evaluation_folders[1], tmp_path / "second")):
         argv = ["evaluate", "ecg_generative_diffusion", "--dataset-dir", str(folder), *options]
-        code, text = run(argv + (["--output-dir", str(output)] if output else []), capsys)
+        code, text = run_cli(argv + (["--output-dir", str(output)] if output else []))
         assert code == 0, text
         output = output or tmp_path / "runs" / "ecg_generative_diffusion" / "evaluate"
         reports.append(json.loads((output / "evaluation.json").read_text()))
@@ -240,9 +230,9 @@ def test_evaluate_reads_dataset_dir_writes_only_its_output_folder_and_prints_a_s
     assert sorted(p.name for p in tmp_path.iterdir()) == ["runs", "second"]
 
 
-def test_evaluate_on_a_missing_or_empty_folder_is_a_clear_error(tmp_path, capsys, bundle_untouched):
+def test_evaluate_on_a_missing_or_empty_folder_is_a_clear_error(tmp_path, run_cli, bundle_untouched):
     (tmp_path / "empty").mkdir()
     for folder, message in ((tmp_path / "absent", "does not exist"), (tmp_path / "empty", "holds no ECG records")):
-        code, text = run(["evaluate", "ecg_generative_diffusion", "--dataset-dir", str(folder), "--output-dir",
-                          str(tmp_path / "eval")], capsys)
+        code, text = run_cli(["evaluate", "ecg_generative_diffusion", "--dataset-dir", str(folder), "--output-dir",
+                          str(tmp_path / "eval")])
         assert code == 2 and str(folder) in text and message in text and "Traceback" not in text, text
