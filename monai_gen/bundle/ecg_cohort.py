@@ -28,10 +28,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from monai_gen.data.ecg_diagnoses import DIAGNOSIS_LABELS, diagnosis_labels
 from monai_gen.data.ecg_meta import ecg_sampling_rate
 from monai_gen.data.ecg_readers import CPSCMatReader, DICOMECGReader
+from monai_gen.data.ludb import LUDB_LEADS, expert_intervals, read_ludb_delineation
 from monai_gen.engines.cohort import Cohort, CohortSplit, _cause, cached_cohort, input_fingerprint, split_by_subject
 from monai_gen.engines.weights import save_tensors
+from monai_gen.transforms.ecg.array import CropContextMargin
 from monai_gen.transforms.ecg.functional import (
     beat_windows,
     check_ecg_quality,
@@ -47,6 +50,7 @@ __all__ = [
     "build_beat_cohort",
     "load_split_cohort",
     "cohort_cache_key",
+    "crop_context_margin",
     "fit_mean_beat",
 ]
 
@@ -57,6 +61,9 @@ SUBJECT_KEY = "record_id"  # the unit of the split: a record's beats never strad
 _MAX_ABS_MV = 10.0  # a window beyond +-10 mV is an artefact, not a beat
 _MEASURED = ("heart_rate", "qrs", "qt")  # the phenotypes measured on the signal; the others come from the header
 _HEADER = ("age", "sex")
+_DIAGNOSES = tuple(DIAGNOSIS_LABELS)  # lvh, left_axis_deviation, atrial_fibrillation (monai_gen.data.ecg_diagnoses)
+SOURCE_KEY = "source"  # bookkeeping: the dataset a record comes from (its first folder under the dataset folder)
+INTERVAL_SOURCE_KEY = "interval_source"  # bookkeeping: "experts" (LUDB's marks) or "measured" (measure_ecg)
 # code that shapes a cached cohort (a package: every file in its folder, e.g. the delineator's weights); editing
 # any of it invalidates the cache (see cohort_cache_key)
 _CACHE_CODE = (
@@ -76,8 +83,8 @@ def find_ecg_records(folder: str | os.PathLike) -> list[Path]:
 
 
 def _prepared_signal(path: Path, prepare: Callable[[Any], Any], fs: float) -> tuple[np.ndarray, dict[str, Any]]:
-    """``prepare({"ecg": path})["ecg"]`` as ``(12, samples)`` float64 mV at ``fs`` Hz, and the record's id and header
-    fields (``prepare`` is a Compose of dictionary transforms on the key ``ecg``).
+    """``prepare({"ecg": path})["ecg"]`` as ``(12, samples)`` float64 mV at ``fs`` Hz, and the record's id, header
+    fields and diagnosis labels (``prepare`` is a Compose of dictionary transforms on the key ``ecg``).
 
     Raises:
         ValueError: the prepared record is not sampled at ``fs`` (the preparation must resample to it).
@@ -88,13 +95,40 @@ def _prepared_signal(path: Path, prepare: Callable[[Any], Any], fs: float) -> tu
         raise ValueError(f"{path}: prepared at {rate:g} Hz, but the beats are cut at fs={fs:g} Hz: the record "
                          "preparation must resample to fs.")
     header = {name: ecg.meta.get(name) for name in _HEADER}
-    return ecg.numpy().astype(np.float64), {"record_id": str(ecg.meta.get("record_id") or path.stem), **header}
+    info = {"record_id": str(ecg.meta.get("record_id") or path.stem), **header, **diagnosis_labels(ecg.meta)}
+    return ecg.numpy().astype(np.float64), info
+
+
+def _expert_intervals(path: Path) -> dict[str, float] | None:
+    """LUDB's expert QRS / QT (ms) of the record whose header is ``path``, or None when it has no expert marks
+    beside it (one annotation file per lead, :func:`~monai_gen.data.ludb.read_ludb_delineation`)."""
+    if not all(path.with_suffix(f".{lead}").is_file() for lead in LUDB_LEADS):
+        return None
+    import wfdb
+
+    return expert_intervals(read_ludb_delineation(path.with_suffix("")), float(wfdb.rdheader(str(path.with_suffix(""))).fs))
+
+
+def _record_source(path: Path, root: Path | None) -> str:
+    """The dataset a record belongs to: its first folder under ``root`` (``cinc2021``, ``ludb``...), else its folder."""
+    if root is not None:
+        try:
+            parts = path.resolve().relative_to(root.resolve()).parts
+        except ValueError:
+            parts = ()
+        if len(parts) > 1:
+            return parts[0]
+    return path.parent.name
 
 
 def _record_beats(path: Path, prepare: Callable[[Any], Any], fs: float, phenotypes: Sequence[str],
-                  window: Mapping[str, int], max_beats: int | None) -> tuple[np.ndarray, dict[str, Any]]:
-    """Beats ``(n, 12, window["n_samples"])`` (R at ``window["r_index"]``) and the row (record id and ``phenotypes``)
-    of one record.
+                  window: Mapping[str, int], max_beats: int | None, root: Path | None) -> tuple[np.ndarray, dict[str, Any]]:
+    """Beats ``(n, 12, window["n_samples"])`` (R at ``window["r_index"]``) and the row of one record: its id,
+    ``phenotypes``, source and where its QRS / QT come from.
+
+    QRS and QT are LUDB's expert intervals where the record has expert marks (``interval_source`` "experts"),
+    else :func:`measure_ecg`'s (validated against those experts, docs/ecg_measurement.md; "measured"); the heart
+    rate is always measured.
 
     Raises:
         ValueError: the record fails the signal-quality gate (:func:`check_ecg_quality`: not an ECG, or noise),
@@ -116,13 +150,17 @@ def _record_beats(path: Path, prepare: Callable[[Any], Any], fs: float, phenotyp
         )
     if max_beats is not None and len(windows) > max_beats:
         windows = windows[np.linspace(0, len(windows) - 1, max_beats).round().astype(int)]
+    experts = _expert_intervals(path) if path.suffix.lower() == ".hea" else None
+    intervals = experts if experts is not None else {"qrs_ms": measured.qrs_ms, "qt_ms": measured.qt_ms}
     values = {
         **info,
         "heart_rate": _finite(measured.heart_rate_bpm),
-        "qrs": _finite(measured.qrs_ms),
-        "qt": _finite(measured.qt_ms),
+        "qrs": _finite(intervals["qrs_ms"]),
+        "qt": _finite(intervals["qt_ms"]),
     }
-    return windows.astype(np.float32), {SUBJECT_KEY: info["record_id"], **{name: values[name] for name in phenotypes}}
+    row = {SUBJECT_KEY: info["record_id"], SOURCE_KEY: _record_source(path, root),
+           INTERVAL_SOURCE_KEY: "experts" if experts is not None else "measured"}
+    return windows.astype(np.float32), {**row, **{name: values[name] for name in phenotypes}}
 
 
 def _finite(value: float) -> float | None:
@@ -137,6 +175,7 @@ def build_beat_cohort(
     phenotypes: Sequence[str],
     window: Mapping[str, int],
     max_beats_per_record: int | None = 40,
+    root: str | os.PathLike | None = None,
 ) -> Cohort:
     """Prepare, measure and cut every record into beats (see module docstring).
 
@@ -144,26 +183,34 @@ def build_beat_cohort(
     beyond +-10 mV) are skipped with a warning naming the file and the reason (a transform's own error, unwrapped
     from MONAI ``Compose``'s ``RuntimeError``); if none remain, a ``ValueError`` lists them.
 
+    Every row holds the record id (``record_id``, the split unit), its ``source`` (the first folder under ``root``:
+    ``cinc2021``, ``ludb``...), ``interval_source`` (``"experts"`` where QRS / QT are LUDB's expert intervals,
+    ``"measured"`` where they are :func:`measure_ecg`'s) and the ``phenotypes``.
+
     Args:
         records: ECG files (see :func:`find_ecg_records`).
         prepare: ``{"ecg": path}`` -> ``{"ecg": (12, samples) ECG MetaTensor in mV at fs Hz}`` (the bundle's ``prepare_record``).
         fs: sampling rate in Hz the beats are cut and measured at (the bundle's ``fs``).
-        phenotypes: the row fields, from ``heart_rate``, ``qrs``, ``qt`` (measured) and ``age``, ``sex`` (header);
-            the bundle's condition names.
-        window: the beat window, ``{"n_samples": 576, "r_index": 200}`` (the bundle's ``num_samples_per_beat``,
-            ``r_index``).
+        phenotypes: the row fields, from ``heart_rate``, ``qrs``, ``qt`` (measured or expert), ``age``, ``sex``
+            (header) and the diagnoses ``lvh``, ``left_axis_deviation``, ``atrial_fibrillation`` ("yes" / "no",
+            None without labels: :func:`~monai_gen.data.ecg_diagnoses.diagnosis_labels`); the bundle's condition names.
+        window: the beat window, ``{"n_samples": 640, "r_index": 232}`` (the bundle's ``training_window``: the
+            generated window with its context margin).
         max_beats_per_record: cap per record (evenly spread), so long recordings do not dominate.
+        root: the dataset folder the records' ``source`` is named under (default: each record's own folder).
 
     Raises:
         ValueError: a phenotype is none of those; no record gives usable beats.
     """
-    unknown = sorted(set(phenotypes) - {*_MEASURED, *_HEADER})
+    known = (*_MEASURED, *_HEADER, *_DIAGNOSES)
+    unknown = sorted(set(phenotypes) - set(known))
     if unknown:
-        raise ValueError(f"ECG phenotypes {unknown} are not known; a beat cohort has {[*_MEASURED, *_HEADER]}.")
+        raise ValueError(f"ECG phenotypes {unknown} are not known; a beat cohort has {list(known)}.")
     beats, rows, skipped = [], [], []
+    root = Path(root) if root is not None else None
     for path in map(Path, records):
         try:
-            windows, row = _record_beats(path, prepare, float(fs), phenotypes, window, max_beats_per_record)
+            windows, row = _record_beats(path, prepare, float(fs), phenotypes, window, max_beats_per_record, root)
         except (ValueError, FileNotFoundError, RuntimeError) as err:
             reason = _cause(err) if err.__cause__ is not None else str(err)
             skipped.append(f"{path}: {reason}")
@@ -190,7 +237,8 @@ def load_split_cohort(
     seed: int = 0,
     max_beats_per_record: int | None = 40,
 ) -> CohortSplit:
-    """The train / validation / test cohorts (disjoint records) of every record under ``dataset_dir``, built once
+    """The train / validation / test cohorts (disjoint records, stratified by ``source``: each dataset under
+    ``dataset_dir`` is split in the same proportions) of every record under ``dataset_dir``, built once
     (:func:`build_beat_cohort` with ``prepare``, ``fs``, ``phenotypes``) and cached in ``cache_dir``;
     ``validation`` is empty unless ``validation_fraction`` is given.
 
@@ -212,13 +260,14 @@ def load_split_cohort(
     def build() -> Cohort:
         with collapse_repeated_warnings(logger):
             return build_beat_cohort(records, prepare=prepare, fs=fs, phenotypes=phenotypes, window=window,
-                                     max_beats_per_record=max_beats_per_record)
+                                     max_beats_per_record=max_beats_per_record, root=dataset_dir)
 
     key = cohort_cache_key(records, prepare=prepare, fs=fs, phenotypes=phenotypes, window=window,
                            max_beats_per_record=max_beats_per_record)
     try:
         cohort = cached_cohort(cache_dir, key, build)
-        return split_by_subject(cohort, test_fraction=test_fraction, validation_fraction=validation_fraction, seed=seed)
+        return split_by_subject(cohort, test_fraction=test_fraction, validation_fraction=validation_fraction, seed=seed,
+                                stratify_by=SOURCE_KEY)
     except ValueError as err:
         raise ValueError(f"ECG data folder {dataset_dir}: {err}") from err
 
@@ -265,6 +314,14 @@ def _setting(value: Any) -> Any:
     if isinstance(value, (list, tuple)) or hasattr(value, "transforms"):
         return _describe(value)
     return f"{type(value).__module__}.{type(value).__qualname__}"
+
+
+def crop_context_margin(split: CohortSplit, margin: int) -> CohortSplit:
+    """The cohorts with their beats' context margin cropped (:class:`CropContextMargin`): training windows
+    ``(N, 12, n + 2 * margin)`` -> the beats the generator returns, ``(N, 12, n)``; rows unchanged. The evaluation
+    compares generated beats with these."""
+    crop = CropContextMargin(margin)
+    return CohortSplit(*(Cohort(crop(c.items).contiguous(), c.rows, c.subject_key) for c in split))
 
 
 def fit_mean_beat(cohort: Cohort, save_to: str | os.PathLike | None = None) -> torch.Tensor:

@@ -23,6 +23,7 @@ __all__ = [
     "AGE",
     "SEX",
     "DX_CODES",
+    "DIAGNOSES",
     "ecg_affine",
     "ecg_sampling_rate",
     "make_ecg",
@@ -38,6 +39,7 @@ RECORD_ID = "record_id"  # str
 AGE = "age"  # float years; absent when unknown
 SEX = "sex"  # "male" | "female"; absent when unknown
 DX_CODES = "dx_codes"  # list[str] SNOMED-CT codes; absent when unknown
+DIAGNOSES = "diagnoses"  # list[str] diagnosis statements in words (LUDB); absent when unknown
 
 _SEX_WORDS = {"m": "male", "male": "male", "man": "male", "f": "female", "female": "female", "woman": "female"}
 
@@ -87,7 +89,8 @@ def make_ecg(
         fs: sampling rate in Hz.
         lead_names: one name per lead, in channel order.
         record_id: the record's identifier (e.g. the WFDB record name).
-        header: optional ``age`` (years), ``sex`` and ``dx_codes``; unknown values are left out of the meta.
+        header: optional ``age`` (years), ``sex``, ``dx_codes`` and ``diagnoses``; unknown values are left out of
+            the meta.
         source: file name for error messages and ``filename_or_obj``.
 
     Raises:
@@ -112,6 +115,8 @@ def make_ecg(
         meta[SEX] = normalise_sex(header.get("sex"))
     if header.get("dx_codes"):
         meta[DX_CODES] = [str(c) for c in header["dx_codes"]]
+    if header.get("diagnoses"):
+        meta[DIAGNOSES] = [str(d) for d in header["diagnoses"]]
     if source:
         meta["filename_or_obj"] = source
     affine = torch.as_tensor(ecg_affine(fs), dtype=torch.float64)

@@ -117,7 +117,8 @@ class WFDBReader(_ECGReader):
     """WFDB records (``.hea`` header with ``.dat`` / ``.mat`` signal files), read with ``wfdb.rdrecord``.
 
     Header comments ``Age:``, ``Sex:`` and ``Dx:`` (PhysioNet/CinC 2020-2021 convention, case-insensitive;
-    LUDB's ``<age>:`` / ``<sex>:`` too) become ``age``, ``sex`` and ``dx_codes``. Lead names are given their standard spelling (``avr`` -> ``aVR``).
+    LUDB's ``<age>:`` / ``<sex>:`` too) become ``age``, ``sex`` and ``dx_codes``; LUDB's diagnosis statements
+    ``diagnoses``. Lead names are given their standard spelling (``avr`` -> ``aVR``).
     Pass the ``.hea`` file; a ``.dat`` / ``.mat`` signal file with its ``.hea`` beside it is read as its record.
     """
 
@@ -156,12 +157,23 @@ class WFDBReader(_ECGReader):
 
 
 def _header_fields(comments: Sequence[str]) -> dict[str, Any]:
-    """``age`` / ``sex`` / ``dx_codes`` from WFDB header comments such as ``Age: 78`` (PhysioNet/CinC) or
-    ``<age>: 51`` (LUDB writes its keys in angle brackets); keys are case-insensitive."""
+    """``age`` / ``sex`` / ``dx_codes`` / ``diagnoses`` from WFDB header comments such as ``Age: 78``
+    (PhysioNet/CinC) or ``<age>: 51`` (LUDB writes its keys in angle brackets); keys are case-insensitive.
+
+    LUDB lists its diagnosis statements after a ``<diagnoses>:`` line, one per comment (``Rhythm: Sinus rhythm.``,
+    ``Left ventricular hypertrophy.``); they are kept verbatim as ``diagnoses``.
+    """
     fields: dict[str, Any] = {}
+    statements: list[str] | None = None
     for line in comments:
         key, sep, value = line.partition(":")
         key, value = key.strip().strip("<>").strip().lower(), value.strip()
+        if statements is not None:
+            statements.append(line.strip())
+            continue
+        if key == "diagnoses" and sep:
+            statements = [value] if value else []
+            continue
         if not sep or not value:
             continue
         if key == "age":
@@ -173,6 +185,8 @@ def _header_fields(comments: Sequence[str]) -> dict[str, Any]:
             fields["sex"] = value
         elif key == "dx":
             fields["dx_codes"] = [c.strip() for c in value.split(",") if c.strip()]
+    if statements:
+        fields["diagnoses"] = [s for s in statements if s]
     return fields
 
 

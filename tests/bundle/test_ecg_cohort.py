@@ -144,7 +144,7 @@ def test_cohort_cache_is_keyed_by_its_inputs(shared_data, ecg_preparation, tmp_p
 def test_beats_carry_the_phenotypes_named_and_are_cut_at_the_prepared_rate(shared_data, ecg_preparation):
     record = [shared_data / "ecg/cinc2021/E07500.hea"]
     cohort = build_beat_cohort(record, **{**ecg_preparation, "phenotypes": ["qrs", "sex"]}, max_beats_per_record=2)
-    assert set(cohort.rows[0]) == {"record_id", "qrs", "sex"}
+    assert set(cohort.rows[0]) == {"record_id", "source", "interval_source", "qrs", "sex"}
     with pytest.raises(ValueError, match=r"ECG phenotypes \['weight'\] are not known"):
         build_beat_cohort(record, **{**ecg_preparation, "phenotypes": ["qrs", "weight"]})
     with pytest.raises(ValueError, match="prepared at 500 Hz, but the beats are cut at fs=250 Hz"):
@@ -183,3 +183,49 @@ def test_load_split_cohort_collapses_repeated_skip_warnings(shared_data, ecg_pre
     assert len(skipped) == 1 and skipped[0].endswith("(and 2 more like it)"), caplog.messages
     with pytest.raises(ValueError, match=f"ECG data folder {tmp_path / 'single'}: .*at least 2 subjects, got 1"):
         load_split_cohort(_copy_records(shared_data, tmp_path / "single", ["E07500"]), tmp_path / "cache", **ecg_preparation)
+
+
+def test_rows_name_their_source_and_ludb_intervals_come_from_the_experts(shared_data, ecg_preparation, tmp_path):
+    from monai_gen.data.ludb import expert_intervals, read_ludb_delineation
+
+    folder = _copy_records(shared_data, tmp_path / "two_sources" / "cinc2021", ["E07505"]).parent
+    ludb = folder / "ludb"
+    ludb.mkdir()
+    for record in ("1", "101"):
+        for f in (shared_data / "ecg/ludb/data").glob(f"{record}.*"):
+            shutil.copy(f, ludb / f.name)
+    phenotypes = [*ecg_preparation["phenotypes"], "lvh", "left_axis_deviation", "atrial_fibrillation"]
+    cohort = build_beat_cohort(find_ecg_records(folder), **{**ecg_preparation, "phenotypes": phenotypes},
+                               max_beats_per_record=3, root=folder)
+    rows = {r["record_id"]: r for r in cohort.rows}
+    assert {rid: r["source"] for rid, r in rows.items()} == {"E07505": "cinc2021", "1": "ludb", "101": "ludb"}
+    assert rows["E07505"]["interval_source"] == "measured" and rows["1"]["interval_source"] == "experts"
+    experts = expert_intervals(read_ludb_delineation(ludb / "1"), 500.0)
+    assert rows["1"]["qrs"] == pytest.approx(experts["qrs_ms"], abs=0.06)
+    assert rows["1"]["qt"] == pytest.approx(experts["qt_ms"], abs=0.06)
+    assert (rows["1"]["lvh"], rows["101"]["atrial_fibrillation"], rows["E07505"]["lvh"]) == ("yes", "yes", "yes")
+    assert rows["E07505"]["atrial_fibrillation"] == "no"
+
+
+def test_split_is_stratified_by_source(shared_data, ecg_preparation, tmp_path):
+    folder = _copy_records(shared_data, tmp_path / "strata" / "cinc2021",
+                           ["E07500", "E07501", "E07502", "E07503", "E07504", "E07505"]).parent
+    ludb = folder / "ludb"
+    ludb.mkdir()
+    for header in sorted((shared_data / "ecg/ludb/data").glob("*.hea"))[:4]:
+        for f in header.parent.glob(f"{header.stem}.*"):
+            shutil.copy(f, ludb / f.name)
+    split = load_split_cohort(folder, tmp_path / "cache", **ecg_preparation, test_fraction=0.25, max_beats_per_record=2)
+    test_sources = {r["source"] for r in split.test.rows}
+    assert test_sources == {"cinc2021", "ludb"}
+    assert not set(split.train.subjects()) & set(split.test.subjects())
+
+
+def test_context_margin_is_cropped_back_to_the_beat_window(small_cohort):
+    from monai_gen.bundle.ecg_cohort import crop_context_margin
+    from monai_gen.engines.cohort import CohortSplit
+
+    split = CohortSplit(small_cohort, small_cohort.subset([]), small_cohort.subset([0, 1]))
+    cropped = crop_context_margin(split, 32)
+    assert cropped.train.items.shape[1:] == (12, 576 - 64) and cropped.test.rows == split.test.rows
+    assert torch.equal(cropped.test.items, split.test.items[..., 32:-32])

@@ -44,6 +44,7 @@ __all__ = [
     "AMPLITUDE_METHODS",
     "StandardiseLeads",
     "DeriveLimbLeads",
+    "CropContextMargin",
     "ResampleECG",
     "RemoveBaselineWander",
     "BandPassECG",
@@ -245,6 +246,32 @@ class DeriveLimbLeads(Transform):
         for name, (a, b) in LIMB_LEAD_COEFFICIENTS.items():
             out[..., STANDARD_LEADS.index(name), :] = a * lead_i + b * lead_ii
         return out
+
+
+class CropContextMargin(Transform):
+    """Drop ``margin`` samples at both ends of beats ``(..., leads, samples)``: ``samples - 2 * margin`` remain.
+
+    A convolutional denoiser sees no signal beyond its window, so its estimate is rough at the first and last
+    samples (generated beats stepped there, issue 10). The ECG bundle therefore trains and generates a window
+    ``margin`` samples wider on each side than the beat it returns, and this crops the margin off (the R index
+    moves from ``r_index + margin`` back to ``r_index``). Works on single beats and batches (numpy, torch).
+
+    Raises:
+        ValueError: (at call) fewer than ``2 * margin + 1`` samples.
+    """
+
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
+
+    def __init__(self, margin: int) -> None:
+        if int(margin) < 0:
+            raise ValueError(f"CropContextMargin: margin must be >= 0 samples, got {margin}.")
+        self.margin = int(margin)
+
+    def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
+        if img.ndim < 2 or img.shape[-1] <= 2 * self.margin:
+            raise ValueError(f"CropContextMargin({self.margin}) needs (..., leads, more than {2 * self.margin} samples), "
+                             f"got shape {tuple(img.shape)}.")
+        return img[..., self.margin : img.shape[-1] - self.margin]
 
 
 class ResampleECG(Transform):

@@ -13,6 +13,7 @@ from monai_gen.data.ecg_readers import WFDBReader, canonical_lead_name
 from monai_gen.metrics.ecg import limb_lead_residual
 from monai_gen.transforms.ecg.array import (
     BandPassECG,
+    CropContextMargin,
     DeriveLimbLeads,
     FixedLengthECG,
     MeasureECG,
@@ -336,3 +337,17 @@ def test_cuda_tensors_stay_on_the_device(record):
         x = transform(x)
         assert x.device.type == "cuda" and isinstance(x, MetaTensor), type(transform).__name__
     assert MedianBeat()(x).device.type == "cuda" and ecg_sampling_rate(x) == 250.0
+
+
+def test_crop_context_margin_returns_the_centre_of_real_beats_in_numpy_and_torch(cinc_signals):
+    signal = cinc_signals["E07500"]
+    peaks = detect_r_peaks(signal, 500.0)
+    wide = np.stack([signal[:, p - 232 : p + 408] for p in peaks[1:4]])  # (3, 12, 640), R at 232
+    cropped = CropContextMargin(32)(wide)
+    assert cropped.shape == (3, 12, 576)
+    np.testing.assert_array_equal(cropped, np.stack([signal[:, p - 200 : p + 376] for p in peaks[1:4]]))
+    assert torch.equal(CropContextMargin(32)(torch.from_numpy(wide)), torch.from_numpy(cropped))
+    with pytest.raises(ValueError, match="more than 64 samples"):
+        CropContextMargin(32)(wide[..., :64])
+    with pytest.raises(ValueError, match="margin must be >= 0"):
+        CropContextMargin(-1)
