@@ -32,7 +32,14 @@ from monai_gen.data.ecg_diagnoses import DIAGNOSIS_LABELS, diagnosis_labels
 from monai_gen.data.ecg_meta import ecg_sampling_rate
 from monai_gen.data.ecg_readers import CPSCMatReader, DICOMECGReader
 from monai_gen.data.ludb import LUDB_LEADS, expert_intervals, read_ludb_delineation
-from monai_gen.engines.cohort import Cohort, CohortSplit, _cause, cached_cohort, input_fingerprint, split_by_subject
+from monai_gen.engines.cohort import (
+    Cohort,
+    CohortSplit,
+    cached_cohort,
+    innermost_cause,
+    input_fingerprint,
+    split_by_subject,
+)
 from monai_gen.engines.weights import save_tensors
 from monai_gen.transforms.ecg.array import CropContextMargin
 from monai_gen.transforms.ecg.functional import (
@@ -212,7 +219,8 @@ def build_beat_cohort(
         try:
             windows, row = _record_beats(path, prepare, float(fs), phenotypes, window, max_beats_per_record, root)
         except (ValueError, FileNotFoundError, RuntimeError) as err:
-            reason = _cause(err) if err.__cause__ is not None else str(err)
+            reason = innermost_cause(err).split(": ", 1)[1] if err.__cause__ is not None else str(err)
+            reason = reason.removeprefix(f"{path}: ")  # our errors name the file; the warning names it once
             skipped.append(f"{path}: {reason}")
             logger.warning("skipping ECG record %s: %s", path, reason)
             continue

@@ -44,6 +44,7 @@ __all__ = [
     "split_by_subject",
     "fit_conditions",
     "training_items",
+    "innermost_cause",
 ]
 
 logger = logging.getLogger(__name__)
@@ -185,7 +186,7 @@ def build_cohort(
         try:
             outputs = transform(dict(record))
         except Exception as err:  # a record MONAI cannot read or transform is skipped, with its reason
-            problems.append(f"{record.get(item_key, record.get(subject_key))}: {_cause(err)}")
+            problems.append(f"{record.get(item_key, record.get(subject_key))}: {innermost_cause(err)}")
             continue
         for output in outputs if isinstance(outputs, list) else [outputs]:
             items.append(torch.as_tensor(np.asarray(output[item_key]), dtype=torch.float32))
@@ -344,8 +345,9 @@ def _scalar(value: Any) -> Any:
     return value
 
 
-def _cause(err: BaseException) -> str:
-    """The innermost message of MONAI's wrapped transform errors."""
+def innermost_cause(err: BaseException) -> str:
+    """``"<type>: <message>"`` of the innermost error of MONAI's wrapped transform errors (``err`` itself when it
+    wraps nothing)."""
     while err.__cause__ is not None:
         err = err.__cause__
     return f"{type(err).__name__}: {err}"
