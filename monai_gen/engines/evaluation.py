@@ -4,6 +4,8 @@
 :class:`~monai_gen.engines.requests.SampleRequest` batches for a sample generator (e.g.
 :class:`~monai_gen.engines.sampling.ConditionalSampleGenerator`) and hands the samples to
 :func:`monai_gen.metrics.evaluation.evaluate_generator`, which runs the configured measures and writes the report.
+The same :meth:`GeneratorEvaluation.generate` serves the measures that request samples of their own (the
+counterfactual sweeps of :class:`~monai_gen.metrics.evaluation.SweepFidelity`).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class GeneratorEvaluation:
         self.batch_size, self.model_id = int(batch_size), model_id
 
     def generate(self, rows: Sequence[dict[str, Any]], seeds: Sequence[int]) -> torch.Tensor:
+        """``(len(rows), C, *spatial)`` physical units: ``rows[i]`` (absent conditions unset) with seed ``seeds[i]``."""
         requests = [SampleRequest(f"eval_{i}", int(s), r) for i, (r, s) in enumerate(zip(rows, seeds, strict=True))]
         chunks = [requests[i : i + self.batch_size] for i in range(0, len(requests), self.batch_size)]
         return torch.cat([self.sample_generator(chunk) for chunk in chunks])

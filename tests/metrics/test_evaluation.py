@@ -1,5 +1,6 @@
 """The generic evaluation on a generated image cohort: a bright / striped item per condition, an oracle generator
-reaches the real ceiling, a constant one does not, and the report, its Markdown, figures and summary are written."""
+reaches the real ceiling, a constant one does not, and the report, its Markdown, figures and summary are written;
+counterfactual sweeps follow a generator that obeys its request and not one that ignores it."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from monai_gen.metrics.evaluation import (
     MeasuredFidelity,
     Memorisation,
     ProbeFidelity,
+    SweepFidelity,
     evaluate_generator,
     report_summary,
 )
@@ -120,3 +122,82 @@ def test_the_config_evaluator_generates_in_batches_from_a_split_or_a_pair(split,
     again = GeneratorEvaluation(sample_generator, (split.train, split.test), measures=measures()[:1],
                                 output_dir=tmp_path, max_samples=7, batch_size=3).run()
     assert again["measured_fidelity"] == report["measured_fidelity"]
+
+
+def faithful(rows, seeds):
+    """A generator that obeys its request: an item of the requested brightness (5 when unset), seeded stripes."""
+    return torch.from_numpy(np.stack([
+        _item(r.get("brightness", 5.0), ("vertical", "horizontal")[s % 2], np.random.default_rng(s))
+        for r, s in zip(rows, seeds, strict=True)
+    ]))
+
+
+def test_a_sweep_follows_a_faithful_generator_and_not_a_constant_one(split, tmp_path):
+    calls = []
+
+    def recorded(rows, seeds):
+        calls.append((list(rows), list(seeds)))
+        return faithful(rows, seeds)
+
+    sweep = SweepFidelity(brightness, ["brightness"], n_values=4, n_seeds=3, method="mean intensity")
+    report = evaluate_generator(recorded, split.train, split.test, measures=[sweep], output_dir=tmp_path, max_samples=4,
+                                seed=5)
+    entry = report["sweep_fidelity"]["conditions"]["brightness"]
+    train = np.array([r["brightness"] for r in split.train.rows])
+    half = 1.5 * train.std()
+    np.testing.assert_allclose(entry["values"], np.linspace(train.mean() - half, train.mean() + half, 4), atol=1e-3)
+    assert entry["span_in_train_sd"] == pytest.approx(3.0, abs=1e-3)
+    rows, seeds = calls[1]  # calls[0] is the evaluation's own samples
+    assert rows == [{"brightness": v} for v in entry["values"] for _ in range(3)] and seeds == [5, 6, 7] * 4
+    assert entry["synthetic"]["value"] > 0.99 and entry["slope"] == pytest.approx(1.0, abs=0.05)
+    assert entry["real"]["value"] > 0.99 and entry["synthetic"]["n"] == 12 and entry["synthetic"]["n_failed"] == 0
+    assert [v["n"] for v in entry["per_value"]] == [3] * 4
+    assert all(v["iqr"][0] <= v["median"] <= v["iqr"][1] for v in entry["per_value"])
+    assert entry["per_value"][-1]["median"] == pytest.approx(entry["values"][-1], abs=0.1)
+    assert "## Counterfactual sweeps" in (tmp_path / "evaluation.md").read_text()
+    assert "sweeps: brightness R 1.00 slope 1.0" in report_summary(report, tmp_path)
+
+    mean_item = split.train.items.mean(0)
+    sweep = SweepFidelity(brightness, ["brightness"], values={"brightness": [1, 9]}, n_seeds=2)
+    constant = evaluate_generator(lambda rows, seeds: mean_item.expand(len(rows), -1, -1, -1).clone(), split.train,
+                                  split.test, measures=[sweep], output_dir=tmp_path, max_samples=4)
+    entry = constant["sweep_fidelity"]["conditions"]["brightness"]
+    assert entry["values"] == [1.0, 9.0] and np.isnan(entry["synthetic"]["value"])
+    assert entry["slope"] == pytest.approx(0.0, abs=1e-6) and entry["real"]["value"] > 0.99
+
+
+def test_a_sweep_counts_failed_measurements_and_rejects_bad_settings(split, tmp_path):
+    def dark_fails(items):  # a measurement that fails (NaN) on dark items
+        values = items.mean(dim=(1, 2, 3)).numpy()
+        return {"brightness": np.where(values < 4, np.nan, values)}
+
+    report = evaluate_generator(faithful, split.train, split.test, output_dir=tmp_path, max_samples=4,
+                                measures=[SweepFidelity(dark_fails, ["brightness"], values={"brightness": [2, 6, 8]},
+                                                        n_seeds=2)])
+    entry = report["sweep_fidelity"]["conditions"]["brightness"]
+    assert [v["n_failed"] for v in entry["per_value"]] == [2, 0, 0] and np.isnan(entry["per_value"][0]["median"])
+    assert entry["synthetic"]["n"] == 4 and entry["synthetic"]["n_failed"] == 2
+    with pytest.raises(ValueError, match=r"not swept; swept: \['brightness'\]"):
+        SweepFidelity(brightness, ["brightness"], values={"qt": [1, 2]})
+    with pytest.raises(ValueError, match="at least two distinct values"):
+        SweepFidelity(brightness, ["brightness"], values={"brightness": [3, 3]})
+    data = EvaluationData(split.test.items, [], split.train, split.test, 0)
+    with pytest.raises(ValueError, match="EvaluationData.generate must be given"):
+        SweepFidelity(brightness, ["brightness"])(data)
+    data.generate = lambda rows, seeds: torch.zeros(len(rows), 1, 4, 4)
+    with pytest.raises(ValueError, match=r"returned \(16, 1, 4, 4\)"):
+        SweepFidelity(brightness, ["brightness"], n_values=2)(data)
+
+
+def test_the_config_evaluator_serves_the_sweeps_through_its_sample_generator(split, tmp_path):
+    conditions = []
+
+    def sample_generator(requests):
+        conditions.extend(r.conditions for r in requests)
+        return faithful([r.conditions for r in requests], [r.seed for r in requests])
+
+    sweep = SweepFidelity(brightness, ["brightness"], n_values=3, n_seeds=2)
+    report = GeneratorEvaluation(sample_generator, split, measures=[sweep], output_dir=tmp_path, max_samples=2,
+                                 batch_size=4).run()
+    assert len(conditions) == 2 + 6 and all(list(c) == ["brightness"] for c in conditions[2:])
+    assert report["sweep_fidelity"]["conditions"]["brightness"]["synthetic"]["value"] > 0.99
