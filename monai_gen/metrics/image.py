@@ -1,29 +1,55 @@
-"""Image measures of a generator: diversity as MS-SSIM between pairs of synthetic vs pairs of real images.
+"""Image measures of a generator: realism on trained features, diversity, autoencoder reconstruction, feature views.
 
-Mode collapse shows as synthetic images more alike than real ones: the mean multi-scale SSIM (MONAI's
-``MultiScaleSSIMMetric``) over random pairs of synthetic images is compared with the same mean over random pairs
-of real test images (the conditional brain-MRI LDM paper reports it this way; lower = more diverse). Small images
-(a 64 x 64 slice) cannot take MS-SSIM's five scales at an 11-pixel kernel, so :func:`ms_ssim_weights` keeps the
-first scales of MONAI's weights that the image size allows, renormalised to sum to 1.
+Each class is a measure of :func:`monai_gen.metrics.evaluation.evaluate_generator`: called with the evaluation data
+(``synthetic`` ``(N, C, *spatial)`` generated for the conditions of the real ``test`` items, and the real ``train``
+cohort, all in physical units) it returns its JSON section with a one-line ``"summary"``, and ``markdown(section)``
+gives the report lines. Every synthetic figure stands next to its real reference:
 
-:class:`MSSSIMDiversity` is a measure of :func:`monai_gen.metrics.evaluation.evaluate_generator`: called with the
-evaluation data (``synthetic`` ``(N, C, *spatial)`` and the real ``test`` cohort, both in physical units) it returns
-its JSON section, and :meth:`MSSSIMDiversity.markdown` the report lines of that section.
+- :class:`ImageRealism` — Fréchet distance, KID and k-NN precision / recall / density / coverage on the features of
+  a network trained here on real images (:mod:`monai_gen.metrics.image_features`): synthetic vs real test, beside
+  real train vs real test;
+- :class:`MSSSIMDiversity` — mean MS-SSIM (MONAI's ``MultiScaleSSIMMetric``) over pairs of synthetic images vs the
+  same pairs of real test images (synthetic pair ``(i, j)`` was generated for the conditions of real pair
+  ``(i, j)``), optionally only pairs that share some conditions (e.g. the slice position), so that collapse at a
+  fixed condition shows; lower = more diverse (the conditional brain-MRI LDM paper reports it this way);
+- :class:`AutoencoderReconstruction` — MS-SSIM and PSNR (MONAI) of a latent autoencoder's reconstruction of the
+  real test images (Medfusion reports MS-SSIM >= 0.98 for its autoencoders);
+- :class:`FeatureSpace` — runs another measure (:class:`~monai_gen.metrics.evaluation.ProbeFidelity`,
+  :class:`~monai_gen.metrics.evaluation.Memorisation`) on features (e.g. the trained extractor's) instead of pixels.
+
+Small images (a 64 x 64 slice) cannot take MS-SSIM's five scales at an 11-pixel kernel, so :func:`ms_ssim_weights`
+keeps the first scales of MONAI's weights that the image size allows, renormalised to sum to 1.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from monai.metrics import MultiScaleSSIMMetric
+from monai.metrics import MultiScaleSSIMMetric, PSNRMetric
 
-__all__ = ["MS_SSIM_WEIGHTS", "ms_ssim_weights", "pairwise_ms_ssim", "MSSSIMDiversity"]
+from monai_gen.metrics.distribution import frechet_distance
+from monai_gen.metrics.realism import kernel_distance, manifold_precision_recall
+
+__all__ = [
+    "MS_SSIM_WEIGHTS",
+    "ms_ssim_weights",
+    "random_pairs",
+    "pairwise_ms_ssim",
+    "reconstruction_scores",
+    "MSSSIMDiversity",
+    "AutoencoderReconstruction",
+    "ImageRealism",
+    "FeatureSpace",
+]
 
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 """MONAI's (and Wang et al. 2003's) five-scale MS-SSIM weights, finest scale first."""
+
+FeaturesFn = Callable[[torch.Tensor], torch.Tensor]
 
 
 def ms_ssim_weights(spatial_shape: Sequence[int], kernel_size: int) -> tuple[float, ...]:
@@ -42,67 +68,123 @@ def ms_ssim_weights(spatial_shape: Sequence[int], kernel_size: int) -> tuple[flo
     return tuple(w / sum(weights) for w in weights)
 
 
-def pairwise_ms_ssim(
-    images: torch.Tensor, *, max_pairs: int = 64, seed: int = 0, kernel_size: int = 7, data_range: float = 1.0
-) -> dict[str, Any]:
-    """Mean MS-SSIM over up to ``max_pairs`` random pairs of distinct images ``(N, C, *spatial)`` (2D or 3D).
+def _ms_ssim_metric(images: torch.Tensor, kernel_size: int, data_range: float) -> MultiScaleSSIMMetric:
+    return MultiScaleSSIMMetric(spatial_dims=images.ndim - 2, data_range=data_range, kernel_size=kernel_size,
+                                weights=ms_ssim_weights(images.shape[2:], kernel_size), reduction="none")
+
+
+def _mean_std(values: torch.Tensor) -> dict[str, float]:
+    values = values.reshape(-1).double()
+    return {"mean": float(values.mean()), "std": float(values.std()) if len(values) > 1 else 0.0}
+
+
+def random_pairs(
+    n: int, *, max_pairs: int = 64, seed: int = 0, groups: Sequence[Any] | None = None
+) -> list[tuple[int, int]]:
+    """Up to ``max_pairs`` distinct unordered pairs ``(a, b)``, ``a < b``, of ``n`` items, drawn at random (seeded).
+
+    Args:
+        n: number of items.
+        max_pairs: draws; repeated pairs are dropped, so fewer pairs may come back.
+        seed: the draw's seed.
+        groups: a label per item; when given, only items with the same label are paired.
 
     Returns:
-        ``{"mean": float, "std": float, "pairs": int, "scales": int}``.
+        The pairs, sorted; empty when no two items share a label (or ``n < 2``).
 
     Raises:
-        ValueError: fewer than two images, or images that are not ``(N, C, *spatial)`` with 2 or 3 spatial axes.
+        ValueError: ``groups`` holds another number of labels than ``n``.
+    """
+    labels = [0] * n if groups is None else [repr(g) for g in groups]
+    if len(labels) != n:
+        raise ValueError(f"random_pairs: {len(labels)} group labels for {n} items.")
+    members: dict[str, list[int]] = {}
+    for i, label in enumerate(labels):
+        members.setdefault(label, []).append(i)
+    eligible = [i for i in range(n) if len(members[labels[i]]) > 1]
+    if not eligible:
+        return []
+    rng = np.random.default_rng(seed)
+    pairs = set()
+    for a in rng.choice(eligible, size=int(max_pairs)):
+        group = members[labels[a]]
+        b = group[(group.index(a) + int(rng.integers(1, len(group)))) % len(group)]  # never the same item
+        pairs.add((min(int(a), b), max(int(a), b)))
+    return sorted(pairs)
+
+
+def pairwise_ms_ssim(
+    images: torch.Tensor, pairs: Sequence[tuple[int, int]], *, kernel_size: int = 7, data_range: float = 1.0
+) -> dict[str, Any]:
+    """Mean MS-SSIM of the image ``pairs`` (from :func:`random_pairs`) of ``images`` ``(N, C, *spatial)`` (2D or 3D).
+
+    Returns:
+        ``{"mean", "std", "pairs", "scales"}``; mean and std are NaN without pairs.
+
+    Raises:
+        ValueError: images that are not ``(N, C, *spatial)`` with 2 or 3 spatial axes.
     """
     images = torch.as_tensor(images, dtype=torch.float32)
-    if images.ndim not in (4, 5) or images.shape[0] < 2:
-        raise ValueError(f"pairwise MS-SSIM needs at least two images (N, C, *spatial), got shape {tuple(images.shape)}.")
-    rng = np.random.default_rng(seed)
-    n = images.shape[0]
-    first = rng.integers(0, n, size=int(max_pairs))
-    second = (first + rng.integers(1, n, size=int(max_pairs))) % n  # never the same image
-    pairs = sorted({(int(a), int(b)) for a, b in zip(first, second, strict=True)})
-    weights = ms_ssim_weights(images.shape[2:], kernel_size)
-    metric = MultiScaleSSIMMetric(spatial_dims=images.ndim - 2, data_range=data_range, kernel_size=kernel_size,
-                                  weights=weights, reduction="none")
+    if images.ndim not in (4, 5):
+        raise ValueError(f"pairwise MS-SSIM needs images (N, C, *spatial) in 2D or 3D, got shape "
+                         f"{tuple(images.shape)}.")
+    metric = _ms_ssim_metric(images, kernel_size, data_range)
+    scales = len(ms_ssim_weights(images.shape[2:], kernel_size))
+    if not pairs:
+        return {"mean": float("nan"), "std": float("nan"), "pairs": 0, "scales": scales}
     index_a, index_b = (torch.as_tensor(list(side)) for side in zip(*pairs, strict=True))
-    scores = metric(images[index_a], images[index_b]).reshape(-1).double()
-    return {"mean": float(scores.mean()), "std": float(scores.std()) if len(scores) > 1 else 0.0,
-            "pairs": len(pairs), "scales": len(weights)}
+    return {**_mean_std(metric(images[index_a], images[index_b])), "pairs": len(pairs), "scales": scales}
 
 
 class MSSSIMDiversity:
-    """Diversity measure: mean MS-SSIM of synthetic pairs beside that of real test pairs (lower = more diverse).
+    """Diversity measure: mean MS-SSIM of synthetic pairs beside that of the same pairs of real test images.
 
     Args:
-        max_pairs: random pairs drawn from each set (seeded by the evaluation's ``seed``).
+        max_pairs: random pairs drawn (seeded by the evaluation's ``seed``); the same pairs serve both sets.
         kernel_size: SSIM Gaussian window (pixels); smaller windows allow more scales on small images.
         data_range: intensity range of the images in physical units (1.0 for images scaled to [0, 1]).
+        same_conditions: pair only items whose requested values of these conditions are equal (e.g.
+            ``["slice_position"]``), so that a generator that collapses at a fixed condition is seen; empty = any
+            two items.
         name: the measure's section name in the report.
     """
 
-    def __init__(self, max_pairs: int = 64, kernel_size: int = 7, data_range: float = 1.0, name: str = "diversity") -> None:
+    def __init__(self, max_pairs: int = 64, kernel_size: int = 7, data_range: float = 1.0, *,
+                 same_conditions: Sequence[str] = (), name: str = "diversity") -> None:
         if int(max_pairs) < 1:
             raise ValueError(f"max_pairs must be >= 1, got {max_pairs!r}.")
-        self.max_pairs, self.kernel_size, self.data_range, self.name = int(max_pairs), int(kernel_size), float(data_range), name
+        self.max_pairs, self.kernel_size, self.data_range = int(max_pairs), int(kernel_size), float(data_range)
+        self.same_conditions, self.name = list(same_conditions), name
 
     def __call__(self, data: Any) -> dict[str, Any]:
-        """``{"method", "synthetic_pairs", "real_test_pairs", "difference"}`` for the evaluation data."""
-        options = {"max_pairs": self.max_pairs, "seed": int(data.seed), "kernel_size": self.kernel_size,
-                   "data_range": self.data_range}
-        synthetic = pairwise_ms_ssim(data.synthetic, **options)
-        real = pairwise_ms_ssim(data.test.items, **options)
+        """``{"method", "same_conditions", "synthetic_pairs", "real_test_pairs", "difference", "summary"}``."""
+        groups = None
+        if self.same_conditions:
+            groups = [tuple(row.get(c) for c in self.same_conditions) for row in data.requested]
+        pairs = random_pairs(len(data.synthetic), max_pairs=self.max_pairs, seed=int(data.seed), groups=groups)
+        options = {"kernel_size": self.kernel_size, "data_range": self.data_range}
+        synthetic = pairwise_ms_ssim(data.synthetic, pairs, **options)
+        real = pairwise_ms_ssim(data.test.items, pairs, **options)
+        difference = synthetic["mean"] - real["mean"]
         return {
             "method": f"MS-SSIM (MONAI, {synthetic['scales']} scales, kernel {self.kernel_size}) over random pairs",
+            "same_conditions": self.same_conditions,
             "synthetic_pairs": synthetic,
             "real_test_pairs": real,
-            "difference": synthetic["mean"] - real["mean"],
+            "difference": difference,
+            "summary": f"diversity: MS-SSIM of synthetic pairs {synthetic['mean']:.3f} (real {real['mean']:.3f}, "
+                       f"{synthetic['pairs']} pairs)",
         }
 
     def markdown(self, section: Mapping[str, Any]) -> list[str]:
         """Report lines of a section returned by :meth:`__call__`."""
         synthetic, real = section["synthetic_pairs"], section["real_test_pairs"]
+        same = section.get("same_conditions") or []
+        scope = f"pairs with equal {', '.join(same)}" if same else "any two items"
         return [
             f"## Diversity ({section['method']}; lower = more diverse)",
+            "",
+            f"Pairs: {scope}; synthetic pair (i, j) was generated for the conditions of real pair (i, j).",
             "",
             "| pairs | mean MS-SSIM | std | n |",
             "| --- | --- | --- | --- |",
@@ -111,3 +193,188 @@ class MSSSIMDiversity:
             "",
             f"Synthetic minus real: {section['difference']:+.3f}.",
         ]
+
+
+def reconstruction_scores(
+    images: torch.Tensor, reconstructions: torch.Tensor, *, data_range: float = 1.0, kernel_size: int = 7
+) -> dict[str, Any]:
+    """MS-SSIM (1 = identical) and PSNR in dB (inf = identical; higher = better) of ``reconstructions`` of ``images``.
+
+    Args:
+        images, reconstructions: ``(N, C, *spatial)`` (2D or 3D) in the same physical units.
+        data_range: intensity range of the images (PSNR's peak value).
+        kernel_size: SSIM Gaussian window (pixels).
+
+    Returns:
+        ``{"n", "ms_ssim": {"mean", "std"}, "psnr_db": {"mean", "std"}, "scales"}``.
+
+    Raises:
+        ValueError: the two differ in shape, or images that are not ``(N, C, *spatial)`` with 2 or 3 spatial axes.
+    """
+    images, reconstructions = (torch.as_tensor(x, dtype=torch.float32) for x in (images, reconstructions))
+    if images.shape != reconstructions.shape or images.ndim not in (4, 5):
+        raise ValueError(f"reconstructions must match the images (N, C, *spatial) in 2D or 3D, got "
+                         f"{tuple(reconstructions.shape)} for {tuple(images.shape)}.")
+    ms_ssim = _ms_ssim_metric(images, kernel_size, data_range)(reconstructions, images)
+    psnr = PSNRMetric(max_val=data_range, reduction="none")(reconstructions, images)
+    return {"n": int(images.shape[0]), "ms_ssim": _mean_std(ms_ssim), "psnr_db": _mean_std(psnr),
+            "scales": len(ms_ssim_weights(images.shape[2:], kernel_size))}
+
+
+class AutoencoderReconstruction:
+    """Stage-1 quality: MS-SSIM and PSNR of the autoencoder's reconstruction of the real test images.
+
+    The reconstruction is ``normalisation.inverse(decode(encode(normalisation(x))))``: physical units in and out,
+    e.g. ``encode`` / ``decode`` of a :class:`~monai_gen.diffusion.latent.LatentSpace` (a MONAI ``AutoencoderKL``
+    with its latent scaling) and the bundle's ``LinearNormalisation``. The synthetic samples are not used.
+
+    Args:
+        encode: images in model space ``(B, C, *spatial)`` -> latents.
+        decode: latents -> images in model space.
+        normalisation: physical units -> model space, with ``inverse``; None = the autoencoder sees physical units.
+        device: where encode / decode run (the autoencoder's device); None = the CPU.
+        batch_size: images per call.
+        data_range: intensity range of the images in physical units (PSNR's peak; 1.0 for [0, 1]).
+        kernel_size: SSIM Gaussian window (pixels).
+        name: the section's name.
+    """
+
+    def __init__(self, encode: Callable[[torch.Tensor], torch.Tensor], decode: Callable[[torch.Tensor], torch.Tensor],
+                 *, normalisation: Any = None, device: torch.device | str | None = None, batch_size: int = 16,
+                 data_range: float = 1.0, kernel_size: int = 7, name: str = "autoencoder_reconstruction") -> None:
+        self.encode, self.decode, self.normalisation = encode, decode, normalisation
+        self.device, self.batch_size = torch.device(device or "cpu"), int(batch_size)
+        self.data_range, self.kernel_size, self.name = float(data_range), int(kernel_size), name
+
+    @torch.no_grad()
+    def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
+        """``(N, C, *spatial)`` physical units -> their reconstructions, on the CPU."""
+        out = []
+        for batch in torch.as_tensor(images, dtype=torch.float32).split(self.batch_size):
+            x = batch if self.normalisation is None else self.normalisation(batch)
+            y = self.decode(self.encode(x.to(self.device))).float().cpu()
+            out.append(y if self.normalisation is None else self.normalisation.inverse(y))
+        return torch.cat(out)
+
+    def __call__(self, data: Any) -> dict[str, Any]:
+        scores = reconstruction_scores(data.test.items, self.reconstruct(data.test.items), data_range=self.data_range,
+                                       kernel_size=self.kernel_size)
+        return {**scores, "method": f"MS-SSIM (MONAI, {scores['scales']} scales, kernel {self.kernel_size}), "
+                                    f"PSNR (peak {self.data_range:g})",
+                "summary": f"autoencoder reconstruction of {scores['n']} real test images: MS-SSIM "
+                           f"{scores['ms_ssim']['mean']:.3f}, PSNR {scores['psnr_db']['mean']:.1f} dB"}
+
+    def markdown(self, section: Mapping[str, Any]) -> list[str]:
+        ms, psnr = section["ms_ssim"], section["psnr_db"]
+        return ["## Autoencoder reconstruction of the real test images (higher = better)", "",
+                f"Method: {section['method']}.", "", "| n | MS-SSIM | PSNR (dB) |", "| --- | --- | --- |",
+                f"| {section['n']} | {ms['mean']:.4f} ± {ms['std']:.4f} | {psnr['mean']:.2f} ± {psnr['std']:.2f} |"]
+
+
+def _feature_space(features: FeaturesFn, description: str | None) -> str:
+    return description or str(features)
+
+
+class ImageRealism:
+    """Realism on trained features: Fréchet distance, KID, precision / recall / density / coverage.
+
+    Synthetic features are compared with the real test features, beside the reference pair real train vs real test.
+    The training images are subsampled (seeded) to as many as there are synthetic images, so both pairs have equal
+    set sizes (the Fréchet distance and the k-NN estimates depend on them). An extractor trained on those training
+    images may place them a little apart from unseen images, which makes the reference slightly pessimistic.
+
+    Args:
+        features: ``(N, C, *spatial)`` -> ``(N, F)``, e.g. an
+            :class:`~monai_gen.metrics.image_features.ImageFeatureExtractor` trained on the real training images.
+        k: the k-NN neighbour of the manifold estimates.
+        kid_subsets: random subsets of the KID estimate.
+        kid_subset_size: items per KID subset; None = half the smaller set.
+        description: the feature space, for the report; defaults to ``str(features)``.
+        name: the section's name.
+
+    See:
+        Heusel et al. 2017 (FID); Bińkowski et al. 2018 (KID); Kynkäänniemi et al. 2019 (precision / recall);
+        Naeem et al. 2020 (density / coverage).
+    """
+
+    def __init__(self, features: FeaturesFn, *, k: int = 3, kid_subsets: int = 20, kid_subset_size: int | None = None,
+                 description: str | None = None, name: str = "realism") -> None:
+        self.features, self.k, self.description, self.name = features, int(k), description, name
+        self.kid_subsets, self.kid_subset_size = int(kid_subsets), kid_subset_size
+
+    def _statistics(self, real: torch.Tensor, other: torch.Tensor, generator: torch.Generator) -> dict[str, Any]:
+        size = self.kid_subset_size or max(2, min(len(real), len(other)) // 2)
+        return {"frechet_distance": frechet_distance(real, other),
+                "kid": kernel_distance(real, other, subsets=self.kid_subsets, subset_size=size, generator=generator),
+                **manifold_precision_recall(real, other, k=self.k)}
+
+    def __call__(self, data: Any) -> dict[str, Any]:
+        generator = torch.Generator().manual_seed(int(data.seed))
+        n = min(len(data.train.items), len(data.synthetic))
+        train = data.train.items[torch.randperm(len(data.train.items), generator=generator)[:n]]
+        test = self.features(data.test.items)
+        section = {
+            "feature_space": _feature_space(self.features, self.description),
+            "n": {"synthetic": len(data.synthetic), "real_test": len(data.test.items), "real_train": n},
+            "synthetic_vs_test": self._statistics(test, self.features(data.synthetic), generator),
+            "train_vs_test": self._statistics(test, self.features(train), generator),
+        }
+        syn, ref = section["synthetic_vs_test"], section["train_vs_test"]
+        section["summary"] = (f"realism (trained features): Fréchet {syn['frechet_distance']:.2f} (real "
+                              f"{ref['frechet_distance']:.2f}), KID {syn['kid']['mean']:.3f} (real "
+                              f"{ref['kid']['mean']:.3f}), precision {syn['precision']:.2f} (real "
+                              f"{ref['precision']:.2f}), recall {syn['recall']:.2f} (real {ref['recall']:.2f})")
+        return section
+
+    def markdown(self, section: Mapping[str, Any]) -> list[str]:
+        syn, ref = section["synthetic_vs_test"], section["train_vs_test"]
+        rows = [("Fréchet distance (lower = closer)", "frechet_distance"),
+                ("precision (higher = better)", "precision"), ("recall (higher = better)", "recall"),
+                ("density (about 1 for real)", "density"), ("coverage (higher = better)", "coverage")]
+        n = section["n"]
+        return [
+            "## Realism on trained features", "", f"Feature space: {section['feature_space']}.", "",
+            f"Sets: {n['synthetic']} synthetic, {n['real_test']} real test, {n['real_train']} real train (subsampled); "
+            f"k = {syn['k']} for the manifolds.", "",
+            "| statistic | synthetic vs real test | real train vs real test |", "| --- | --- | --- |",
+            *(f"| {label} | {syn[key]:.3f} | {ref[key]:.3f} |" for label, key in rows[:1]),
+            f"| KID (lower = closer) | {syn['kid']['mean']:.4f} ± {syn['kid']['std']:.4f} | "
+            f"{ref['kid']['mean']:.4f} ± {ref['kid']['std']:.4f} |",
+            *(f"| {label} | {syn[key]:.3f} | {ref[key]:.3f} |" for label, key in rows[1:]),
+        ]
+
+
+class FeatureSpace:
+    """Another measure run on features instead of the raw items: ``measure`` sees the synthetic, train and test items
+    replaced by ``features(items)`` ``(N, F)`` (rows, requests and seed unchanged).
+
+    E.g. :class:`~monai_gen.metrics.evaluation.ProbeFidelity` on the trained extractor's features (its probes then
+    read the conditions from features learnt on real training images rather than from PCA of pixels), or
+    :class:`~monai_gen.metrics.evaluation.Memorisation` with nearest neighbours in feature space.
+
+    Args:
+        measure: any measure of :func:`~monai_gen.metrics.evaluation.evaluate_generator`.
+        features: ``(N, C, *spatial)`` -> ``(N, F)``.
+        description: the feature space, for the report; defaults to ``str(features)``.
+        name: the section's name; defaults to the measure's.
+    """
+
+    def __init__(self, measure: Any, features: FeaturesFn, *, description: str | None = None,
+                 name: str | None = None) -> None:
+        self.measure, self.features, self.description = measure, features, description
+        self.name = name or measure.name
+
+    def __call__(self, data: Any) -> dict[str, Any]:
+        seen = dataclasses.replace(
+            data, synthetic=self.features(data.synthetic),
+            train=dataclasses.replace(data.train, items=self.features(data.train.items)),
+            test=dataclasses.replace(data.test, items=self.features(data.test.items)),
+        )
+        section = {**self.measure(seen), "feature_space": _feature_space(self.features, self.description)}
+        if "summary" in section:
+            section["summary"] += " [on features]"
+        return section
+
+    def markdown(self, section: Mapping[str, Any]) -> list[str]:
+        title, *rest = self.measure.markdown(dict(section))
+        return [f"{title} — on features", "", f"Feature space: {section['feature_space']}.", *rest]

@@ -39,8 +39,8 @@ def test_tiny_brain_bundle_trains_generates_and_evaluates_from_config(shared_dat
     before = _tree_digest(BUNDLE)
     train_dir = tmp_path / "train"
     data = {
-        "dataset_dir": str(dataset_dir), "max_subjects": 5, "slice_indices": [35, 45, 55], "image_size": [64, 64],
-        "test_fraction": 0.2, "batch_size": 4,
+        "dataset_dir": str(dataset_dir), "max_subjects": 6, "slice_indices": [35, 45, 55], "image_size": [64, 64],
+        "test_fraction": 0.3, "batch_size": 4,
     }
     stages = training_stages(BUNDLE)
     assert stages == ["train_autoencoder", "train_diffusion"]  # the bundle declares its two-stage training
@@ -74,15 +74,32 @@ def test_tiny_brain_bundle_trains_generates_and_evaluates_from_config(shared_dat
     report_dir = tmp_path / "evaluation"
     run_bundle_workflow(BUNDLE, "evaluate", {
         **data, "models_dir": str(models), "output_dir": str(report_dir), "num_inference_steps": 2,
-        "probe_components": 4, "pca_components": 4, "diversity_pairs": 8,
+        "probe_components": 4, "pca_components": 4, "diversity_pairs": 8, "feature_epochs": 2,
     })
     report = json.loads((report_dir / "evaluation.json").read_text())
-    assert report["measures"] == ["probe_fidelity", "distribution", "memorisation", "diversity"]
-    assert report["n_synthetic"] == report["n_test_items"] == 3 and report["test_subjects"] == 1
-    assert set(report["probe_fidelity"]["conditions"]) == {"age", "slice_position", "sex"}
-    assert np.isfinite(report["probe_fidelity"]["conditions"]["slice_position"]["real"]["value"])  # 3 positions
+    assert report["measures"] == ["probe_fidelity", "probe_fidelity_features", "realism", "distribution",
+                                  "memorisation", "memorisation_features", "diversity", "autoencoder_reconstruction"]
+    assert report["n_synthetic"] == report["n_test_items"] == 6 and report["test_subjects"] == 2
+    for probes in ("probe_fidelity", "probe_fidelity_features"):
+        assert set(report[probes]["conditions"]) == {"age", "slice_position", "sex"}
+        assert np.isfinite(report[probes]["conditions"]["slice_position"]["real"]["value"])  # 3 positions
     assert np.isfinite(report["distribution"]["frechet_distance"]["synthetic_vs_test"])
-    assert report["diversity"]["synthetic_pairs"]["pairs"] >= 1
-    assert "## Diversity" in (report_dir / "evaluation.md").read_text()
+    realism = report["realism"]
+    assert "ResNet" in realism["feature_space"] and realism["n"] == {"synthetic": 6, "real_test": 6, "real_train": 6}
+    for pair in ("synthetic_vs_test", "train_vs_test"):
+        values = [realism[pair][k] for k in ("frechet_distance", "precision", "recall", "density", "coverage")]
+        assert np.isfinite([*values, realism[pair]["kid"]["mean"], realism[pair]["kid"]["std"]]).all()
+    assert 0 <= report["memorisation_features"]["fraction_closer_to_train"] <= 1
+    assert report["memorisation_features"]["feature_space"] == realism["feature_space"]
+    diversity = report["diversity"]  # pairs at one slice position, across the two test subjects
+    assert diversity["same_conditions"] == ["slice_position"] and diversity["synthetic_pairs"]["pairs"] == 3
+    assert np.isfinite([diversity["synthetic_pairs"]["mean"], diversity["real_test_pairs"]["mean"]]).all()
+    reconstruction = report["autoencoder_reconstruction"]
+    assert reconstruction["n"] == 6 and 0 < reconstruction["ms_ssim"]["mean"] < 1
+    assert np.isfinite(reconstruction["psnr_db"]["mean"])
+    assert (report_dir / "feature_extractor.safetensors").is_file()  # trained on the training slices, cached
+    markdown = (report_dir / "evaluation.md").read_text()
+    for title in ("## Realism on trained features", "## Diversity", "## Autoencoder reconstruction", ") — on features"):
+        assert title in markdown, title
 
     assert _tree_digest(BUNDLE) == before
