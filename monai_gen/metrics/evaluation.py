@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from monai_gen.metrics.distribution import PCAFeatures, frechet_distance, linear_mmd
-from monai_gen.metrics.fidelity import FidelityScore, PhenotypeProbe, pearson_fidelity
+from monai_gen.metrics.fidelity import FidelityScore, PhenotypeProbe, auroc_fidelity, pearson_fidelity
 from monai_gen.metrics.memorisation import memorisation_report
 from monai_gen.utils.atomic import atomic_write_json, atomic_write_text
 
@@ -48,6 +48,7 @@ __all__ = [
     "DistributionDistances",
     "Memorisation",
     "SweepFidelity",
+    "CategorySweepFidelity",
     "evaluate_generator",
     "report_markdown",
     "report_summary",
@@ -395,6 +396,91 @@ class SweepFidelity:
                       "| requested | measured median | IQR | n (failed) |", "| --- | --- | --- | --- |"]
             lines += [f"| {v['requested']:.4g} | {v['median']:.4g} | {v['iqr'][0]:.4g} to {v['iqr'][1]:.4g} | "
                       f"{v['n']} ({v['n_failed']}) |" for v in c["per_value"]]
+        return lines
+
+
+class CategorySweepFidelity:
+    """Fidelity of two-category conditions on counterfactual requests: each category asked alone (the other
+    conditions unset), ``n_seeds`` seeds each, read back by a linear probe trained on the real training items.
+
+    Reported per condition: the probe's AUROC on the synthetic items against the requested category, and beside
+    it the same probe's AUROC on the real items (the ceiling): on the real test items when they hold both
+    categories, else -- a rare diagnosis that the subject-wise split left out of the test items -- the probe's
+    subject-wise ``n_folds``-fold cross-validated AUROC on the training items (``real_reference`` says which).
+    The same seeds serve every category, so the two halves differ only in the condition.
+
+    Args:
+        categorical: ``{name: its two categories}``; the second one is the positive class.
+        n_seeds: samples per category.
+        n_components: PCA components of the probes (:class:`PhenotypeProbe`).
+        n_folds: folds of the cross-validated real reference.
+        name: the section's name.
+
+    Raises:
+        ValueError: a condition without exactly two categories, ``n_seeds`` below 2.
+    """
+
+    def __init__(self, categorical: Mapping[str, Sequence[str]], *, n_seeds: int = 16, n_components: int = 32,
+                 n_folds: int = 5, name: str = "category_sweep_fidelity") -> None:
+        wrong = {k: list(v) for k, v in categorical.items() if len(v) != 2}
+        if wrong or n_seeds < 2:
+            raise ValueError(f"CategorySweepFidelity needs two categories per condition and n_seeds >= 2, got "
+                             f"{wrong or dict(categorical)}, n_seeds={n_seeds}.")
+        self.categorical = {k: [str(c) for c in v] for k, v in categorical.items()}
+        self.n_seeds, self.n_components, self.n_folds, self.name = int(n_seeds), int(n_components), int(n_folds), name
+
+    def __call__(self, data: EvaluationData) -> dict[str, Any]:
+        if data.generate is None:
+            raise ValueError("CategorySweepFidelity generates its own samples: EvaluationData.generate must be given.")
+        conditions = {name: self._score(data, name, cats) for name, cats in self.categorical.items()}
+        summary = ", ".join(f"{n} AUROC {c['synthetic']['value']:.2f} (real {c['real']['value']:.2f})"
+                            for n, c in conditions.items())
+        return {"n_seeds": self.n_seeds, "conditions": conditions, "summary": f"category sweeps: {summary}"}
+
+    def _score(self, data: EvaluationData, name: str, categories: list[str]) -> dict[str, Any]:
+        targets = _column(data.train.rows, name, categories)
+        try:
+            probe = PhenotypeProbe("binary", n_components=self.n_components).fit(data.train.items.numpy(), targets)
+        except ValueError as err:
+            unscored = FidelityScore("auroc", float("nan"), 0, 0).as_dict()
+            return {"categories": categories, "synthetic": unscored, "real": unscored,
+                    "real_reference": f"probe not fitted ({err})"}
+        seeds = [data.seed + j for j in range(self.n_seeds)]
+        rows = [{name: category} for category in categories for _ in seeds]
+        samples = _checked_samples(data.generate(rows, seeds * 2), (len(rows), *data.test.items.shape[1:]))
+        synthetic = probe.score(samples.numpy(), np.repeat([0.0, 1.0], self.n_seeds)).as_dict()
+        test_targets = _column(data.test.rows, name, categories)
+        if np.unique(test_targets[np.isfinite(test_targets)]).size == 2:
+            real, reference = probe.score(data.test.items.numpy(), test_targets).as_dict(), "real test items"
+        else:
+            real = self._cross_validated(data.train, targets)
+            reference = (f"the real test items hold one category of {name} only: the probe's subject-wise "
+                         f"{self.n_folds}-fold cross-validated AUROC on the real training items")
+        return {"categories": categories, "synthetic": synthetic, "real": real, "real_reference": reference}
+
+    def _cross_validated(self, train: Cohort, targets: np.ndarray) -> dict[str, Any]:
+        """AUROC of out-of-fold probe predictions, folds by subject (a subject's items never straddle a fold)."""
+        from sklearn.model_selection import GroupKFold
+
+        items, groups = train.items.numpy(), np.array([str(r[train.subject_key]) for r in train.rows])
+        keep = np.flatnonzero(np.isfinite(targets))
+        prediction = np.full(len(targets), np.nan)
+        for fit_index, held_index in GroupKFold(n_splits=self.n_folds).split(keep, groups=groups[keep]):
+            fit, held = keep[fit_index], keep[held_index]
+            try:
+                probe = PhenotypeProbe("binary", n_components=self.n_components).fit(items[fit], targets[fit])
+            except ValueError:  # a fold whose training part holds one category
+                continue
+            prediction[held] = probe.predict(items[held])
+        return auroc_fidelity(targets, prediction).as_dict()
+
+    def markdown(self, section: dict[str, Any]) -> list[str]:
+        lines = [f"## Categorical sweeps (each category asked alone, the others unset; {section['n_seeds']} seeds per "
+                 "category)", "", "AUROC of a linear probe trained on real training items, on the synthetic items vs "
+                 "the requested category; real: the same probe on real items (see reference).", "",
+                 "| condition | synthetic AUROC | real AUROC | real reference |", "| --- | --- | --- | --- |"]
+        lines += [f"| {n} | {c['synthetic']['value']:.3f} | {c['real']['value']:.3f} | {c['real_reference']} |"
+                  for n, c in section["conditions"].items()]
         return lines
 
 

@@ -171,3 +171,32 @@ def test_sweeps_follow_the_nearest_real_beat_and_not_a_constant_beat(cohorts, tm
     assert all(np.isnan(entry["synthetic"]["value"]) for entry in constant.values())
     assert [v["requested"] for v in constant["qt"]["per_value"]] == values["qt"]
     assert "| qt |" in (tmp_path / "evaluation.md").read_text()
+
+
+def test_a_category_sweep_reads_af_back_from_real_af_beats_and_not_from_a_constant_generator(cohorts, tmp_path):
+    from monai_gen.metrics.evaluation import CategorySweepFidelity
+
+    train, test = cohorts
+    af = np.array([r["atrial_fibrillation"] == "yes" for r in test.rows])
+    pools = {"yes": test.items[af], "no": test.items[~af]}
+
+    def faithful(rows, seeds):  # a held-out real beat of the requested rhythm, chosen by seed
+        return torch.stack([pools[r["atrial_fibrillation"]][s % len(pools[r["atrial_fibrillation"]])]
+                            for r, s in zip(rows, seeds, strict=True)])
+
+    sweep = CategorySweepFidelity({"atrial_fibrillation": ["no", "yes"]}, n_seeds=6, n_components=8)
+    good = evaluate_generator(faithful, train, test, measures=[sweep], output_dir=tmp_path, max_samples=4)
+    entry = good["category_sweep_fidelity"]["conditions"]["atrial_fibrillation"]
+    assert entry["synthetic"]["value"] >= 0.75 and entry["synthetic"]["n"] == 12, entry
+    assert entry["real_reference"] == "real test items" and np.isfinite(entry["real"]["value"])
+    constant = evaluate_generator(lambda rows, seeds: test.items[[0] * len(rows)], train, test, measures=[sweep],
+                                  output_dir=tmp_path, max_samples=4)["category_sweep_fidelity"]["conditions"]
+    assert constant["atrial_fibrillation"]["synthetic"]["value"] == 0.5
+    # a split whose test items hold one category: the real ceiling is the probe's subject-wise cross-validation
+    sinus_test = test.subset(np.flatnonzero(~af).tolist())
+    fallback = evaluate_generator(faithful, train, sinus_test, measures=[CategorySweepFidelity(
+        {"atrial_fibrillation": ["no", "yes"]}, n_seeds=6, n_components=8, n_folds=2)], output_dir=tmp_path,
+        max_samples=4)["category_sweep_fidelity"]["conditions"]["atrial_fibrillation"]
+    assert "cross-validated" in fallback["real_reference"] and 0 <= fallback["real"]["value"] <= 1
+    with pytest.raises(ValueError, match="two categories"):
+        CategorySweepFidelity({"sex": ["male", "female", "other"]})
