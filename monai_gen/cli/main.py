@@ -90,14 +90,16 @@ def build_parser(conditions: ConditionSet | None = None) -> argparse.ArgumentPar
     sweep = commands.add_parser(
         "sweep", help="sweep one phenotype from --start to --stop with fixed seeds (xMADD Fig. 5)",
         description="Generate the same seeds at --num-values values of one phenotype, every other condition held "
-        "fixed, and draw sweep_<phenotype>.png: rows are values, columns are seeds, each cell labelled with its "
-        "measured QT and T-wave amplitude. What a median-beat model can show: the ECG bundle generates one "
-        "R-aligned median beat (1.152 s, R at 0.4 s), so a sweep shows what a condition does to the shape of "
-        "the beat (QRS width, QT, ST-T, amplitudes). What it cannot show: the rhythm. Below ~90 bpm the next "
-        "beat lies outside the window, so heart rate is visible only through its effect on the beat (e.g. a "
-        "shorter QT when faster); there is no beat-to-beat variation and no arrhythmia. When the requests set a "
-        "heart rate, the strip adds a rhythm assembled from the generated beat, repeated at the requested RR "
-        "interval and labelled so: it displays the RR, it is not a generated rhythm.",
+        "fixed, and draw sweep_<phenotype>.png: rows are values, columns are seeds, so a column shows what the "
+        "phenotype alone changes in one synthetic subject. An image bundle draws one slice per cell (e.g. "
+        "--phenotype slice-position, or age). The ECG bundle labels each cell with its measured QT and T-wave "
+        "amplitude. What a median-beat model can show: the ECG bundle generates one R-aligned median beat "
+        "(1.152 s, R at 0.4 s), so a sweep shows what a condition does to the shape of the beat (QRS width, QT, "
+        "ST-T, amplitudes). What it cannot show: the rhythm. Below ~90 bpm the next beat lies outside the window, "
+        "so heart rate is visible only through its effect on the beat (e.g. a shorter QT when faster); there is no "
+        "beat-to-beat variation and no arrhythmia. When the requests set a heart rate, the strip adds a rhythm "
+        "assembled from the generated beat, repeated at the requested RR interval and labelled so: it displays the "
+        "RR, it is not a generated rhythm.",
     )
     _add_generation_options(sweep, conditions)
     sweep.add_argument("--phenotype", required=True, help="the phenotype to sweep")
@@ -201,7 +203,8 @@ def _add_generation_options(parser: argparse.ArgumentParser, conditions: Conditi
     )
     group = parser.add_argument_group("phenotypes" if conditions else "phenotypes (name a bundle to list them)")
     for spec in conditions.specs if conditions else ():
-        group.add_argument(f"--{spec.name}", default=None, metavar=_metavar(spec), help=_describe(spec))
+        spellings = dict.fromkeys([f"--{spec.name}", f"--{spec.name.replace('_', '-')}"])  # --slice-position too
+        group.add_argument(*spellings, dest=spec.name, default=None, metavar=_metavar(spec), help=_describe(spec))
 
 
 def _metavar(spec: ConditionSpec) -> str:
@@ -334,7 +337,7 @@ def _sweep(args: argparse.Namespace) -> int:
     info = read_bundle_info(find_bundle(args.bundle))
     overrides = _generation_overrides(args, info.conditions)
     overrides.update(
-        sweep=info.conditions.resolve_name(args.phenotype) or args.phenotype, sweep_start=args.start,
+        sweep=info.conditions.resolve_name(args.phenotype.replace("-", "_")) or args.phenotype, sweep_start=args.start,
         sweep_stop=args.stop, sweep_num_values=args.num_values, sweep_num_seeds=args.num_seeds,
     )
     return _run_generation(info, overrides)

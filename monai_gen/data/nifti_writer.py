@@ -3,7 +3,8 @@
 The array is written by MONAI's :class:`~monai.data.NibabelWriter` (channel-first in, channel-last NIfTI out,
 sform = qform = the affine). NIfTI's world space is RAS: a MetaTensor whose ``meta["space"]`` is ``LPS`` (e.g.
 loaded with ``affine_lps_to_ras=False``) has its affine converted first, so the written file places every voxel
-where the source placed it.
+where the source placed it. A ``description`` goes into the header's ``descrip`` field (80 bytes), which viewers
+show beside the image (e.g. "SYNTHETIC ... slice_position=0.6").
 """
 
 from __future__ import annotations
@@ -18,14 +19,18 @@ import torch
 from monai.config import DtypeLike
 from monai.data import MetaTensor, NibabelWriter
 from monai.data.utils import orientation_ras_lps
-from monai.utils import SpaceKeys
+from monai.utils import SpaceKeys, optional_import
 
 from monai_gen.data.provenance import to_json_compatible, write_provenance
 from monai_gen.utils.atomic import atomic_output_path
 
-__all__ = ["write_nifti"]
+nib, _ = optional_import("nibabel")
+
+__all__ = ["NIFTI_DESCRIPTION_BYTES", "write_nifti"]
 
 _SUFFIXES = (".nii", ".nii.gz")
+NIFTI_DESCRIPTION_BYTES = 80
+"""Size of the NIfTI-1 header's ``descrip`` field."""
 
 
 def write_nifti(
@@ -36,6 +41,7 @@ def write_nifti(
     channel_dim: int | None = 0,
     output_dtype: DtypeLike = np.float32,
     provenance: Mapping[str, Any] | None = None,
+    description: str | None = None,
 ) -> list[Path]:
     """Write ``image`` ``(C, *spatial)`` to ``path`` (``.nii`` / ``.nii.gz``) and its JSON provenance sidecar.
 
@@ -43,15 +49,18 @@ def write_nifti(
         image: channel-first image; a MetaTensor gives its affine (mm) and space (RAS or LPS).
         path: destination NIfTI file.
         affine: ``(4, 4)`` voxel-to-RAS affine in mm; overrides the MetaTensor's (default identity for arrays).
-        channel_dim: channel axis of ``image`` (``None`` for no channel axis); one channel is squeezed.
+        channel_dim: channel axis of ``image`` (``None`` for no channel axis); one channel is squeezed. A 2D image
+            is written as a one-slice volume ``(x, y, 1)``, so the affine's third column (slice thickness) is kept.
         output_dtype: data type stored in the file.
         provenance: generation provenance (model id, seed, conditions...) for the sidecar.
+        description: text for the header's ``descrip`` field (ASCII, at most 80 bytes).
 
     Returns:
         ``[nifti file, sidecar]``.
 
     Raises:
-        ValueError: wrong suffix, NaN / infinite values, affine not ``(4, 4)`` / singular.
+        ValueError: wrong suffix, NaN / infinite values, affine not ``(4, 4)`` / singular, a description that is
+            not ASCII or longer than 80 bytes.
         TypeError: a provenance value JSON cannot hold (checked before anything is written).
     """
     path = Path(path)
@@ -62,14 +71,32 @@ def write_nifti(
     if not np.isfinite(array).all():
         raise ValueError(f"{path}: the image contains NaN or infinite values; nothing was written.")
     ras = _ras_affine(image, affine, path)
+    header = _header(description, output_dtype, path)
     writer = NibabelWriter(output_dtype=output_dtype)
-    writer.set_data_array(array, channel_dim=channel_dim)
+    writer.set_data_array(array, channel_dim=channel_dim, squeeze_end_dims=False)  # channel last, >= 3 spatial axes
+    if writer.data_obj.shape[-1] == 1:  # drop a single channel only: a 2D image stays (x, y, 1), its voxel 3D
+        writer.data_obj = writer.data_obj[..., 0]
     # The affine is set directly: ``set_metadata(..., resample=False)`` still runs MONAI 1.6.1's resampler,
     # which fails on oblique / permuted affines such as IXI's ("Affine ... is not invertible").
     writer.affine = ras
     with atomic_output_path(path) as tmp:
-        writer.write(tmp)
+        writer.write(tmp, header=header)
     return [path, write_provenance(path, record)]
+
+
+def _header(description: str | None, output_dtype: DtypeLike, path: Path) -> Any:
+    """A NIfTI-1 header holding ``description``, or None (nibabel's default) without one."""
+    if description is None:
+        return None
+    if not description.isascii() or len(description) > NIFTI_DESCRIPTION_BYTES:
+        raise ValueError(
+            f"{path}: a NIfTI description must be ASCII of at most {NIFTI_DESCRIPTION_BYTES} bytes, got "
+            f"{description!r}."
+        )
+    header = nib.Nifti1Header()
+    header.set_data_dtype(output_dtype)  # nibabel takes the data type from a given header, not from the array
+    header["descrip"] = description.encode("ascii")
+    return header
 
 
 def _ras_affine(image: Any, affine: Any, path: Path) -> np.ndarray:

@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from monai_gen.data.dicom_writer import write_dicom_series
-from monai_gen.data.nifti_writer import write_nifti
+from monai_gen.data.nifti_writer import NIFTI_DESCRIPTION_BYTES, write_nifti
 from monai_gen.data.provenance import write_provenance
 from monai_gen.data.wfdb_writer import write_wfdb
 from monai_gen.utils.atomic import atomic_output_path
@@ -52,10 +52,19 @@ class WFDBSampleWriter:
 class NiftiSampleWriter:
     """``<stem>.nii.gz`` and its sidecar per image sample ``(C, *spatial)``.
 
+    The header's description (``descrip``, which viewers show) reads ``SYNTHETIC`` followed by the requested
+    conditions (``SYNTHETIC age=70 sex=F slice_position=0.6``), cut to the field's 80 bytes; the sidecar holds
+    them in full.
+
     Args:
-        spacing_mm: voxel size along each spatial axis; the affine is then ``diag(spacing, 1)`` (RAS). None keeps the
-            sample's own affine (a MetaTensor) or the identity.
+        spacing_mm: voxel size along each spatial axis (mm); the affine is then ``diag(spacing, 1)`` (RAS). A 2D
+            sample (written as a one-slice volume ``(x, y, 1)``) may take one more entry, the thickness of the slice,
+            so viewers show its true voxel size. None keeps the sample's own affine (a MetaTensor)
+            or the identity.
         output_dtype: data type stored in the file.
+
+    Raises:
+        ValueError: at writing, ``spacing_mm`` not matching the sample's spatial dimensions.
     """
 
     def __init__(self, spacing_mm: Sequence[float] | None = None, output_dtype: Any = np.float32) -> None:
@@ -63,30 +72,46 @@ class NiftiSampleWriter:
         self.output_dtype = output_dtype
 
     def __call__(self, sample: torch.Tensor, stem: Path, provenance: Mapping[str, Any]) -> list[Path]:
-        affine = None
-        if self.spacing_mm is not None:
-            if len(self.spacing_mm) != sample.ndim - 1:
-                raise ValueError(f"{stem}: spacing_mm {self.spacing_mm} does not match a sample of shape {tuple(sample.shape)}.")
-            affine = np.diag([*self.spacing_mm, *[1.0] * (3 - len(self.spacing_mm)), 1.0])
-        return write_nifti(sample, Path(f"{stem}.nii.gz"), affine=affine, output_dtype=self.output_dtype, provenance=provenance)
+        return write_nifti(
+            sample, Path(f"{stem}.nii.gz"), affine=_spacing_affine(sample, self.spacing_mm, stem),
+            output_dtype=self.output_dtype, provenance=provenance,
+            description=_synthetic_description(provenance),
+        )
 
 
 class DicomSeriesSampleWriter:
-    """A synthetic DICOM series in the folder ``<stem>_dicom/`` (one file per slice) per volume ``(1, x, y, z)``.
+    """A synthetic DICOM series in the folder ``<stem>_dicom/`` (one file per slice) per volume ``(1, x, y, z)``;
+    a 2D sample ``(1, x, y)`` is a one-slice series.
 
     Args:
         modality: ``"MR"`` or ``"CT"``.
         series_description: prefixed with ``SYNTHETIC``.
-        affine: voxel-to-RAS affine in mm; None takes the sample's own (MetaTensor) or the identity.
+        affine: voxel-to-RAS affine in mm; None takes ``spacing_mm``, else the sample's own (MetaTensor) or the
+            identity.
+        spacing_mm: voxel size along each spatial axis (mm), as in :class:`NiftiSampleWriter` (a 2D sample may add
+            its slice thickness); the affine is ``diag(spacing, 1)`` (RAS).
+
+    Raises:
+        ValueError: both ``affine`` and ``spacing_mm`` given; at writing, ``spacing_mm`` not matching the sample.
     """
 
-    def __init__(self, modality: str = "MR", series_description: str = "SYNTHETIC", affine: Any = None) -> None:
+    def __init__(
+        self,
+        modality: str = "MR",
+        series_description: str = "SYNTHETIC",
+        affine: Any = None,
+        spacing_mm: Sequence[float] | None = None,
+    ) -> None:
+        if affine is not None and spacing_mm is not None:
+            raise ValueError("DicomSeriesSampleWriter takes an affine or spacing_mm, not both.")
         self.modality, self.series_description, self.affine = modality, series_description, affine
+        self.spacing_mm = None if spacing_mm is None else [float(s) for s in spacing_mm]
 
     def __call__(self, sample: torch.Tensor, stem: Path, provenance: Mapping[str, Any]) -> list[Path]:
+        affine = _spacing_affine(sample, self.spacing_mm, stem)
         volume = sample if sample.ndim == 4 else sample[..., None]  # a 2D slice is a one-slice series
         return write_dicom_series(
-            volume, Path(f"{stem}_dicom"), affine=self.affine, modality=self.modality,
+            volume, Path(f"{stem}_dicom"), affine=self.affine if affine is None else affine, modality=self.modality,
             series_description=self.series_description, provenance=provenance,
         )
 
@@ -136,6 +161,27 @@ class SampleWriters:
         for writer in self.writers:
             files.extend(f for f in writer(sample, stem, provenance) if f not in files)
         return files
+
+
+def _spacing_affine(sample: torch.Tensor, spacing_mm: Sequence[float] | None, stem: Path) -> np.ndarray | None:
+    """``diag(spacing, 1)`` for ``sample`` ``(C, *spatial)`` (a 2D one may add its slice thickness); None without."""
+    if spacing_mm is None:
+        return None
+    spatial = sample.ndim - 1
+    if not (len(spacing_mm) == spatial or spatial == 2 and len(spacing_mm) == 3):
+        raise ValueError(
+            f"{stem}: spacing_mm {list(spacing_mm)} does not match a sample of shape {tuple(sample.shape)} (one entry "
+            "per spatial axis; a 2D sample may add its slice thickness)."
+        )
+    return np.diag([*spacing_mm, *[1.0] * (3 - len(spacing_mm)), 1.0])
+
+
+def _synthetic_description(provenance: Mapping[str, Any]) -> str:
+    """``SYNTHETIC k=v ...`` of the requested conditions, ASCII, cut to the NIfTI description's 80 bytes."""
+    conditions = provenance.get("conditions", {})
+    conditions = " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in conditions.items())
+    text = f"SYNTHETIC {conditions}".strip().encode("ascii", "replace").decode("ascii")
+    return text[:NIFTI_DESCRIPTION_BYTES]
 
 
 def _mid_planes(volume: np.ndarray) -> np.ndarray:

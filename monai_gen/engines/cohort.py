@@ -35,6 +35,7 @@ from monai_gen.utils.atomic import atomic_output_path, atomic_write_json
 
 __all__ = [
     "SUBJECT_KEY",
+    "MISSING_VALUES",
     "Cohort",
     "CohortSplit",
     "records_from_table",
@@ -113,6 +114,11 @@ class CohortSplit(NamedTuple):
     test: Cohort
 
 
+MISSING_VALUES = ("unknown", "skip", "error")
+"""What :func:`records_from_table` does with an empty / "NA" / "unknown" cell of a condition column: keep the subject
+with the condition unknown (None: the network's null token), leave the subject out, or raise."""
+
+
 def records_from_table(
     table: str | os.PathLike,
     folder: str | os.PathLike,
@@ -120,10 +126,16 @@ def records_from_table(
     id_column: str,
     file_pattern: str = "{id}*",
     columns: Mapping[str, str] | None = None,
+    conditions: ConditionSet | Sequence[Mapping[str, Any]] | None = None,
+    missing: str = "unknown",
     file_key: str = "image",
     subject_key: str = SUBJECT_KEY,
 ) -> list[dict[str, Any]]:
     """Record dictionaries ``{file_key: path, subject_key: id, <condition>: value}`` from a subject table and a folder.
+
+    Every value of a column that maps to one of ``conditions`` is checked as the table is read, so a malformed cell
+    fails here, naming the file, the row, the subject and the column, instead of when the statistics are fitted.
+    Values are kept in canonical form (numbers as floats, categories by their label: ``female`` -> ``F``).
 
     Args:
         table: CSV with one row per subject (e.g. IXI's ``participants.csv``: ``MRID,Age,Sex``).
@@ -131,32 +143,81 @@ def records_from_table(
         id_column: the table column holding the subject id.
         file_pattern: glob pattern with ``{id}`` for the subject id, e.g. ``"{id}_T1.nii.gz"``.
         columns: table column -> condition name (e.g. ``{"Age": "age", "Sex": "sex"}``); others are not kept.
+        conditions: the model's conditions (a ``ConditionSet`` or the bundle's list of specs) the values are checked
+            against; None keeps them as read.
+        missing: one of :data:`MISSING_VALUES`, for a missing value of a condition column; each subject concerned
+            is logged.
         file_key, subject_key: dictionary keys of the file and the subject id.
 
     Raises:
-        ValueError: no subject has a file, a subject matches several files, the id column is missing.
+        ValueError: no subject has a file, a subject matches several files, the id column is missing, a row has no
+            id or repeats one, a condition value is malformed or out of range (or missing, with ``missing="error"``).
         FileNotFoundError: ``table`` or ``folder`` does not exist.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"data folder {folder} does not exist.")
+    if missing not in MISSING_VALUES:
+        raise ValueError(f"records_from_table: missing must be one of {list(MISSING_VALUES)}, got {missing!r}.")
+    specs = conditions if conditions is None or isinstance(conditions, ConditionSet) else ConditionSet(conditions)
     rows = read_condition_table(table, required=[id_column, *(columns or {})])
-    records, without_file = [], []
-    for row in rows:
-        subject = str(row[id_column]).strip()
+    records, without_file, unknown, first_row = [], [], [], {}
+    for number, row in enumerate(rows, start=1):
+        subject = _subject_id(row, id_column, number, first_row, table)
+        fields, gaps = _table_fields(row, columns or {}, specs, f"{table}, row {number} ({id_column} {subject!r})")
         matches = sorted(folder.glob(file_pattern.format(id=subject)))
         if len(matches) > 1:
             raise ValueError(f"subject {subject!r} of {table} matches several files in {folder}: {[m.name for m in matches]}.")
         if not matches:
             without_file.append(subject)
             continue
-        fields = {name: (None if is_missing(row[column]) else row[column]) for column, name in (columns or {}).items()}
+        if gaps:
+            if missing == "error":
+                raise ValueError(f"{table}, row {number} ({id_column} {subject!r}): no value in column(s) {gaps}.")
+            unknown.append(f"{subject} ({', '.join(gaps)})")
+            if missing == "skip":
+                continue
         records.append({file_key: str(matches[0]), subject_key: subject, **fields})
+    if unknown:
+        done = "left out" if missing == "skip" else "kept with the condition unknown (its null token)"
+        logger.warning(
+            "%d subject(s) of %s have missing values, %s: %s", len(unknown), table, done, "; ".join(unknown[:5])
+        )
     if without_file:
         logger.warning("%d subject(s) of %s have no file in %s (e.g. %s)", len(without_file), table, folder, without_file[:3])
     if not records:
         raise ValueError(f"no subject of {table} has a file matching {file_pattern!r} in {folder}.")
     return records
+
+
+def _subject_id(row: Mapping[str, Any], id_column: str, number: int, first_row: dict[str, int], table: Any) -> str:
+    """The row's subject id; an error when it is empty or an earlier row had it (``first_row``: id -> row)."""
+    subject = str(row[id_column]).strip()
+    if not subject:
+        raise ValueError(f"{table}, row {number}: no subject id in column {id_column!r}.")
+    if subject in first_row:
+        raise ValueError(
+            f"{table}, rows {first_row[subject]} and {number}: subject {id_column} {subject!r} appears twice."
+        )
+    first_row[subject] = number
+    return subject
+
+
+def _table_fields(
+    row: Mapping[str, Any], columns: Mapping[str, str], conditions: ConditionSet | None, where: str
+) -> tuple[dict[str, Any], list[str]]:
+    """``{name: value}`` of the kept columns (None when missing; conditions canonical) and the missing columns."""
+    fields, gaps = {}, []
+    for column, name in columns.items():
+        value = row[column]
+        if is_missing(value):
+            fields[name] = None
+            gaps.append(column)
+        elif conditions is not None and name in conditions.names:
+            fields[name] = conditions[name].canonical_value(value, where=f"{where}, column {column!r}")
+        else:
+            fields[name] = value
+    return fields, gaps
 
 
 def build_cohort(

@@ -64,12 +64,13 @@ def test_tiny_brain_bundle_trains_generates_and_evaluates_from_config(shared_dat
     })
     rows = read_manifest(out / "manifest.csv")
     assert [r["name"] for r in rows] == ["slice_0", "slice_1"]
-    image = nib.load(out / "slice_0.nii.gz")
-    assert image.shape[:2] == (64, 64)
-    np.testing.assert_allclose(np.diag(image.affine)[:2], [2.0, 2.0])
+    image = nib.load(out / "slice_0.nii.gz")  # an axial slice of the 2 mm RAS volumes, 2 mm thick
+    assert image.shape == (64, 64, 1) and image.header.get_zooms() == (2.0, 2.0, 2.0)
+    assert nib.aff2axcodes(image.affine) == ("R", "A", "S")
+    assert image.header["descrip"].item() == b"SYNTHETIC age=63 sex=F slice_position=0.5"
     sidecar = json.loads((out / "slice_0.json").read_text())
     assert sidecar["conditions"] == {"age": 63.0, "sex": "F", "slice_position": 0.5} and sidecar["synthetic"] is True
-    assert (out / "slice_0.png").is_file()
+    assert (out / "slice_0.png").is_file() and (out / "grid.png").is_file()  # a PNG per sample, and the grid
 
     report_dir = tmp_path / "evaluation"
     run_bundle_workflow(BUNDLE, "evaluate", {

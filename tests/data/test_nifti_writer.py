@@ -73,4 +73,16 @@ def test_errors_name_the_problem(tmp_path):
         write_nifti(image, tmp_path / "sing.nii.gz", affine=np.zeros((4, 4)))
     with pytest.raises(TypeError, match="'model'"):
         write_nifti(image, tmp_path / "prov.nii.gz", provenance={"model": object()})
+    with pytest.raises(ValueError, match="description must be ASCII of at most 80 bytes"):
+        write_nifti(image, tmp_path / "long.nii.gz", description="x" * 81)
     assert list(tmp_path.iterdir()) == []  # nothing written by any failed call
+
+
+def test_description_and_dtype_in_the_header_and_a_2d_image_keeps_its_slice_axis(tmp_path):
+    image = torch.arange(12, dtype=torch.float32).reshape(1, 3, 4)
+    out, _ = write_nifti(image, tmp_path / "s.nii.gz", affine=np.diag([2.0, 2.0, 3.0, 1.0]), output_dtype=np.int16,
+                         description="SYNTHETIC slice_position=0.6")
+    back = nib.load(out)
+    assert back.header["descrip"].item() == b"SYNTHETIC slice_position=0.6" and back.get_data_dtype() == np.int16
+    assert back.shape == (3, 4, 1) and back.header.get_zooms() == (2.0, 2.0, 3.0)  # the slice thickness survives
+    np.testing.assert_array_equal(np.asarray(back.dataobj)[..., 0], image[0].numpy())

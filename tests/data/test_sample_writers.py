@@ -6,6 +6,7 @@ import json
 
 import nibabel as nib
 import numpy as np
+import pydicom
 import pytest
 import SimpleITK as sitk
 import torch
@@ -42,8 +43,40 @@ def test_nifti_and_png_of_a_real_slice_with_its_2mm_spacing_and_one_sidecar(ixi_
     assert png.shape == (axial.shape[2], axial.shape[1]) and png.dtype == np.uint8 and png.std() > 20  # anatomy, not flat
     record = json.loads(files[1].read_text())
     assert record["synthetic"] is True and record["conditions"] == PROVENANCE["conditions"]
-    with pytest.raises(ValueError, match=r"spacing_mm \[2.0, 2.0, 2.0\] does not match a sample of shape \(1, "):
-        NiftiSampleWriter(spacing_mm=(2, 2, 2))(axial, tmp_path / "bad", PROVENANCE)
+    with pytest.raises(ValueError, match=r"spacing_mm \[2.0, 2.0, 2.0, 2.0\] does not match a sample of shape \(1, "):
+        NiftiSampleWriter(spacing_mm=(2, 2, 2, 2))(axial, tmp_path / "bad", PROVENANCE)
+
+
+def test_a_slice_with_its_thickness_is_a_2mm_one_slice_volume_marked_synthetic_with_its_conditions(ixi_volume, tmp_path):
+    axial = ixi_volume[..., 40].as_tensor()  # (1, x, y) of a 2 mm volume
+    provenance = {**PROVENANCE, "conditions": {"age": 70.0, "sex": "F", "slice_position": 0.6}}
+    nifti, sidecar = NiftiSampleWriter(spacing_mm=(2.0, 2.0, 2.0))(axial, tmp_path / "slice_0", provenance)
+    back = nib.load(nifti)
+    assert back.shape == (*axial.shape[1:], 1) and back.header.get_zooms() == (2.0, 2.0, 2.0)
+    np.testing.assert_array_equal(back.affine, np.diag([2.0, 2.0, 2.0, 1.0]))
+    assert nib.aff2axcodes(back.affine) == ("R", "A", "S")
+    assert back.header["descrip"].item().decode() == "SYNTHETIC age=70 sex=F slice_position=0.6"
+    np.testing.assert_array_equal(back.get_fdata(dtype=np.float32)[..., 0], axial[0].numpy())
+    assert json.loads(sidecar.read_text())["conditions"]["slice_position"] == 0.6
+    long = {"conditions": {f"condition_{i}": 1000.0 + i for i in range(8)}}
+    nifti, _ = NiftiSampleWriter(spacing_mm=(2.0, 2.0))(axial, tmp_path / "slice_1", long)
+    description = nib.load(nifti).header["descrip"].item().decode()
+    assert len(description) == 80 and description.startswith("SYNTHETIC condition_0=1000 condition_1=1001")
+
+
+def test_a_slice_as_dicom_has_its_spacing_and_thickness_and_synthetic_marks(ixi_volume, tmp_path):
+    axial = ixi_volume[..., 40].as_tensor()
+    writer = DicomSeriesSampleWriter(series_description="T1 axial slice", spacing_mm=(2.0, 2.0, 2.0))
+    files = writer(axial, tmp_path / "slice_0", PROVENANCE)
+    assert [f.name for f in files] == ["slice_0001.dcm", "slice_0_dicom.json"]
+    ds = pydicom.dcmread(files[0])
+    assert [float(v) for v in ds.PixelSpacing] == [2.0, 2.0] and float(ds.SliceThickness) == 2.0
+    assert ds.SeriesDescription == "SYNTHETIC T1 axial slice" and "SYNTHETIC" in ds.ImageComments
+    assert (ds.Rows, ds.Columns) == (axial.shape[2], axial.shape[1])
+    np.testing.assert_allclose(ds.pixel_array.T * float(ds.RescaleSlope) + float(ds.RescaleIntercept), axial[0].numpy(),
+                               atol=float(axial.max() - axial.min()) / 65535)
+    with pytest.raises(ValueError, match="an affine or spacing_mm, not both"):
+        DicomSeriesSampleWriter(affine=np.eye(4), spacing_mm=(2.0, 2.0))
 
 
 def test_dicom_series_of_a_real_volume_keeps_its_geometry_and_png_shows_three_planes(ixi_volume, tmp_path):

@@ -129,3 +129,61 @@ def test_fingerprint_covers_the_files_a_reader_opens_beside_a_record_and_the_cod
     assert input_fingerprint([header], companions=True) != key
     assert input_fingerprint([header]) == plain
     assert input_fingerprint([header], code=["monai_gen.engines.cohort"]) != plain
+
+
+def _write_table(path, rows):
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["MRID", "Age", "Sex"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("row", "cell", "message"),
+    [
+        (1, {"Age": "abc"}, r"row 2 \(MRID '{id}'\), column 'Age': condition 'age' must be a number, got 'abc'"),
+        (2, {"Sex": "X"}, r"row 3 \(MRID '{id}'\), column 'Sex': condition 'sex' = 'X' is not one of its categories \['F', 'M'\]"),
+        (0, {"Age": "250"}, r"row 1 \(MRID '{id}'\), column 'Age': condition 'age' = 250 years is outside its valid range"),
+        (3, {"MRID": ""}, r"row 4: no subject id in column 'MRID'"),
+    ],
+)
+def test_malformed_table_values_fail_naming_the_file_row_subject_and_column(six_subjects, shared_data, tmp_path, row, cell, message):
+    rows = [dict(r) for r in six_subjects[0]]
+    subject = rows[row]["MRID"]
+    rows[row].update(cell)
+    table = _write_table(tmp_path / "participants.csv", rows)
+    with pytest.raises(ValueError, match=f"^{__import__('re').escape(str(table))}, " + message.format(id=subject)):
+        records_from_table(table, shared_data / IXI / "t1", id_column="MRID", file_pattern="{id}_T1.nii.gz",
+                           columns={"Age": "age", "Sex": "sex"}, conditions=SPECS)
+
+
+def test_a_repeated_subject_is_an_error_and_values_are_kept_canonical(six_subjects, shared_data, tmp_path):
+    rows = [dict(r) for r in six_subjects[0]]
+    folder, options = shared_data / IXI / "t1", {"id_column": "MRID", "file_pattern": "{id}_T1.nii.gz",
+                                                 "columns": {"Age": "age", "Sex": "sex"}, "conditions": SPECS}
+    with pytest.raises(ValueError, match=rf"rows 1 and 7: subject MRID '{rows[0]['MRID']}' appears twice"):
+        records_from_table(_write_table(tmp_path / "twice.csv", [*rows, rows[0]]), folder, **options)
+    rows[0]["Sex"] = " f "  # the category F, matched case-insensitively, recorded by its label
+    records = records_from_table(_write_table(tmp_path / "ok.csv", rows), folder, **options)
+    assert records[0]["sex"] == "F" and records[0]["age"] == float(rows[0]["Age"]) and isinstance(records[1]["age"], float)
+
+
+def test_missing_values_become_unknown_skip_or_fail_as_declared(six_subjects, shared_data, tmp_path, caplog):
+    rows = [dict(r) for r in six_subjects[0]]
+    rows[1]["Age"], rows[4]["Sex"] = "", "NA"
+    table = _write_table(tmp_path / "participants.csv", rows)
+    folder, options = shared_data / IXI / "t1", {"id_column": "MRID", "file_pattern": "{id}_T1.nii.gz",
+                                                 "columns": {"Age": "age", "Sex": "sex"}, "conditions": SPECS}
+    with caplog.at_level(logging.WARNING):
+        records = records_from_table(table, folder, **options)  # the default: missing = "unknown"
+    assert len(records) == 6 and records[1]["age"] is None and records[4]["sex"] is None and records[1]["sex"] == rows[1]["Sex"]
+    assert "2 subject(s)" in caplog.text and f"{rows[1]['MRID']} (Age)" in caplog.text and "null token" in caplog.text
+    kept = records_from_table(table, folder, missing="skip", **options)
+    assert [r["subject_id"] for r in kept] == [r["MRID"] for i, r in enumerate(rows) if i not in (1, 4)]
+    with pytest.raises(ValueError, match=rf"row 2 \(MRID '{rows[1]['MRID']}'\): no value in column\(s\) \['Age'\]"):
+        records_from_table(table, folder, missing="error", **options)
+    with pytest.raises(ValueError, match=r"missing must be one of \[.unknown., .skip., .error.\], got .guess."):
+        records_from_table(table, folder, missing="guess", **options)
+    values, mask = SPECS.encode_rows(build_cohort(records[:2], PREPARE, fields=["age", "sex", "slice_position"]).rows)
+    assert mask[:3, 0].tolist() == [1.0, 1.0, 1.0] and mask[3:, 0].tolist() == [0.0, 0.0, 0.0]  # subject 2: age unknown

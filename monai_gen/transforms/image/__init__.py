@@ -1,4 +1,4 @@
-"""monai_gen.transforms.image: volume / cine slicing with positions, CT Hounsfield window."""
+"""monai_gen.transforms.image: volume / cine slicing with positions, CT Hounsfield window, input checks."""
 
 from __future__ import annotations
 
@@ -9,11 +9,20 @@ from monai_gen.transforms.image.array import (
     IS_ES,
     SLICE_INDEX,
     SLICE_POSITION,
+    WORLD_AXES,
+    CheckImageValues,
+    CheckVolumeGeometry,
     CineToFrames,
     HounsfieldWindow,
     VolumeToSlices,
 )
-from monai_gen.transforms.image.dictionary import CineToFramesd, HounsfieldWindowd, VolumeToSlicesd
+from monai_gen.transforms.image.dictionary import (
+    CheckImageValuesd,
+    CheckVolumeGeometryd,
+    CineToFramesd,
+    HounsfieldWindowd,
+    VolumeToSlicesd,
+)
 
 __all__ = [
     "CARDIAC_PHASE",
@@ -22,6 +31,11 @@ __all__ = [
     "IS_ES",
     "SLICE_INDEX",
     "SLICE_POSITION",
+    "WORLD_AXES",
+    "CheckImageValues",
+    "CheckImageValuesd",
+    "CheckVolumeGeometry",
+    "CheckVolumeGeometryd",
     "CineToFrames",
     "CineToFramesd",
     "HounsfieldWindow",

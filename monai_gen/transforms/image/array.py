@@ -1,4 +1,6 @@
-"""Image transforms: volume -> 2D slices with their position, cine -> 2D frames with their phase, CT HU window.
+"""Image transforms: volume -> 2D slices with their position, cine -> 2D frames with their phase, CT HU window,
+and the input checks a bundle runs on every volume before using it (:class:`CheckImageValues`,
+:class:`CheckVolumeGeometry`).
 
 The slicing transforms are multi-sample transforms: like MONAI's ``RandSpatialCropSamples`` they return a list
 of samples, so they work with :class:`monai.data.Dataset` + :func:`monai.data.list_data_collate` (the list is
@@ -22,7 +24,7 @@ import torch
 from monai.config import NdarrayOrTensor
 from monai.data import MetaTensor
 from monai.transforms import ScaleIntensityRange, Transform
-from monai.utils import TransformBackends, look_up_option
+from monai.utils import TransformBackends, convert_to_numpy, look_up_option
 
 __all__ = [
     "SLICE_INDEX",
@@ -34,6 +36,9 @@ __all__ = [
     "VolumeToSlices",
     "CineToFrames",
     "HounsfieldWindow",
+    "WORLD_AXES",
+    "CheckImageValues",
+    "CheckVolumeGeometry",
 ]
 
 SLICE_INDEX = "slice_index"
@@ -42,6 +47,9 @@ FRAME_INDEX = "frame_index"
 CARDIAC_PHASE = "phase"
 IS_ED = "is_ed"
 IS_ES = "is_es"
+
+WORLD_AXES = ("left-right", "anterior-posterior", "inferior-superior")
+"""The world axes of an RAS (or LPS) affine, in order: what :class:`CheckVolumeGeometry` measures along."""
 
 
 def _slice_affine(affine: torch.Tensor, axis: int, index: int) -> torch.Tensor:
@@ -204,3 +212,181 @@ class HounsfieldWindow(ScaleIntensityRange):
         if not hu_max > hu_min:
             raise ValueError(f"HounsfieldWindow: hu_max must exceed hu_min, got hu_min={hu_min}, hu_max={hu_max}.")
         super().__init__(a_min=hu_min, a_max=hu_max, b_min=-1.0, b_max=1.0, clip=True, dtype=dtype)
+
+
+def _image_name(img: NdarrayOrTensor) -> str:
+    """The file a MetaTensor was loaded from (its ``filename_or_obj``), else ``"image"``: the subject of a message."""
+    name = img.meta.get("filename_or_obj") if isinstance(img, MetaTensor) else None
+    return str(name) if name else "image"
+
+
+class CheckImageValues(Transform):
+    """Reject an image that cannot be a scan: no voxels, NaN / infinite values, or one value everywhere.
+
+    The image is returned unchanged. Run it right after loading, before any transform that would turn the problem
+    into a library error (percentile scaling of a NaN volume) or hide it (clipping).
+
+    Raises:
+        ValueError: naming the file (a MetaTensor's ``filename_or_obj``) and the problem.
+    """
+
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
+
+    def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
+        """``img`` ``(C, *spatial)``, checked."""
+        name, array = _image_name(img), convert_to_numpy(img)
+        if array.size == 0:
+            raise ValueError(f"{name}: the image holds no voxels (shape {tuple(array.shape)}).")
+        finite = np.isfinite(array)
+        if not finite.all():
+            raise ValueError(
+                f"{name}: {int((~finite).sum())} of {array.size} voxels are NaN or infinite; a scan has finite values."
+            )
+        if array.min() == array.max():
+            raise ValueError(f"{name}: every voxel has the value {array.flat[0]:g}; the image is empty.")
+        return img
+
+
+class CheckVolumeGeometry(Transform):
+    """Reject a channel-first MetaTensor volume ``(C, x, y, z)`` that is not the kind of scan a bundle was made for.
+
+    Checks, in order (each optional except the first), with the affine mapping every voxel axis to the world axis
+    (:data:`WORLD_AXES`) it runs along most:
+
+    1. ``channels`` channels and 3 spatial axes (a 4D NIfTI loads as one channel per volume);
+    2. voxel size: ``spacing_mm`` (per world axis, left-right first) within ``spacing_tolerance_mm``;
+    3. orientation: the world axis the image is most mirror-symmetric across, once its foreground is centred, is
+       ``mirror_axis`` (``"left-right"`` for a head or brain: the mid-sagittal plane). A volume whose voxel axes
+       were permuted without its header, or whose header is wrong, fails it; a flip along an axis cannot be seen;
+    4. foreground size: the foreground (voxels above ``foreground_threshold`` times the 99th intensity percentile)
+       spans, between its 1st and 99th coordinate percentiles, ``foreground_mm[a] = (low, high)`` mm along world
+       axis ``a`` (a head is about 130-160 mm wide, 160-210 mm long).
+
+    Measured on the 160 IXI T1 volumes of ``shared/data/brain_mri`` (2 mm): foreground 130-158 x 160-208 x
+    178-216 mm (threshold 0.1); left-right is the most symmetric axis of all 160 (by at least 0.07 in
+    correlation) and of none once their first and last voxel axes are swapped.
+
+    Args:
+        channels: the number of channels expected.
+        spacing_mm: expected voxel size along each world axis (mm), or None.
+        spacing_tolerance_mm: allowed deviation from ``spacing_mm``.
+        foreground_mm: ``(low, high)`` extent of the foreground per world axis (mm), or None.
+        foreground_threshold: foreground level as a fraction of the 99th intensity percentile.
+        mirror_axis: one of :data:`WORLD_AXES`, or None.
+
+    Raises:
+        ValueError: naming the file and what is wrong, with the measured value and the expected one.
+
+    See:
+        Liu, Collins, Rothfus, "Robust midsagittal plane extraction from normal and pathological 3-D neuroradiology
+        images", IEEE TMI 20(3), 2001: the brain's bilateral symmetry defines its left-right axis.
+    """
+
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
+
+    def __init__(
+        self,
+        channels: int = 1,
+        *,
+        spacing_mm: Sequence[float] | None = None,
+        spacing_tolerance_mm: float = 0.1,
+        foreground_mm: Sequence[Sequence[float]] | None = None,
+        foreground_threshold: float = 0.1,
+        mirror_axis: str | None = None,
+    ) -> None:
+        for label, value in (("spacing_mm", spacing_mm), ("foreground_mm", foreground_mm)):
+            if value is not None and len(value) != 3:
+                raise ValueError(
+                    f"CheckVolumeGeometry: {label} needs one entry per world axis {WORLD_AXES}, got {value}."
+                )
+        if foreground_mm is not None and not all(len(r) == 2 and 0 <= r[0] <= r[1] for r in foreground_mm):
+            raise ValueError(f"CheckVolumeGeometry: foreground_mm must hold (low, high) pairs, got {foreground_mm}.")
+        if not 0 < foreground_threshold < 1:
+            raise ValueError(
+                f"CheckVolumeGeometry: foreground_threshold must be in (0, 1), got {foreground_threshold}."
+            )
+        self.channels = int(channels)
+        self.spacing_mm = None if spacing_mm is None else np.asarray(spacing_mm, dtype=np.float64)
+        self.spacing_tolerance_mm = float(spacing_tolerance_mm)
+        self.foreground_mm = None if foreground_mm is None else np.asarray(foreground_mm, dtype=np.float64)
+        self.foreground_threshold = float(foreground_threshold)
+        self.mirror_axis = None if mirror_axis is None else look_up_option(mirror_axis, WORLD_AXES)
+
+    def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
+        """``img`` ``(C, x, y, z)``, checked (a MetaTensor: its affine gives the geometry)."""
+        name = _image_name(img)
+        if img.ndim != 4 or img.shape[0] != self.channels:
+            raise ValueError(
+                f"{name}: expected {self.channels} channel(s) of a 3D volume, (C, x, y, z), got shape "
+                f"{tuple(img.shape)}; a 4D file (several volumes, a time series) loads with one channel per volume."
+            )
+        if not isinstance(img, MetaTensor):
+            raise ValueError(f"{name}: CheckVolumeGeometry needs a MetaTensor (LoadImage) to know the voxel geometry.")
+        affine = img.affine.detach().cpu().numpy().astype(np.float64)
+        world = _world_axes(affine, name)
+        spacing = np.empty(3)
+        spacing[world] = np.linalg.norm(affine[:3, :3], axis=0)
+        array = convert_to_numpy(img, dtype=np.float32).max(axis=0)
+        self._check_spacing(spacing, name)
+        self._check_mirror_axis(array, world, name)
+        self._check_foreground(array, spacing, world, name)
+        return img
+
+    def _check_spacing(self, spacing: np.ndarray, name: str) -> None:
+        if self.spacing_mm is not None and np.any(np.abs(spacing - self.spacing_mm) > self.spacing_tolerance_mm):
+            raise ValueError(
+                f"{name}: voxel size {_mm(spacing)} (left-right, anterior-posterior, inferior-superior), expected "
+                f"{_mm(self.spacing_mm)} +- {self.spacing_tolerance_mm:g} mm; resample it first (MONAI Spacing)."
+            )
+
+    def _check_foreground(self, array: np.ndarray, spacing: np.ndarray, world: np.ndarray, name: str) -> None:
+        if self.foreground_mm is None:
+            return
+        coordinates = np.nonzero(array > self.foreground_threshold * np.percentile(array, 99))
+        extent = np.zeros(3)
+        extent[world] = [np.subtract(*np.percentile(c, [99, 1])) if c.size else 0.0 for c in coordinates]
+        extent *= spacing
+        outside = [a for a in range(3) if not self.foreground_mm[a, 0] <= extent[a] <= self.foreground_mm[a, 1]]
+        if outside:
+            low, high = self.foreground_mm[:, 0], self.foreground_mm[:, 1]
+            expected = ", ".join(f"{WORLD_AXES[a]} {low[a]:g}-{high[a]:g}" for a in outside)
+            raise ValueError(
+                f"{name}: the foreground spans {_mm(extent)} (left-right, anterior-posterior, inferior-superior); "
+                f"expected {expected} mm: not the anatomy this model was trained on, or a wrong voxel size in its "
+                "header."
+            )
+
+    def _check_mirror_axis(self, array: np.ndarray, world: np.ndarray, name: str) -> None:
+        if self.mirror_axis is None:
+            return
+        symmetry = np.empty(3)
+        symmetry[world] = [_mirror_correlation(array, axis) for axis in range(3)]
+        best = int(np.argmax(symmetry))
+        if WORLD_AXES[best] != self.mirror_axis:
+            raise ValueError(
+                f"{name}: the image is most mirror-symmetric along the {WORLD_AXES[best]} axis (correlation "
+                f"{symmetry[best]:.2f}, {symmetry[WORLD_AXES.index(self.mirror_axis)]:.2f} along {self.mirror_axis}), "
+                f"expected {self.mirror_axis}: its header's orientation does not match its voxels (axes swapped?)."
+            )
+
+
+def _world_axes(affine: np.ndarray, name: str) -> np.ndarray:
+    """The world axis (0, 1, 2) each voxel axis runs along most; an error when two voxel axes share one."""
+    world = np.argmax(np.abs(affine[:3, :3]), axis=0)
+    if len(set(world.tolist())) != 3:
+        raise ValueError(
+            f"{name}: the affine {np.round(affine, 3).tolist()} does not give each voxel axis its own world axis."
+        )
+    return world
+
+
+def _mirror_correlation(array: np.ndarray, axis: int) -> float:
+    """Correlation of ``array`` with its mirror image across ``axis``, its intensity centroid moved to the centre."""
+    profile = array.sum(axis=tuple(a for a in range(array.ndim) if a != axis), dtype=np.float64)
+    centroid = float((profile * np.arange(profile.size)).sum() / max(profile.sum(), 1e-12))
+    centred = np.roll(array, int(round((profile.size - 1) / 2 - centroid)), axis=axis)
+    return float(np.corrcoef(centred.ravel(), np.flip(centred, axis).ravel())[0, 1])
+
+
+def _mm(values: np.ndarray) -> str:
+    return " x ".join(f"{v:.3g}" for v in values) + " mm"

@@ -24,12 +24,14 @@ from monai_gen.transforms.image.array import (
     IS_ES,
     SLICE_INDEX,
     SLICE_POSITION,
+    CheckImageValues,
+    CheckVolumeGeometry,
     CineToFrames,
     HounsfieldWindow,
     VolumeToSlices,
 )
 
-__all__ = ["VolumeToSlicesd", "CineToFramesd", "HounsfieldWindowd"]
+__all__ = ["VolumeToSlicesd", "CineToFramesd", "HounsfieldWindowd", "CheckImageValuesd", "CheckVolumeGeometryd"]
 
 _SAMPLE_KEYS = (SLICE_INDEX, SLICE_POSITION, FRAME_INDEX, CARDIAC_PHASE, IS_ED, IS_ES)
 
@@ -156,4 +158,64 @@ class HounsfieldWindowd(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             d[key] = self.window(d[key])
+        return d
+
+
+class CheckImageValuesd(MapTransform):
+    """Dictionary :class:`~monai_gen.transforms.image.array.CheckImageValues`: every key checked, nothing changed.
+
+    Args:
+        keys: keys of the images.
+        allow_missing_keys: do not raise for absent keys.
+    """
+
+    backend = CheckImageValues.backend
+
+    def __init__(self, keys: KeysCollection, *, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.check = CheckImageValues()
+
+    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
+        """``data``, unchanged, once every key passed."""
+        d = dict(data)
+        for key in self.key_iterator(d):
+            self.check(d[key])
+        return d
+
+
+class CheckVolumeGeometryd(MapTransform):
+    """Dictionary :class:`~monai_gen.transforms.image.array.CheckVolumeGeometry`: every key checked, nothing changed.
+
+    Args:
+        keys: keys of the ``(C, x, y, z)`` MetaTensor volumes.
+        channels, spacing_mm, spacing_tolerance_mm, foreground_mm, foreground_threshold, mirror_axis: as in
+            :class:`~monai_gen.transforms.image.array.CheckVolumeGeometry`.
+        allow_missing_keys: do not raise for absent keys.
+    """
+
+    backend = CheckVolumeGeometry.backend
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        channels: int = 1,
+        *,
+        spacing_mm: Sequence[float] | None = None,
+        spacing_tolerance_mm: float = 0.1,
+        foreground_mm: Sequence[Sequence[float]] | None = None,
+        foreground_threshold: float = 0.1,
+        mirror_axis: str | None = None,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.check = CheckVolumeGeometry(
+            channels, spacing_mm=spacing_mm, spacing_tolerance_mm=spacing_tolerance_mm, foreground_mm=foreground_mm,
+            foreground_threshold=foreground_threshold, mirror_axis=mirror_axis,
+        )
+
+    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
+        """``data``, unchanged, once every key passed."""
+        d = dict(data)
+        for key in self.key_iterator(d):
+            self.check(d[key])
         return d

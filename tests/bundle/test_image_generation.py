@@ -1,0 +1,53 @@
+"""The image bundle's figures: the grid of a plain run and the sweep strip, drawn from the written NIfTI files of
+real IXI slices (no model needed), oriented as the per-sample PNGs are."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from monai.transforms import LoadImage, Orientation, ScaleIntensityRangePercentiles
+from PIL import Image
+
+from monai_gen.bundle.image_generation import GRID_NAME, image_preview
+from monai_gen.data.sample_writers import NiftiSampleWriter, PNGSampleWriter, SampleWriters
+from monai_gen.engines.requests import SampleRequest, sweep_requests
+
+WRITER = SampleWriters([NiftiSampleWriter(spacing_mm=(2.0, 2.0, 2.0)), PNGSampleWriter(window=(0.0, 1.0))])
+
+
+@pytest.fixture(scope="module")
+def slices(shared_data):
+    """Six axial slices ``(6, 1, x, y)`` of a real IXI volume in RAS, scaled to [0, 1] as the tiny bundle does."""
+    path = shared_data / "brain_mri/ixi_t1_2mm/t1/IXI052-HH-1343_T1.nii.gz"
+    volume = Orientation("RAS")(LoadImage(image_only=True, ensure_channel_first=True)(path))
+    volume = ScaleIntensityRangePercentiles(0.5, 99.5, 0.0, 1.0, clip=True)(volume).as_tensor()
+    return torch.stack([volume[..., k] for k in (30, 38, 46, 54, 62, 70)])
+
+
+def test_the_sweep_strip_waits_for_every_sample_then_shows_each_as_its_png(slices, tmp_path):
+    requests = sweep_requests("slice_position", [0.3, 0.5, 0.7], seeds=[4, 9], fixed={"sex": "F"})
+    preview = image_preview(requests=requests, sweep="slice_position", window=[0.0, 1.0])
+    for request, sample in zip(requests[:3], slices[:3], strict=True):
+        WRITER(sample, tmp_path / request.name, {"conditions": dict(request.conditions)})
+    assert preview(slices[:3], requests[:3], tmp_path) is None and not (tmp_path / "sweep_slice_position.png").exists()
+    for request, sample in zip(requests[3:], slices[3:], strict=True):
+        WRITER(sample, tmp_path / request.name, {"conditions": dict(request.conditions)})
+    figure = preview(slices[3:], requests[3:], tmp_path)
+    assert (tmp_path / "sweep_slice_position.png").is_file() and len(figure.axes) == 6
+    assert [figure.axes[r * 2].get_ylabel() for r in range(3)] == [f"slice_position = {v}" for v in (0.3, 0.5, 0.7)]
+    assert [ax.get_title() for ax in figure.axes[:2]] == ["seed 4", "seed 9"]
+    for index, request in enumerate(requests):  # sweep_requests: value-major, so cell r * S + s is request index
+        png = np.asarray(Image.open(tmp_path / f"{request.name}.png"), dtype=np.float64) / 255
+        np.testing.assert_allclose(figure.axes[index].images[0].get_array(), png, atol=0.5 / 255 + 1e-6)
+
+
+def test_a_plain_run_draws_a_grid_titled_with_conditions_and_seeds(slices, tmp_path):
+    requests = [SampleRequest(f"slice_{i}", i, {"age": 70.0, "sex": "F", "slice_position": 0.6}) for i in range(2)]
+    for request, sample in zip(requests, slices[:2], strict=True):
+        WRITER(sample, tmp_path / request.name, {"conditions": dict(request.conditions)})
+    figure = image_preview(requests=requests)(slices[:2], requests, tmp_path)
+    assert (tmp_path / GRID_NAME).is_file()
+    assert [ax.get_title() for ax in figure.axes] == [f"age 70, sex F, slice_position 0.6 · seed {i}" for i in range(2)]
+    with pytest.raises(ValueError, match="draws 2D samples"):
+        image_preview(requests=requests)(slices[:2, :, :, :, None], requests, tmp_path)
