@@ -201,8 +201,9 @@ def build_beat_cohort(
         phenotypes: the row fields, from ``heart_rate``, ``qrs``, ``qt`` (measured or expert), ``age``, ``sex``
             (header) and the diagnoses ``lvh``, ``left_axis_deviation``, ``atrial_fibrillation`` ("yes" / "no",
             None without labels: :func:`~monai_gen.data.ecg_diagnoses.diagnosis_labels`); the bundle's condition names.
-        window: the beat window, ``{"n_samples": 640, "r_index": 232}`` (the bundle's ``training_window``: the
-            generated window with its context margin).
+        window: the beat window, e.g. ``{"n_samples": 576, "r_index": 200}`` (the bundle's ``num_samples_per_beat``,
+            ``r_index``), or that beat with a context margin (``{"n_samples": 640, "r_index": 232}``, cropped back
+            by :func:`crop_context_margin`).
         max_beats_per_record: cap per record (evenly spread), so long recordings do not dominate.
         root: the dataset folder the records' ``source`` is named under (default: each record's own folder).
 

@@ -459,13 +459,17 @@ class CategorySweepFidelity:
         return {"categories": categories, "synthetic": synthetic, "real": real, "real_reference": reference}
 
     def _cross_validated(self, train: Cohort, targets: np.ndarray) -> dict[str, Any]:
-        """AUROC of out-of-fold probe predictions, folds by subject (a subject's items never straddle a fold)."""
+        """AUROC of out-of-fold probe predictions, folds by subject (a subject's items never straddle a fold; at most
+        one fold per subject; NaN with fewer than two subjects)."""
         from sklearn.model_selection import GroupKFold
 
         items, groups = train.items.numpy(), np.array([str(r[train.subject_key]) for r in train.rows])
         keep = np.flatnonzero(np.isfinite(targets))
         prediction = np.full(len(targets), np.nan)
-        for fit_index, held_index in GroupKFold(n_splits=self.n_folds).split(keep, groups=groups[keep]):
+        n_folds = min(self.n_folds, np.unique(groups[keep]).size)
+        if n_folds < 2:  # one subject: nothing to hold out
+            return auroc_fidelity(targets, prediction).as_dict()
+        for fit_index, held_index in GroupKFold(n_splits=n_folds).split(keep, groups=groups[keep]):
             fit, held = keep[fit_index], keep[held_index]
             try:
                 probe = PhenotypeProbe("binary", n_components=self.n_components).fit(items[fit], targets[fit])

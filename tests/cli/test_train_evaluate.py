@@ -213,7 +213,8 @@ def test_evaluate_reads_dataset_dir_writes_only_its_output_folder_and_prints_a_s
 ):
     monkeypatch.chdir(tmp_path)
     options = ["--override", "max_samples=2", "--override", "num_inference_steps=2", "--override",
-               "max_beats_per_record=3", "--override", "batch_size=2"]
+               "max_beats_per_record=3", "--override", "batch_size=8", "--override", "sweep_seeds=1",
+               "--override", "category_sweep_seeds=2"]
     reports = []
     for folder, output in ((evaluation_folders[0], None), (evaluation_folders[1], tmp_path / "second")):
         argv = ["evaluate", "ecg_generative_diffusion", "--dataset-dir", str(folder), *options]
@@ -224,8 +225,10 @@ def test_evaluate_reads_dataset_dir_writes_only_its_output_folder_and_prints_a_s
         assert len(list(output.glob("cohort_*.safetensors"))) == 1  # the cohort cache lives with the report
         assert "fidelity (measured): qrs R" in text and "QRS at R" in text and str(output / "evaluation.md") in text
         assert str(output / "examples.png") in text and "| qt |" in (output / "evaluation.md").read_text()
-        assert reports[-1]["measures"] == ["measured_fidelity", "probe_fidelity", "distribution", "qrs_alignment",
-                                           "limb_lead_residual", "edge_artefacts", "memorisation"]
+        assert reports[-1]["measures"] == [
+            "measured_fidelity", "sweep_fidelity", "probe_fidelity", "category_sweep_fidelity", "distribution",
+            "qrs_alignment", "limb_lead_residual", "edge_artefacts", "high_frequency_power", "t_wave_amplitude",
+            "p_wave_presence", "edge_deviation", "memorisation"]
     assert [r["train_subjects"] + r["test_subjects"] for r in reports] == [4, 3]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["runs", "second"]
 
