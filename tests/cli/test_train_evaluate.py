@@ -27,6 +27,9 @@ from monai_gen.engines.checkpointing import list_checkpoints
 
 BUNDLE = find_bundle("ecg_generative_diffusion")
 REPO = BUNDLE.parents[1]
+SHIPPED_VERSION = read_bundle_info(BUNDLE).version
+_MAJOR, _MINOR, _PATCH = SHIPPED_VERSION.split(".")
+NEXT_PATCH = f"{_MAJOR}.{_MINOR}.{int(_PATCH) + 1}"  # what an export after training calls the new weights
 RECORDS = ("E07500", "E07501", "JS20000", "HR06003")
 TINY = ["--override", "batch_size=2", "--override", "max_beats_per_record=3"]
 MODEL_FILES = ("conditions.json", "mean_beat.safetensors", "model.safetensors")
@@ -95,7 +98,7 @@ def test_train_writes_only_under_its_default_output_folder_and_export_makes_a_ne
     assert code == 0, text
     exported = read_bundle_info(tmp_path / "mine")
     weights = (run_dir / "models" / "model.safetensors").read_bytes()
-    assert exported.version == f"0.2.2+{hashlib.sha256(weights).hexdigest()[:8]}" and exported.version in text
+    assert exported.version == f"{NEXT_PATCH}+{hashlib.sha256(weights).hexdigest()[:8]}" and exported.version in text
     for name in MODEL_FILES:
         assert (tmp_path / "mine" / "models" / name).read_bytes() == (run_dir / "models" / name).read_bytes()
     for name in ("configs/inference.json", "configs/common.json", "docs/README.md", "LICENSE"):
@@ -105,7 +108,7 @@ def test_train_writes_only_under_its_default_output_folder_and_export_makes_a_ne
     parser.read_config(tmp_path / "mine" / "configs" / "inference.json")
     assert parser.get_parsed_content("model_id") == f"ecg_generative_diffusion-{exported.version}"
     meta = json.loads((tmp_path / "mine" / "configs" / "metadata.json").read_text())
-    assert list(meta["changelog"])[:2] == [exported.version, "0.2.1"] and "eval_metrics" not in meta
+    assert list(meta["changelog"])[:2] == [exported.version, SHIPPED_VERSION] and "eval_metrics" not in meta
 
     code, text = run_cli(["export", "ecg_generative_diffusion", str(run_dir), "--to", str(tmp_path / "mine")])
     assert code == 2 and "already exists" in text
@@ -161,7 +164,7 @@ def test_max_train_seconds_stops_training_cleanly(ecg_folder, cohort_cache, tmp_
     assert 1 <= iteration < 3 * 100000
     for name in MODEL_FILES:  # a run stopped by its time limit completes, and --export-to exports it
         assert (tmp_path / "exported" / "models" / name).read_bytes() == (run_dir / "models" / name).read_bytes()
-    assert read_bundle_info(tmp_path / "exported").version.startswith("0.2.2+")
+    assert read_bundle_info(tmp_path / "exported").version.startswith(f"{NEXT_PATCH}+")
     code, text = run_cli(["train", "ecg_generative_diffusion", "--max-train-seconds", "0"])
     assert code == 2 and "positive integer" in text
 
