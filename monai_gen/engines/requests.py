@@ -264,7 +264,8 @@ def _warn_extrapolation(conditions: ConditionSet, requests: Sequence[SampleReque
                           and spec.extrapolates(r.conditions[spec.name])})
         if outside:
             low, high = spec.observed_range
+            unit = f" {spec.unit}" if spec.unit else ""  # unitless conditions (a slice position) get no gap
             logger.warning(
-                "%s = %s %s is outside the range the weights were trained on (%g-%g %s): the model extrapolates there.",
-                spec.name, ", ".join(f"{v:g}" for v in outside[:5]), spec.unit, low, high, spec.unit,
+                "%s = %s%s is outside the range the weights were trained on (%g-%g%s): the model extrapolates there.",
+                spec.name, ", ".join(f"{v:g}" for v in outside[:5]), unit, low, high, unit,
             )

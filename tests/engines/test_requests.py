@@ -100,3 +100,14 @@ def test_requests_beyond_the_trained_range_warn_that_the_model_extrapolates(cond
         assert not caplog.records
         build_requests(conditions, values={"qrs": 140})
     assert f"qrs = 140 ms is outside the range the weights were trained on ({low:g}-{high:g} ms)" in caplog.text
+
+
+def test_a_unitless_condition_beyond_its_trained_range_warns_without_a_dangling_unit(caplog):
+    from monai_gen.transforms.conditions import ConditionSet
+
+    position = ConditionSet.from_dict([{"name": "slice_position", "kind": "continuous", "valid_range": [0, 1],
+                                        "mean": 0.4, "std": 0.1, "observed_range": [0.29, 0.46]}])
+    with caplog.at_level(logging.WARNING, logger="monai_gen.engines.requests"):
+        build_requests(position, values={"slice_position": 0.9})
+    assert ("slice_position = 0.9 is outside the range the weights were trained on (0.29-0.46): the model "
+            "extrapolates there.") in caplog.text
