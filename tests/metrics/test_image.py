@@ -8,18 +8,9 @@ import math
 
 import pytest
 import torch
-from monai.transforms import (
-    CenterSpatialCropd,
-    Compose,
-    EnsureChannelFirstd,
-    GaussianSmooth,
-    LoadImaged,
-    Orientationd,
-    ScaleIntensityRangePercentilesd,
-)
+from monai.transforms import GaussianSmooth
 
 from monai_gen.diffusion.latent import LatentSpace
-from monai_gen.engines.cohort import build_cohort, records_from_table
 from monai_gen.metrics.evaluation import EvaluationData, Memorisation
 from monai_gen.metrics.image import (
     MS_SSIM_WEIGHTS,
@@ -34,24 +25,13 @@ from monai_gen.metrics.image import (
 )
 from monai_gen.metrics.image_features import train_feature_extractor
 from monai_gen.networks.autoencoders import kl_autoencoder
-from monai_gen.transforms.image import VolumeToSlicesd
 from monai_gen.transforms.normalisation import LinearNormalisation
 
 
 @pytest.fixture(scope="module")
-def cohort(shared_data):
-    """Five axial slices (64 x 64, [0, 1] per volume; the P-S-R volumes turned to RAS) of each of 16 IXI subjects."""
-    folder = shared_data / "brain_mri" / "ixi_t1_2mm"
-    if not (folder / "participants.csv").is_file():
-        pytest.skip(f"{folder} is absent")
-    records = records_from_table(folder / "participants.csv", folder / "t1", id_column="MRID",
-                                 file_pattern="{id}_T1.nii.gz", columns={"Age": "age", "Sex": "sex"})[:16]
-    prepare = Compose([LoadImaged("image", image_only=True), EnsureChannelFirstd("image"),
-                       Orientationd("image", axcodes="RAS", labels=None),
-                       ScaleIntensityRangePercentilesd("image", 0.5, 99.5, 0.0, 1.0, clip=True),
-                       VolumeToSlicesd("image", axis=2, indices=[40, 50, 60, 70, 80]),
-                       CenterSpatialCropd("image", [64, 64])])
-    return build_cohort(records, prepare, fields=["age", "sex", "slice_position"])
+def cohort(ixi_slices):
+    """Five axial slices of each of 16 IXI subjects (conftest)."""
+    return ixi_slices
 
 
 @pytest.fixture(scope="module")

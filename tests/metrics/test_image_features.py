@@ -7,16 +7,7 @@ import os
 
 import pytest
 import torch
-from monai.transforms import (
-    CenterSpatialCropd,
-    Compose,
-    EnsureChannelFirstd,
-    LoadImaged,
-    Orientationd,
-    ScaleIntensityRangePercentilesd,
-)
 
-from monai_gen.engines.cohort import build_cohort, records_from_table
 from monai_gen.engines.weights import save_tensors
 from monai_gen.metrics.evaluation import EvaluationData, ProbeFidelity
 from monai_gen.metrics.image import FeatureSpace
@@ -26,27 +17,14 @@ from monai_gen.metrics.image_features import (
     cached_feature_extractor,
     train_feature_extractor,
 )
-from monai_gen.transforms.image import VolumeToSlicesd
 
 TARGETS = {"continuous": ["age", "slice_position"], "categorical": {"sex": ["F", "M"]}}
 
 
 @pytest.fixture(scope="module")
-def cohort(shared_data):
-    """Five axial slices (64 x 64, [0, 1] per volume) of each of 12 IXI subjects, with age, sex, slice position.
-
-    The volumes are stored P-S-R, so they are turned to RAS first: axis 2 is then inferior -> superior (axial)."""
-    folder = shared_data / "brain_mri" / "ixi_t1_2mm"
-    if not (folder / "participants.csv").is_file():
-        pytest.skip(f"{folder} is absent")
-    records = records_from_table(folder / "participants.csv", folder / "t1", id_column="MRID",
-                                 file_pattern="{id}_T1.nii.gz", columns={"Age": "age", "Sex": "sex"})[:12]
-    prepare = Compose([LoadImaged("image", image_only=True), EnsureChannelFirstd("image"),
-                       Orientationd("image", axcodes="RAS", labels=None),
-                       ScaleIntensityRangePercentilesd("image", 0.5, 99.5, 0.0, 1.0, clip=True),
-                       VolumeToSlicesd("image", axis=2, indices=[40, 50, 60, 70, 80]),
-                       CenterSpatialCropd("image", [64, 64])])
-    return build_cohort(records, prepare, fields=["age", "sex", "slice_position"])
+def cohort(ixi_slices):
+    """Five axial slices of each of the first 12 of the conftest's IXI subjects."""
+    return ixi_slices.subset(range(60))
 
 
 @pytest.fixture(scope="module")
