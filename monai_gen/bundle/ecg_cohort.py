@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import wfdb
 
 from monai_gen.data.ecg_diagnoses import DIAGNOSIS_LABELS, diagnosis_labels
 from monai_gen.data.ecg_meta import ecg_sampling_rate
@@ -111,8 +112,6 @@ def _expert_intervals(path: Path) -> dict[str, float] | None:
     beside it (one annotation file per lead, :func:`~monai_gen.data.ludb.read_ludb_delineation`)."""
     if not all(path.with_suffix(f".{lead}").is_file() for lead in LUDB_LEADS):
         return None
-    import wfdb
-
     return expert_intervals(read_ludb_delineation(path.with_suffix("")), float(wfdb.rdheader(str(path.with_suffix(""))).fs))
 
 

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 import torch
+from sklearn.model_selection import GroupKFold
 
 from monai_gen.metrics.distribution import PCAFeatures, frechet_distance, linear_mmd
 from monai_gen.metrics.fidelity import FidelityScore, PhenotypeProbe, auroc_fidelity, pearson_fidelity
@@ -461,8 +462,6 @@ class CategorySweepFidelity:
     def _cross_validated(self, train: Cohort, targets: np.ndarray) -> dict[str, Any]:
         """AUROC of out-of-fold probe predictions, folds by subject (a subject's items never straddle a fold; at most
         one fold per subject; NaN with fewer than two subjects)."""
-        from sklearn.model_selection import GroupKFold
-
         items, groups = train.items.numpy(), np.array([str(r[train.subject_key]) for r in train.rows])
         keep = np.flatnonzero(np.isfinite(targets))
         prediction = np.full(len(targets), np.nan)
