@@ -57,6 +57,38 @@ def test_1d_convolutions_are_width_k_1d_convolutions(kernel_size):
     assert down.shape == (2, 8, 16, 1)
 
 
+@pytest.mark.parametrize("padding_mode", ["zeros", "reflect"])
+def test_1d_convolutions_compute_what_the_2d_convolution_they_replace_computes(padding_mode):
+    net = _net(1, kernel_size=7, padding_mode=padding_mode)
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+    assert convs and all(type(m) is not nn.Conv2d for m in convs)  # every one runs as conv1d
+    for conv in convs:
+        plain = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
+                          padding=conv.padding, padding_mode=conv.padding_mode, bias=conv.bias is not None)
+        plain.load_state_dict(conv.state_dict())
+        x = torch.randn(2, conv.in_channels, 32, 1)
+        torch.testing.assert_close(conv(x), plain(x))
+
+
+def test_context_time_tokens_add_a_zero_initialised_path_from_the_context_to_every_level():
+    plain, timed = _net(1), _net(1, context_time_tokens=2)
+    missing = timed.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert missing == ["context_time_embed.weight", "context_time_embed.bias"]
+    x, t, context = torch.randn(2, 3, 32), torch.tensor([0.4, 0.4]), torch.randn(2, 2, 8)
+    torch.testing.assert_close(timed(x, t, context=context), plain(x, t, context=context))  # starts as without
+    optimiser = torch.optim.SGD(timed.context_time_embed.parameters(), lr=0.1)  # train the new path alone
+    (timed(x, t, context=context) - x).square().mean().backward()
+    optimiser.step()
+    with torch.no_grad():
+        assert (timed(x, t, context=context) - plain(x, t, context=context)).abs().max() > 1e-4
+    with pytest.raises(ValueError, match=r"projects 2 context tokens .* shape \(B, 2, 8\)"):
+        timed(x, t, context=torch.zeros(2, 3, 8))
+    with pytest.raises(ValueError, match="projects 2 context tokens"):
+        timed(x, t)
+    with pytest.raises(ValueError, match="context_time_tokens needs with_conditioning=True"):
+        DenoisingUNet(1, 3, 3, channels=(8,), attention_levels=(False,), norm_num_groups=8, context_time_tokens=2)
+
+
 def test_per_axis_kernel_size_for_volumes():
     net = _net(3, kernel_size=(3, 3, 1))  # Medical Diffusion's 3 x 3 x 1 convolutions
     spatial = [m for m in net.modules() if isinstance(m, nn.Conv3d) and m.kernel_size != (1, 1, 1)]

@@ -89,6 +89,41 @@ def _check_config(
     return kernel
 
 
+class _WidthOneConv2d(nn.Conv2d):
+    """A ``k x 1`` ``Conv2d`` on a width-one image, computed as the width-``k`` ``conv1d`` it equals.
+
+    Same parameters and state dict as ``nn.Conv2d`` (weight ``(out, in, k, 1)``), same output; on CPU oneDNN runs
+    the 1-D convolution (forward and backward) about 1.7x faster than the 2-D one of a ``k x 1`` kernel.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        signal = x.squeeze(-1)
+        padding = self.padding[0]
+        if self.padding_mode != "zeros" and padding > 0:
+            signal = nn.functional.pad(signal, [padding, padding], mode=self.padding_mode)
+            padding = 0
+        out = nn.functional.conv1d(
+            signal, self.weight.squeeze(-1), self.bias, self.stride[0], padding, self.dilation[0], self.groups
+        )
+        return out.unsqueeze(-1)
+
+
+def _as_width_one_conv(conv: nn.Conv2d) -> _WidthOneConv2d:
+    """``conv`` (a ``k x 1`` convolution with unit width stride and no width padding) as :class:`_WidthOneConv2d`."""
+    new = _WidthOneConv2d(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        stride=conv.stride,
+        padding=conv.padding,
+        dilation=conv.dilation,
+        groups=conv.groups,
+        bias=conv.bias is not None,
+    )
+    new.load_state_dict(conv.state_dict())
+    return new
+
+
 def _resized_conv(conv: nn.Conv2d | nn.Conv3d, kernel: tuple[int, ...], stride: tuple[int, ...]) -> nn.Module:
     """A fresh convolution like ``conv`` with a new kernel / stride; keeps MONAI's zero initialisation where used."""
     new = type(conv)(
@@ -115,6 +150,22 @@ def _set_padding_mode(net: nn.Module, mode: str) -> None:
     for module in net.modules():
         if isinstance(module, (nn.Conv2d, nn.Conv3d)) and any(p > 0 for p in module.padding):
             module.padding_mode = mode
+
+
+def _context_time_embedding(
+    num_tokens: int | None, token_dim: int | None, with_conditioning: bool, time_embed: nn.Sequential
+) -> nn.Linear | None:
+    """The zero-initialised projection of ``num_tokens`` flattened context tokens to the time embedding width."""
+    if num_tokens is None:
+        return None
+    if not with_conditioning or token_dim is None:
+        raise ValueError("context_time_tokens needs with_conditioning=True and a cross_attention_dim.")
+    if num_tokens < 1:
+        raise ValueError(f"context_time_tokens must be a positive number of tokens, got {num_tokens!r}.")
+    projection = nn.Linear(num_tokens * token_dim, time_embed[-1].out_features)
+    nn.init.zeros_(projection.weight)
+    nn.init.zeros_(projection.bias)
+    return projection
 
 
 class _TimeIgnoringUpsample(nn.Sequential):
@@ -152,6 +203,10 @@ def _adapt_layers(net: nn.Module, *, kernel: tuple[int, ...], as_1d: bool) -> No
             module.kernel_size, module.stride = (2, 1), (2, 1)
         elif as_1d and isinstance(module, nn.Upsample):
             module.scale_factor = (2.0, 1.0)
+    if as_1d:
+        for name, module in list(net.named_modules()):
+            if type(module) is nn.Conv2d and (module.kernel_size[1], module.stride[1], module.padding[1]) == (1, 1, 0):
+                _set_submodule(net, name, _as_width_one_conv(module))
 
 
 class DenoisingUNet(DiffusionModelUNet):
@@ -177,6 +232,11 @@ class DenoisingUNet(DiffusionModelUNet):
         with_conditioning: add cross-attention over a context ``(B, N, cross_attention_dim)``.
         cross_attention_dim: token width of the context.
         num_class_embeds: number of classes of an optional class embedding added to the time embedding.
+        context_time_tokens: when set to the number ``N`` of context tokens, the flattened context
+            ``(B, N * cross_attention_dim)`` is also projected into the time embedding (a zero-initialised linear
+            layer), so the conditions shift every residual block at every resolution, not only the attention
+            levels (Imagen, Saharia et al. 2022, adds its pooled text embedding this way). Needs
+            ``with_conditioning``; None = cross-attention only.
         transformer_num_layers: transformer layers per attention block.
         resblock_updown: down / upsample with residual blocks instead of strided convolution / interpolation.
         dropout_cattn: dropout inside cross-attention.
@@ -217,6 +277,7 @@ class DenoisingUNet(DiffusionModelUNet):
         with_conditioning: bool = False,
         cross_attention_dim: int | None = None,
         num_class_embeds: int | None = None,
+        context_time_tokens: int | None = None,
         transformer_num_layers: int = 1,
         resblock_updown: bool = False,
         dropout_cattn: float = 0.0,
@@ -250,6 +311,10 @@ class DenoisingUNet(DiffusionModelUNet):
         self.time_scale = float(time_scale)
         self.coordinate_channels = bool(coordinate_channels)
         self.padding_mode = padding_mode
+        self.context_time_tokens = context_time_tokens
+        self.context_time_embed = _context_time_embedding(
+            context_time_tokens, cross_attention_dim, with_conditioning, self.time_embed
+        )
         if spatial_dims == 1 or kernel != (3,) * spatial_dims:
             _adapt_layers(self, kernel=kernel, as_1d=spatial_dims == 1)
         _make_scriptable(self)
@@ -327,6 +392,13 @@ class DenoisingUNet(DiffusionModelUNet):
             emb = emb + self.class_embedding(class_labels).to(dtype=h.dtype)
         if context is not None and not self.with_conditioning:
             raise ValueError("context was given but the network was built with with_conditioning=False.")
+        if self.context_time_embed is not None:
+            if context is None or context.shape[1] != self.context_time_tokens:
+                raise ValueError(
+                    f"this network projects {self.context_time_tokens} context tokens into the time embedding; "
+                    f"give a context of shape (B, {self.context_time_tokens}, {self.cross_attention_dim})."
+                )
+            emb = emb + self.context_time_embed(context.flatten(1)).to(dtype=h.dtype)
         h = self.conv_in(h)
         skips: list[torch.Tensor] = [h]
         for down in self.down_blocks:
