@@ -1,7 +1,8 @@
 """Condition encoders (phenotypes, external embeddings) and the model-level conditional denoiser.
 
 Conditions arrive as the project's condition contract (``monai_gen.transforms.conditions``): ``values (B, P)``
-float32 (continuous phenotypes as z-scores, categorical ones as category indices stored as floats) and
+float32 (continuous phenotypes as z-scores, periodic ones as the fraction of their period, categorical ones as
+category indices stored as floats) and
 ``mask (B, P)`` (1 = present, 0 = missing). Each encoder emits cross-attention tokens of width ``embed_dim``;
 a missing or dropped condition is replaced by its own learned null token, so classifier-free guidance can drop
 any one attribute at sampling time by zeroing its mask entry (:mod:`monai_gen.diffusion.guidance`).
@@ -12,6 +13,7 @@ Ho & Salimans 2022, "Classifier-Free Diffusion Guidance" (condition dropout in t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -63,12 +65,18 @@ def _drop(keep: torch.Tensor, prob: float, training: bool) -> torch.Tensor:
 class PhenotypeEncoder(nn.Module):
     """One cross-attention token per phenotype; missing phenotypes get that phenotype's learned null token.
 
-    A continuous phenotype ``p`` becomes ``MLP(v * w_p + b_p)``; a categorical one a row of its own embedding table.
-    The per-phenotype weights make tokens distinguishable without a separate position embedding.
+    A continuous phenotype ``p`` becomes ``MLP(v * w_p + b_p)``; a periodic one, given as the fraction ``v`` of its
+    period, ``MLP(sin(2 pi v) * w_p + cos(2 pi v) * u_p + b_p)``, so phase 0.99 lies next to phase 0 (a cardiac cycle's
+    end meets its start); a categorical one a row of its own embedding table. The per-phenotype weights make tokens
+    distinguishable without a separate position embedding.
 
     Args:
-        num_categories: per phenotype, 0 = continuous, ``k >= 2`` = categorical with classes ``0 .. k-1``.
+        num_categories: per phenotype, 0 = continuous (or periodic), ``k >= 2`` = categorical with classes
+            ``0 .. k-1``.
         embed_dim: token width (the backbone's ``cross_attention_dim``).
+        periodic: per phenotype, whether it is periodic (only continuous ones can be); None = none is. Only an
+            encoder with a periodic phenotype has the parameter ``u`` (``phase_weight``), so the state dict of one
+            without is unchanged.
 
     Examples:
         >>> enc = PhenotypeEncoder([0, 2], embed_dim=16)  # e.g. QT z-score, sex
@@ -78,7 +86,7 @@ class PhenotypeEncoder(nn.Module):
     See: xMADD §3.1 "Phenotype Conditioning".
     """
 
-    def __init__(self, num_categories: Sequence[int], embed_dim: int) -> None:
+    def __init__(self, num_categories: Sequence[int], embed_dim: int, periodic: Sequence[bool] | None = None) -> None:
         super().__init__()
         num_categories = [int(k) for k in num_categories]
         if not num_categories or any(k < 0 or k == 1 for k in num_categories):
@@ -87,16 +95,28 @@ class PhenotypeEncoder(nn.Module):
             )
         if embed_dim < 1:
             raise ValueError(f"embed_dim must be a positive integer, got {embed_dim!r}.")
+        periodic = [False] * len(num_categories) if periodic is None else [bool(p) for p in periodic]
+        if len(periodic) != len(num_categories) or any(p and k for p, k in zip(periodic, num_categories, strict=True)):
+            raise ValueError(
+                f"periodic must give one flag per phenotype, set only for continuous ones (num_categories 0); got "
+                f"periodic {periodic} for num_categories {num_categories}."
+            )
         self.num_categories = num_categories
+        self.periodic = periodic
         self.embed_dim = embed_dim
         num_p = len(num_categories)
         self.register_buffer("is_categorical", torch.tensor([k > 0 for k in num_categories]), persistent=False)
         self.register_buffer("num_classes", torch.tensor(num_categories), persistent=False)
+        self.register_buffer("is_periodic", torch.tensor(periodic), persistent=False)
         offsets = torch.tensor([0, *num_categories[:-1]]).cumsum(0)
         self.register_buffer("offsets", offsets, persistent=False)
         self.category_table = nn.Embedding(max(sum(num_categories), 1), embed_dim)
         self.value_weight = nn.Parameter(torch.randn(num_p, embed_dim))
         self.value_bias = nn.Parameter(torch.zeros(num_p, embed_dim))
+        if any(periodic):
+            self.phase_weight = nn.Parameter(torch.randn(num_p, embed_dim))
+        else:
+            self.register_parameter("phase_weight", None)
         self.value_mlp = nn.Sequential(nn.SiLU(), nn.Linear(embed_dim, embed_dim))
         self.null_tokens = nn.Parameter(torch.randn(num_p, embed_dim) * 0.02)
 
@@ -131,7 +151,13 @@ class PhenotypeEncoder(nn.Module):
         present = _check_mask(mask, list(values.shape), "condition_mask", values)
         self._check_values(values, present)
         values = torch.where(present, values, torch.zeros_like(values)).to(self.value_weight.dtype)
-        continuous = self.value_mlp(values.unsqueeze(-1) * self.value_weight + self.value_bias)
+        scaled = values.unsqueeze(-1) * self.value_weight
+        phase_weight = self.phase_weight
+        if phase_weight is not None:
+            angle = values.unsqueeze(-1) * (2.0 * math.pi)
+            on_circle = torch.sin(angle) * self.value_weight + torch.cos(angle) * phase_weight
+            scaled = torch.where(self.is_periodic.unsqueeze(-1), on_circle, scaled)
+        continuous = self.value_mlp(scaled + self.value_bias)
         index = torch.where(self.is_categorical, values.long() + self.offsets, torch.zeros_like(self.offsets))
         categorical = self.category_table(index)
         tokens = torch.where(self.is_categorical.unsqueeze(-1), categorical, continuous)

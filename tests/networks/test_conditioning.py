@@ -165,3 +165,24 @@ def test_torchscript_equals_eager_and_time_is_named_timesteps():
         torch.testing.assert_close(scripted(x), model(x), rtol=0, atol=0)  # no time, no conditions
     with pytest.raises(Exception, match=r"condition_mask must have shape \(2, 3\)"):
         scripted(x, t, values, torch.ones(2, 2))
+
+
+def test_periodic_phenotype_token_closes_the_cycle_and_old_state_dicts_still_load():
+    torch.manual_seed(0)
+    enc = PhenotypeEncoder([0, 0], embed_dim=8, periodic=[True, False])  # cardiac phase (fraction), BMI z-score
+    phases = torch.tensor([0.0, 0.02, 0.5, 0.98])
+    tokens = enc(torch.stack([phases, torch.zeros(4)], dim=1))[:, 0]
+    near_start, opposite, near_end = ((tokens[i] - tokens[0]).norm() for i in (1, 2, 3))
+    assert near_end < opposite and near_start < opposite  # 0.98 lies next to 0, as 0.02 does; 0.5 is far
+    torch.testing.assert_close(enc(torch.tensor([[1.0, 0.0]]))[0, 0], tokens[0])  # a whole cycle later: same token
+    # the continuous phenotype beside it keeps the plain v * w + b path, and an encoder without periodic
+    # phenotypes has no phase_weight, so state dicts saved before periodic conditions existed load strictly
+    assert "phase_weight" in enc.state_dict() and "phase_weight" not in PhenotypeEncoder([0, 2], 8).state_dict()
+    scripted = torch.jit.script(enc)
+    values = torch.tensor([[0.3, -1.0], [0.9, 2.0]])
+    torch.testing.assert_close(scripted(values, torch.ones(2, 2)), enc(values, torch.ones(2, 2)), rtol=0, atol=0)
+    torch.jit.script(PhenotypeEncoder([0, 2], 8))  # compiles without the parameter too
+    with pytest.raises(ValueError, match=r"periodic must give one flag per phenotype, set only for continuous ones"):
+        PhenotypeEncoder([0, 2], 8, periodic=[False, True])
+    with pytest.raises(ValueError, match="one flag per phenotype"):
+        PhenotypeEncoder([0, 2], 8, periodic=[True])

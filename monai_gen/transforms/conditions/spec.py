@@ -1,14 +1,16 @@
 """Phenotype conditions: what each condition means, and its encoding as ``(values, mask)`` tensors.
 
-A :class:`ConditionSpec` describes one phenotype (name, continuous or categorical, unit, valid range,
-normalisation statistics or categories). A :class:`ConditionSet` is the ordered list of specs a model was
+A :class:`ConditionSpec` describes one phenotype (name, continuous, periodic or categorical, unit, valid range,
+normalisation statistics, period or categories). A :class:`ConditionSet` is the ordered list of specs a model was
 trained with: it turns a table row into the model's condition tensors and back, checks ranges, and is saved
 as JSON beside the weights so a bundle ships exactly the encoding it was trained with.
 
 Encoding (the project-wide condition contract, see ``docs/architecture.md``):
 
 - ``values``: float32 ``(P,)`` (or ``(N, P)`` for a table). Continuous phenotypes are z-scores
-  ``(x - mean) / std``; categorical phenotypes are category indices stored as floats.
+  ``(x - mean) / std``; periodic ones (cardiac phase, time of day) the fraction of their period,
+  ``(x mod period) / period`` in ``[0, 1)``, which the network reads as an angle, so the end of the cycle meets its
+  start; categorical phenotypes are category indices stored as floats.
 - ``mask``: float32, same shape, 1 where the phenotype is present and 0 where it is missing (its value is 0).
 
 With ``one_hot=True`` every categorical phenotype expands to one column per category (mask repeated).
@@ -45,6 +47,7 @@ class ConditionKind(str, Enum):
     """How a phenotype is encoded."""
 
     CONTINUOUS = "continuous"
+    PERIODIC = "periodic"
     CATEGORICAL = "categorical"
 
 
@@ -67,13 +70,15 @@ class ConditionSpec:
 
     Args:
         name: the field name in tables and on the command line, e.g. ``"qt_interval_ms"``.
-        kind: ``"continuous"`` or ``"categorical"``.
+        kind: ``"continuous"``, ``"periodic"`` (a value on a cycle of length ``period``: 0 and ``period`` are the
+            same point) or ``"categorical"``.
         unit: physical unit of a continuous value (``"ms"``, ``"bpm"``, ``"years"``, ``"kg/m^2"``); ``""``
             for categorical or unit-less values.
         valid_range: ``(low, high)`` a continuous value must lie in (inclusive); values outside are rejected.
             The physiological range, not the training range.
         mean, std: normalisation statistics of a continuous phenotype (from the training data).
         observed_range: ``(min, max)`` seen in the training data; values outside it are extrapolation.
+        period: the cycle length of a periodic phenotype, in ``unit`` (1 for a phase given as a fraction).
         categories: ordered category labels of a categorical phenotype (index = position).
         aliases: extra spellings of categories, e.g. ``{"m": "male", "f": "female"}`` (case-insensitive).
         description: a short human-readable description for ``--help`` and bundle metadata.
@@ -89,6 +94,7 @@ class ConditionSpec:
     mean: float = 0.0
     std: float = 1.0
     observed_range: tuple[float, float] | None = None
+    period: float | None = None
     categories: tuple[str, ...] = ()
     aliases: Mapping[str, str] = dataclasses.field(default_factory=dict)
     description: str = ""
@@ -121,10 +127,23 @@ class ConditionSpec:
                 raise ValueError(f"condition {self.name!r}: aliases point to unknown categories {unknown}.")
         elif not (math.isfinite(self.std) and self.std > 0 and math.isfinite(self.mean)):
             raise ValueError(f"condition {self.name!r}: std must be finite and > 0 and mean finite, got {self.mean}, {self.std}.")
+        if self.is_periodic != (self.period is not None):
+            raise ValueError(
+                f"condition {self.name!r}: a period is given for, and only for, a periodic condition "
+                f"(kind {self.kind!r}, period {self.period!r})."
+            )
+        if self.is_periodic:
+            if not (math.isfinite(float(self.period)) and float(self.period) > 0):
+                raise ValueError(f"condition {self.name!r}: period must be finite and > 0, got {self.period!r}.")
+            object.__setattr__(self, "period", float(self.period))
 
     @property
     def is_categorical(self) -> bool:
         return self.kind == ConditionKind.CATEGORICAL.value
+
+    @property
+    def is_periodic(self) -> bool:
+        return self.kind == ConditionKind.PERIODIC.value
 
     @property
     def num_categories(self) -> int:
@@ -132,7 +151,8 @@ class ConditionSpec:
         return len(self.categories) if self.is_categorical else 0
 
     def encode_value(self, value: Any, *, where: str = "") -> float:
-        """Encode one present value: z-score (continuous) or category index (categorical).
+        """Encode one present value: z-score (continuous), fraction of the period in ``[0, 1)`` (periodic) or
+        category index (categorical).
 
         Raises:
             ValueError: not a number, out of ``valid_range``, or an unknown category; the message names the
@@ -142,6 +162,8 @@ class ConditionSpec:
             return float(self._category_index(value, where))
         number = self._as_number(value, where)
         self._check_range(number, where)
+        if self.is_periodic:
+            return (number % self.period) / self.period
         return (number - self.mean) / self.std
 
     def canonical_value(self, value: Any, *, where: str = "") -> float | str:
@@ -158,9 +180,10 @@ class ConditionSpec:
         return number
 
     def extrapolates(self, value: float) -> bool:
-        """True when a continuous ``value`` lies outside the range seen in training (``observed_range``)."""
+        """True when a continuous ``value`` lies outside the range seen in training (``observed_range``); a periodic
+        value never does (training covers the cycle, not an interval of it)."""
         return (
-            not self.is_categorical
+            self.kind == ConditionKind.CONTINUOUS.value
             and self.observed_range is not None
             and not self.observed_range[0] <= float(value) <= self.observed_range[1]
         )
@@ -172,6 +195,8 @@ class ConditionSpec:
             if not 0 <= index < len(self.categories):
                 raise ValueError(f"condition {self.name!r}: encoded category index {encoded} is out of range.")
             return self.categories[index]
+        if self.is_periodic:
+            return encoded * self.period
         return encoded * self.std + self.mean
 
     def _as_number(self, value: Any, where: str) -> float:
@@ -215,6 +240,9 @@ class ConditionSpec:
         record: dict[str, Any] = {"name": self.name, "kind": self.kind, "unit": self.unit, "description": self.description}
         if self.is_categorical:
             record.update(categories=list(self.categories), aliases=dict(self.aliases))
+        elif self.is_periodic:
+            record.update(period=self.period, valid_range=_listed(self.valid_range))
+            record["observed_range"] = _listed(self.observed_range)
         else:
             record.update(mean=self.mean, std=self.std, valid_range=_listed(self.valid_range))
             record["observed_range"] = _listed(self.observed_range)
@@ -253,8 +281,13 @@ class ConditionSet:
 
     @property
     def num_categories(self) -> list[int]:
-        """Per phenotype: 0 for continuous, k for categorical with k classes (the network encoder's argument)."""
+        """Per phenotype: 0 for continuous / periodic, k for categorical with k classes (the network encoder's argument)."""
         return [s.num_categories for s in self.specs]
+
+    @property
+    def periodic(self) -> list[bool]:
+        """Per phenotype: whether it is periodic (the network encoder's ``periodic`` argument)."""
+        return [s.is_periodic for s in self.specs]
 
     def __len__(self) -> int:
         return len(self.specs)
@@ -382,6 +415,8 @@ def _fit_spec(spec: ConditionSpec, rows: list[Mapping[str, Any]], source: str) -
     if len(numbers) < 2:
         raise ValueError(f"{source}: condition {spec.name!r} needs at least two present values to fit, got {len(numbers)}.")
     values = np.asarray(numbers)
+    if spec.is_periodic:  # encoded by its period, not by statistics
+        return dataclasses.replace(spec, observed_range=(values.min(), values.max()))
     return dataclasses.replace(
         spec, mean=float(values.mean()), std=float(values.std()) or 1.0, observed_range=(values.min(), values.max())
     )

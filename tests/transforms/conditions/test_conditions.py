@@ -153,3 +153,30 @@ def test_array_transform_accepts_bundle_style_spec_lists(tmp_path):
         csv.writer(handle).writerows([["heart_rate_bpm"], ["55"], ["85"]])
     values, _ = ConditionSet(specs).encode_rows(read_condition_table(tmp_path / "t.csv"))
     assert values.squeeze(1).tolist() == [-1.0, 1.0]
+
+
+def test_periodic_condition_encodes_the_fraction_of_its_cycle_on_real_acdc_phases(shared_data, tmp_path):
+    # the end-systolic frame of each of ACDC's 100 training patients, as the position in its cardiac cycle
+    table = shared_data / "cardiac_mri/acdc_subset/acdc_training_info_all100.csv"
+    rows = [{"phase": (int(r["ES"]) - 1) / int(r["NbFrame"])} for r in read_condition_table(table, required=["ES", "NbFrame"])]
+    spec = {"name": "phase", "kind": "periodic", "period": 1.0, "valid_range": (0, 1)}
+    conditions = ConditionSet([spec]).fit(rows, source=str(table))
+    phases = np.array([r["phase"] for r in rows])
+    assert conditions["phase"].observed_range == (phases.min(), phases.max()) and 0.2 < phases.mean() < 0.6
+    assert (conditions["phase"].mean, conditions["phase"].std) == (0.0, 1.0)  # not z-scored: the period encodes it
+    values, _ = conditions.encode_rows(rows)
+    np.testing.assert_allclose(values[:, 0].numpy(), phases, atol=1e-6)
+    assert conditions.encode({"phase": 1.0})[0].item() == 0.0  # the end of the cycle is its start
+    assert not conditions["phase"].extrapolates(0.99) and conditions.periodic == [True]
+    frames = ConditionSpec("frame", kind="periodic", period=30, unit="frames", valid_range=(0, 30))
+    assert frames.encode_value(45 % 30) == pytest.approx(0.5) and frames.decode_value(0.5) == pytest.approx(15.0)
+    with pytest.raises(ValueError, match=r"'frame' = 31 frames is outside its valid range \[0, 30\]"):
+        frames.encode_value(31)
+    loaded = ConditionSet.load(conditions.save(tmp_path / "conditions.json"))
+    assert loaded["phase"].period == 1.0 and loaded.encode({"phase": 0.25})[0].item() == 0.25
+    with pytest.raises(ValueError, match="a period is given for, and only for, a periodic condition"):
+        ConditionSpec("phase", kind="periodic")
+    with pytest.raises(ValueError, match="a period is given for, and only for, a periodic condition"):
+        ConditionSpec("bmi", period=1.0)
+    with pytest.raises(ValueError, match="period must be finite and > 0"):
+        ConditionSpec("phase", kind="periodic", period=0)
