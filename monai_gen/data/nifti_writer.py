@@ -42,6 +42,7 @@ def write_nifti(
     output_dtype: DtypeLike = np.float32,
     provenance: Mapping[str, Any] | None = None,
     description: str | None = None,
+    frame_time_ms: float | None = None,
 ) -> list[Path]:
     """Write ``image`` ``(C, *spatial)`` to ``path`` (``.nii`` / ``.nii.gz``) and its JSON provenance sidecar.
 
@@ -54,13 +55,17 @@ def write_nifti(
         output_dtype: data type stored in the file.
         provenance: generation provenance (model id, seed, conditions...) for the sidecar.
         description: text for the header's ``descrip`` field (ASCII, at most 80 bytes).
+        frame_time_ms: write a time series: ``image`` is ``(T, *spatial)`` with ``channel_dim`` 0 holding the
+            ``T >= 2`` frames, e.g. a synthetic cine; the file is 4D ``(x, y, z, t)`` (a 2D frame as a one-slice
+            volume, ``(x, y, 1, t)``) with ``pixdim[4]`` the time between frames and units mm / ms.
 
     Returns:
         ``[nifti file, sidecar]``.
 
     Raises:
         ValueError: wrong suffix, NaN / infinite values, affine not ``(4, 4)`` / singular, a description that is
-            not ASCII or longer than 80 bytes.
+            not ASCII or longer than 80 bytes; with ``frame_time_ms``: fewer than 2 frames, frames that are not 2D /
+            3D, a channel axis other than 0, or a frame time that is not a positive number.
         TypeError: a provenance value JSON cannot hold (checked before anything is written).
     """
     path = Path(path)
@@ -71,7 +76,9 @@ def write_nifti(
     if not np.isfinite(array).all():
         raise ValueError(f"{path}: the image contains NaN or infinite values; nothing was written.")
     ras = _ras_affine(image, affine, path)
-    header = _header(description, output_dtype, path)
+    if frame_time_ms is not None:
+        array = _as_time_series(array, channel_dim, frame_time_ms, path)
+    header = _header(description, output_dtype, path, frame_time_ms)
     writer = NibabelWriter(output_dtype=output_dtype)
     writer.set_data_array(array, channel_dim=channel_dim, squeeze_end_dims=False)  # channel last, >= 3 spatial axes
     if writer.data_obj.shape[-1] == 1:  # drop a single channel only: a 2D image stays (x, y, 1), its voxel 3D
@@ -84,18 +91,34 @@ def write_nifti(
     return [path, write_provenance(path, record)]
 
 
-def _header(description: str | None, output_dtype: DtypeLike, path: Path) -> Any:
-    """A NIfTI-1 header holding ``description``, or None (nibabel's default) without one."""
-    if description is None:
-        return None
-    if not description.isascii() or len(description) > NIFTI_DESCRIPTION_BYTES:
+def _as_time_series(array: np.ndarray, channel_dim: int | None, frame_time_ms: float, path: Path) -> np.ndarray:
+    """``(T, x, y[, z])`` frames, a 2D frame given its one-slice axis: ``(T, x, y, z)``."""
+    if channel_dim != 0 or array.ndim not in (3, 4) or array.shape[0] < 2:
         raise ValueError(
-            f"{path}: a NIfTI description must be ASCII of at most {NIFTI_DESCRIPTION_BYTES} bytes, got "
-            f"{description!r}."
+            f"{path}: a time series is (T, x, y) or (T, x, y, z) with T >= 2 frames on channel_dim 0, got shape "
+            f"{tuple(array.shape)} with channel_dim {channel_dim}."
         )
+    if not (isinstance(frame_time_ms, (int, float)) and np.isfinite(frame_time_ms) and frame_time_ms > 0):
+        raise ValueError(f"{path}: frame_time_ms must be a positive number of milliseconds, got {frame_time_ms!r}.")
+    return array[..., None] if array.ndim == 3 else array
+
+
+def _header(description: str | None, output_dtype: DtypeLike, path: Path, frame_time_ms: float | None) -> Any:
+    """A NIfTI-1 header holding ``description`` and the frame time, or None (nibabel's default) without either."""
+    if description is None and frame_time_ms is None:
+        return None
     header = nib.Nifti1Header()
     header.set_data_dtype(output_dtype)  # nibabel takes the data type from a given header, not from the array
-    header["descrip"] = description.encode("ascii")
+    if description is not None:
+        if not description.isascii() or len(description) > NIFTI_DESCRIPTION_BYTES:
+            raise ValueError(
+                f"{path}: a NIfTI description must be ASCII of at most {NIFTI_DESCRIPTION_BYTES} bytes, got "
+                f"{description!r}."
+            )
+        header["descrip"] = description.encode("ascii")
+    if frame_time_ms is not None:  # the spatial zooms come from the affine when the file is written
+        header.set_xyzt_units("mm", "msec")
+        header["pixdim"][4] = float(frame_time_ms)
     return header
 
 

@@ -86,3 +86,22 @@ def test_description_and_dtype_in_the_header_and_a_2d_image_keeps_its_slice_axis
     assert back.header["descrip"].item() == b"SYNTHETIC slice_position=0.6" and back.get_data_dtype() == np.int16
     assert back.shape == (3, 4, 1) and back.header.get_zooms() == (2.0, 2.0, 3.0)  # the slice thickness survives
     np.testing.assert_array_equal(np.asarray(back.dataobj)[..., 0], image[0].numpy())
+
+
+def test_a_cine_slice_is_written_as_x_y_1_t_with_its_frame_time(shared_data, tmp_path):
+    source = nib.load(shared_data / "cardiac_mri/acdc_subset/patient001/patient001_4d.nii.gz")
+    frames = np.asarray(source.dataobj, dtype=np.float32)[:, :, 3].transpose(2, 0, 1)  # (T, x, y): one slice
+    frame_time = float(source.header.get_zooms()[3])  # ACDC's time step, about 117 ms
+    written, _ = write_nifti(frames, tmp_path / "cine.nii.gz", affine=source.affine, frame_time_ms=frame_time,
+                             description="SYNTHETIC test cine")
+    back = nib.load(written)
+    assert back.shape == (100, 95, 1, 30) and back.header.get_xyzt_units() == ("mm", "msec")
+    np.testing.assert_allclose(back.header.get_zooms(), (*source.header.get_zooms()[:3], frame_time), rtol=1e-6)
+    np.testing.assert_array_equal(np.asarray(back.dataobj)[:, :, 0].transpose(2, 0, 1), frames)
+    np.testing.assert_allclose(back.affine, source.affine, atol=1e-5)
+    assert back.header["descrip"].tobytes().rstrip(b"\0") == b"SYNTHETIC test cine"
+    with pytest.raises(ValueError, match=r"a time series is \(T, x, y\) or \(T, x, y, z\) with T >= 2 frames"):
+        write_nifti(frames[:1], tmp_path / "one.nii.gz", frame_time_ms=frame_time)
+    with pytest.raises(ValueError, match="frame_time_ms must be a positive number of milliseconds, got 0"):
+        write_nifti(frames, tmp_path / "zero.nii.gz", frame_time_ms=0)
+    assert not (tmp_path / "one.nii.gz").exists() and not (tmp_path / "zero.nii.gz").exists()
