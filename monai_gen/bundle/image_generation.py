@@ -1,13 +1,16 @@
 """What an image bundle's ``inference.json`` calls besides the generic engines and writers: its figures.
 
 A plain run draws ``grid.png`` (every sample, titled with its conditions and seed); a sweep draws
-``sweep_<condition>.png`` (rows = the swept values, columns = seeds, the image counterpart of the ECG sweep strip).
-Both are drawn once every sample of the job exists, from the written NIfTI files, so a resumed job draws them too;
-slices are shown as :class:`~monai_gen.data.sample_writers.PNGSampleWriter` shows them (anterior up).
+``sweep_<condition>.png`` (rows = the swept values, columns = seeds, the image counterpart of the ECG sweep strip);
+a cine job (:func:`monai_gen.engines.requests.cine_requests`) assembles its frames into ``cine.nii.gz``
+``(x, y, 1, t)`` with the frame time, ``cine.gif`` and ``cine_contraction.png``. Each is drawn once every sample
+of the job exists, from the written NIfTI files, so a resumed job draws it too; slices are shown as
+:class:`~monai_gen.data.sample_writers.PNGSampleWriter` shows them (anterior up).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -16,15 +19,22 @@ import torch
 from matplotlib.figure import Figure
 from monai.utils import optional_import
 
+from monai_gen.data.nifti_writer import write_nifti
+from monai_gen.data.provenance import provenance_path
+from monai_gen.data.sample_writers import synthetic_description
 from monai_gen.engines.requests import SampleRequest
+from monai_gen.metrics.cardiac import bright_area_curve
+from monai_gen.visualize.cine import plot_contraction_curves, save_cine_gif
 from monai_gen.visualize.images import plot_image_grid
 from monai_gen.visualize.sweep import plot_image_sweep
 
 nib, _ = optional_import("nibabel")
 
-__all__ = ["GRID_NAME", "image_preview"]
+__all__ = ["GRID_NAME", "CINE_NAME", "image_preview", "cine_preview"]
 
 GRID_NAME = "grid.png"
+CINE_NAME = "cine"
+_SIDECAR_STAMPS = ("synthetic", "generator", "created_utc")  # written afresh for every file
 
 
 def image_preview(
@@ -62,6 +72,62 @@ def image_preview(
             grid[values.index(float(request.conditions[sweep])), seeds.index(request.seed)] = image
         return plot_image_sweep(
             grid, values, name=sweep, unit=unit, seeds=seeds, window=shown, path=output_dir / f"sweep_{sweep}.png"
+        )
+
+    return preview
+
+
+def cine_preview(
+    *,
+    requests: Sequence[SampleRequest],
+    phase: str,
+    frame_time_ms: float,
+    window: Sequence[float] | None = None,
+) -> Callable[[torch.Tensor, list[SampleRequest], Path], Figure | None]:
+    """A ``GenerationJob`` preview callback assembling a cine job's frames once its last frame is written.
+
+    Writes ``cine.nii.gz`` (``(x, y, 1, t)``, the first frame's affine, ``pixdim[4] = frame_time_ms``, header
+    description ``SYNTHETIC cine ...``) with a provenance sidecar (the frames' model, sampler and seed, the fixed
+    conditions, the phase of every frame), ``cine.gif`` (the loop as the PNGs show a slice) and
+    ``cine_contraction.png`` (:func:`~monai_gen.metrics.cardiac.bright_area_curve` over the cycle), whose figure
+    it returns (None while frames are missing).
+
+    Args:
+        requests: the frames, from :func:`~monai_gen.engines.requests.cine_requests`, each written as
+            ``<name>.nii.gz`` by ``NiftiSampleWriter``.
+        phase: the periodic condition the frames sweep.
+        frame_time_ms: time between frames (the cycle length / number of frames).
+        window: ``(low, high)`` intensities shown black and white in the GIF; None: the 0.5 / 99.5 percentiles.
+    """
+    frames_in_order = sorted(requests, key=lambda r: float(r.conditions[phase]))
+
+    def preview(samples: torch.Tensor, batch: list[SampleRequest], output_dir: Path) -> Figure | None:
+        files = [output_dir / f"{r.name}.nii.gz" for r in frames_in_order]
+        if not all(f.is_file() for f in files):
+            return None
+        first = nib.load(files[0])
+        frames = np.stack([np.asarray(nib.load(f).dataobj, dtype=np.float32).reshape(first.shape[:2]) for f in files])
+        phases = [float(r.conditions[phase]) for r in frames_in_order]
+        fixed = {k: v for k, v in frames_in_order[0].conditions.items() if k != phase}
+        frame_record = json.loads(provenance_path(files[0]).read_text(encoding="utf-8"))
+        record = {
+            **{k: v for k, v in frame_record.items() if k not in _SIDECAR_STAMPS},
+            "conditions": fixed,
+            "frames": [r.name for r in frames_in_order],
+            f"{phase}_per_frame": phases,
+            "frame_time_ms": float(frame_time_ms),
+        }
+        description = synthetic_description({"conditions": {"cine": len(files), **fixed}})
+        write_nifti(
+            frames, output_dir / f"{CINE_NAME}.nii.gz", affine=first.affine, frame_time_ms=float(frame_time_ms),
+            provenance=record, description=description,
+        )
+        shown = None if window is None else (float(window[0]), float(window[1]))
+        save_cine_gif(np.rot90(frames, axes=(1, 2)), output_dir / f"{CINE_NAME}.gif", frame_time_ms=frame_time_ms,
+                      window=shown)
+        return plot_contraction_curves(
+            phases, bright_area_curve(frames), title=_title(SampleRequest("cine", frames_in_order[0].seed, fixed)),
+            path=output_dir / f"{CINE_NAME}_contraction.png",
         )
 
     return preview

@@ -27,7 +27,10 @@ from monai_gen.data.provenance import write_provenance
 from monai_gen.data.wfdb_writer import write_wfdb
 from monai_gen.utils.atomic import atomic_output_path
 
-__all__ = ["WFDBSampleWriter", "NiftiSampleWriter", "DicomSeriesSampleWriter", "PNGSampleWriter", "SampleWriters"]
+__all__ = [
+    "WFDBSampleWriter", "NiftiSampleWriter", "DicomSeriesSampleWriter", "PNGSampleWriter", "SampleWriters",
+    "synthetic_description",
+]
 
 
 class WFDBSampleWriter:
@@ -75,7 +78,7 @@ class NiftiSampleWriter:
         return write_nifti(
             sample, Path(f"{stem}.nii.gz"), affine=_spacing_affine(sample, self.spacing_mm, stem),
             output_dtype=self.output_dtype, provenance=provenance,
-            description=_synthetic_description(provenance),
+            description=synthetic_description(provenance),
         )
 
 
@@ -176,7 +179,7 @@ def _spacing_affine(sample: torch.Tensor, spacing_mm: Sequence[float] | None, st
     return np.diag([*spacing_mm, *[1.0] * (3 - len(spacing_mm)), 1.0])
 
 
-def _synthetic_description(provenance: Mapping[str, Any]) -> str:
+def synthetic_description(provenance: Mapping[str, Any]) -> str:
     """``SYNTHETIC k=v ...`` of the requested conditions, ASCII, cut to the NIfTI description's 80 bytes."""
     conditions = provenance.get("conditions", {})
     conditions = " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in conditions.items())

@@ -25,7 +25,10 @@ import numpy as np
 
 from monai_gen.transforms.conditions import ConditionSet, is_missing, read_condition_table
 
-__all__ = ["RESERVED_COLUMNS", "SampleRequest", "requests_from_rows", "sweep_requests", "checked_values", "build_requests"]
+__all__ = [
+    "RESERVED_COLUMNS", "SampleRequest", "requests_from_rows", "sweep_requests", "cine_requests", "checked_values",
+    "build_requests",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +149,42 @@ def build_requests(
         )
     else:
         requests = requests_from_rows([fixed] * int(num_samples), seed=seed, prefix=prefix)
+    _warn_extrapolation(conditions, requests)
+    return requests
+
+
+def cine_requests(
+    conditions: ConditionSet,
+    *,
+    phase: str,
+    num_frames: int,
+    values: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    prefix: str = "cine",
+) -> list[SampleRequest]:
+    """The frames of one synthetic cine: one seed, the periodic condition ``phase`` at ``num_frames`` evenly spaced
+    points of its cycle (``0, period / T, ...``; the end, which is the start, not repeated), ``values`` held fixed.
+
+    With a deterministic sampler the frames differ only in their phase, so they form one coherent loop.
+
+    Raises:
+        ValueError: ``phase`` is not a periodic condition of the model, fewer than 2 frames, ``phase`` also among
+            ``values``, or a value :func:`checked_values` rejects.
+    """
+    name = conditions.resolve_name(phase)
+    periodic = [s.name for s in conditions.specs if s.is_periodic]
+    if name not in periodic:
+        raise ValueError(f"a cine sweeps a periodic condition of the model ({periodic or 'it has none'}), not {phase!r}.")
+    if int(num_frames) < 2:
+        raise ValueError(f"a cine needs at least 2 frames, got num_frames={num_frames}.")
+    fixed = checked_values(conditions, values or {})
+    if name in fixed:
+        raise ValueError(f"{name!r} is what a cine sweeps; it cannot also be held fixed at {fixed[name]}.")
+    period = conditions[name].period
+    requests = [
+        SampleRequest(f"{prefix}_frame_{t:03d}", int(seed), {**fixed, name: period * t / int(num_frames)})
+        for t in range(int(num_frames))
+    ]
     _warn_extrapolation(conditions, requests)
     return requests
 

@@ -51,3 +51,49 @@ def test_a_plain_run_draws_a_grid_titled_with_conditions_and_seeds(slices, tmp_p
     assert [ax.get_title() for ax in figure.axes] == [f"age 70, sex F, slice_position 0.6 · seed {i}" for i in range(2)]
     with pytest.raises(ValueError, match="draws 2D samples"):
         image_preview(requests=requests)(slices[:2, :, :, :, None], requests, tmp_path)
+
+
+def test_a_cine_job_assembles_its_frames_into_a_nifti_loop_gif_and_contraction_curve(shared_data, tmp_path):
+    import json
+
+    import nibabel as nib
+
+    from monai_gen.bundle.image_generation import CINE_NAME, cine_preview
+    from monai_gen.data.acdc import acdc_records
+    from monai_gen.engines.requests import cine_requests
+    from monai_gen.metrics.cardiac import bright_area_curve, contraction_ratio
+    from monai_gen.transforms.conditions import ConditionSet
+
+    record = acdc_records(shared_data / "cardiac_mri/acdc_subset", patients=["patient061"])[0]  # a normal heart
+    cine = np.asarray(nib.load(record["image"]).dataobj, dtype=np.float32)[:, :, 4].transpose(2, 0, 1)  # (30, x, y)
+    conditions = ConditionSet([{"name": "phase", "kind": "periodic", "period": 1.0, "valid_range": [0, 1]},
+                               {"name": "group", "kind": "categorical", "categories": ["NOR", "DCM"]}])
+    requests = cine_requests(conditions, phase="phase", num_frames=30, values={"group": "NOR"}, seed=5)
+    assert [r.conditions["phase"] for r in requests[:3]] == [0.0, 1 / 30, 2 / 30] and {r.seed for r in requests} == {5}
+    writer = SampleWriters([NiftiSampleWriter(spacing_mm=(1.37, 1.37, 10.0))])
+    preview = cine_preview(requests=requests, phase="phase", frame_time_ms=33.3)
+    # the frames arrive out of order, as batches of a resumed job may: here the real frame of each requested phase
+    for request in reversed(requests):
+        frame = torch.as_tensor(cine[round(request.conditions["phase"] * 30)])[None]
+        writer(frame, tmp_path / request.name, {"model_id": "test", "seed": request.seed,
+                                                "conditions": dict(request.conditions)})
+        figure = preview(frame[None], [request], tmp_path)
+        assert (figure is None) == (request is not requests[0])
+    written = nib.load(tmp_path / f"{CINE_NAME}.nii.gz")
+    assert written.shape == (100, 95, 1, 30) and written.header.get_zooms()[3] == pytest.approx(33.3)
+    np.testing.assert_array_equal(np.asarray(written.dataobj)[:, :, 0].transpose(2, 0, 1), cine)  # in phase order
+    assert written.header["descrip"].tobytes().rstrip(b"\0") == b"SYNTHETIC cine=30 group=NOR"
+    sidecar = json.loads((tmp_path / f"{CINE_NAME}.json").read_text())
+    assert sidecar["synthetic"] is True and sidecar["model_id"] == "test" and sidecar["conditions"] == {"group": "NOR"}
+    assert sidecar["phase_per_frame"][:2] == [0.0, 1 / 30] and sidecar["frames"][0] == requests[0].name
+    gif = Image.open(tmp_path / f"{CINE_NAME}.gif")
+    assert gif.n_frames == 30 and gif.size == (100, 95)  # rotated as the PNGs show a slice: width x, height y
+    curve = figure.axes[0].lines[-1].get_ydata()
+    np.testing.assert_allclose(curve, bright_area_curve(cine))
+    assert contraction_ratio(curve, 0, record["es_frame"]) > 0.4  # the loop contracts like the real heart
+    with pytest.raises(ValueError, match=r"a cine sweeps a periodic condition of the model \(\['phase'\]\), not 'group'"):
+        cine_requests(conditions, phase="group", num_frames=30)
+    with pytest.raises(ValueError, match="'phase' is what a cine sweeps; it cannot also be held fixed"):
+        cine_requests(conditions, phase="phase", num_frames=30, values={"phase": 0.2})
+    with pytest.raises(ValueError, match="at least 2 frames"):
+        cine_requests(conditions, phase="phase", num_frames=1)
