@@ -103,7 +103,8 @@ def _column(rows: Sequence[Mapping[str, Any]], name: str, categories: Sequence[s
     return np.array([np.nan if r.get(name) is None else float(r[name]) for r in rows])
 
 
-_LABEL = {"pearson_r": "R", "auroc": "AUROC"}
+_LABEL = {"pearson_r": "R", "circular_r": "circular R", "auroc": "AUROC", "auroc_ovr": "one-vs-rest AUROC"}
+_PROBE_METRICS = {"continuous": "pearson_r", "periodic": "circular_r", "binary": "auroc", "categorical": "auroc_ovr"}
 
 
 def _fidelity_lines(title: str, section: dict[str, Any]) -> list[str]:
@@ -155,43 +156,57 @@ class MeasuredFidelity:
 
 class ProbeFidelity:
     """Fidelity by probe: a :class:`~monai_gen.metrics.fidelity.PhenotypeProbe` per condition, trained on the real
-    training items, reads it from the synthetic and the real test items (Pearson R, or AUROC for a category).
+    training items, reads it from the synthetic and the real test items (Pearson R; circular R for a periodic
+    condition; AUROC for two categories, one-vs-rest AUROC averaged over the categories for more).
 
     Args:
         continuous: names of continuous conditions.
-        categorical: ``{name: its two categories}``; the second one is the positive class.
+        categorical: ``{name: its categories}``; with two, the second one is the positive class.
+        periodic: ``{name: its period}`` of periodic conditions (e.g. ``{"phase": 1.0}``).
         n_components: PCA components under each probe.
         name: the section's name.
 
     Raises:
-        ValueError: a categorical condition without exactly two categories.
+        ValueError: a categorical condition with fewer than two categories, or a period that is not positive.
     """
 
     def __init__(self, continuous: Sequence[str] = (), categorical: Mapping[str, Sequence[str]] | None = None, *,
-                 n_components: int = 64, name: str = "probe_fidelity") -> None:
-        wrong = {k: list(v) for k, v in (categorical or {}).items() if len(v) != 2}
+                 periodic: Mapping[str, float] | None = None, n_components: int = 64,
+                 name: str = "probe_fidelity") -> None:
+        wrong = {k: list(v) for k, v in (categorical or {}).items() if len(v) < 2}
         if wrong:
-            raise ValueError(f"ProbeFidelity scores categorical conditions of two categories (AUROC), got {wrong}.")
+            raise ValueError(f"ProbeFidelity scores categorical conditions of at least two categories, got {wrong}.")
+        bad_periods = {k: v for k, v in (periodic or {}).items() if not float(v) > 0}
+        if bad_periods:
+            raise ValueError(f"ProbeFidelity: a period must be positive, got {bad_periods}.")
         self.targets = [(n, "continuous", None) for n in continuous]
-        self.targets += [(n, "binary", list(c)) for n, c in (categorical or {}).items()]
+        self.targets += [(n, "periodic", float(period)) for n, period in (periodic or {}).items()]
+        self.targets += [(n, "binary" if len(c) == 2 else "categorical", list(c)) for n, c in (categorical or {}).items()]
         self.n_components, self.name = int(n_components), name
 
     def __call__(self, data: EvaluationData) -> dict[str, Any]:
         conditions = {n: self._score(data, n, kind, cats) for n, kind, cats in self.targets}
         return {"conditions": conditions, "summary": f"fidelity (probes): {_fidelity_summary(conditions)}"}
 
-    def _score(self, data: EvaluationData, name: str, kind: str, categories: list[str] | None) -> dict[str, Any]:
-        method = f"linear probe on real training items ({'AUROC' if kind == 'binary' else 'Pearson R'})"
+    def _score(self, data: EvaluationData, name: str, kind: str, detail: list[str] | float | None) -> dict[str, Any]:
+        metric = _PROBE_METRICS[kind]
+        method = f"linear probe on real training items ({_LABEL[metric]})"
+        categories = detail if isinstance(detail, list) else None
+        period = detail if isinstance(detail, float) else 1.0
+
+        def column(rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+            values = _column(rows, name, categories)
+            return np.mod(values / period, 1.0) if kind == "periodic" else values
+
         try:
-            probe = PhenotypeProbe(kind, n_components=self.n_components).fit(
-                data.train.items.numpy(), _column(data.train.rows, name, categories))
+            probe = PhenotypeProbe(kind, n_components=self.n_components).fit(data.train.items.numpy(), column(data.train.rows))
         except ValueError as err:  # too few training items with this condition, or a single category among them
-            unscored = FidelityScore("auroc" if kind == "binary" else "pearson_r", float("nan"), 0, 0).as_dict()
+            unscored = FidelityScore(metric, float("nan"), 0, 0).as_dict()
             return {"method": f"{method}: not fitted ({err})", "synthetic": unscored, "real": unscored}
         return {
             "method": method,
-            "synthetic": probe.score(data.synthetic.numpy(), _column(data.requested, name, categories)).as_dict(),
-            "real": probe.score(data.test.items.numpy(), _column(data.test.rows, name, categories)).as_dict(),
+            "synthetic": probe.score(data.synthetic.numpy(), column(data.requested)).as_dict(),
+            "real": probe.score(data.test.items.numpy(), column(data.test.rows)).as_dict(),
         }
 
     def markdown(self, section: dict[str, Any]) -> list[str]:

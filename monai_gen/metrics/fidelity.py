@@ -19,7 +19,12 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-__all__ = ["FidelityScore", "pearson_fidelity", "auroc_fidelity", "PhenotypeProbe"]
+__all__ = [
+    "FidelityScore", "PROBE_KINDS", "pearson_fidelity", "auroc_fidelity", "circular_fidelity", "multiclass_auroc_fidelity",
+    "PhenotypeProbe",
+]
+
+PROBE_KINDS = ("continuous", "periodic", "binary", "categorical")
 
 
 @dataclass(frozen=True)
@@ -27,7 +32,8 @@ class FidelityScore:
     """A fidelity number with what it rests on.
 
     Args:
-        metric: ``"pearson_r"`` (continuous phenotype) or ``"auroc"`` (binary phenotype).
+        metric: ``"pearson_r"`` (continuous phenotype), ``"circular_r"`` (periodic), ``"auroc"`` (binary) or
+            ``"auroc_ovr"`` (categorical: one-vs-rest AUROC averaged over the categories).
         value: the score (NaN when fewer than 3 valid pairs or a constant input).
         n: pairs used.
         n_failed: pairs dropped because the measurement failed (NaN).
@@ -67,22 +73,59 @@ def auroc_fidelity(requested: Sequence[float], scores: Sequence[float]) -> Fidel
     return FidelityScore("auroc", float(roc_auc_score(req, score)), int(req.size), failed)
 
 
+def circular_fidelity(requested: Sequence[float], measured: Sequence[float]) -> FidelityScore:
+    """Circular correlation (Jammalamadaka & SenGupta 2001) of two phases given as fractions of their cycle.
+
+    ``sum sin(a - mean a) sin(b - mean b) / sqrt(sum sin^2(a - mean a) sum sin^2(b - mean b))`` with circular means:
+    1 when ``b`` follows ``a`` round the cycle, about 0 when unrelated; phase 0.98 and 0.02 count as 0.04 apart.
+    """
+    req, meas, failed = _valid_pairs(requested, measured)
+    if req.size < 3:
+        return FidelityScore("circular_r", float("nan"), int(req.size), failed)
+    a, b = 2 * np.pi * req, 2 * np.pi * meas
+    da = np.sin(a - np.angle(np.exp(1j * a).mean()))
+    db = np.sin(b - np.angle(np.exp(1j * b).mean()))
+    denominator = np.sqrt((da**2).sum() * (db**2).sum())
+    value = float("nan") if denominator == 0 else float((da * db).sum() / denominator)
+    return FidelityScore("circular_r", value, int(req.size), failed)
+
+
+def multiclass_auroc_fidelity(requested: Sequence[float], probabilities: np.ndarray) -> FidelityScore:
+    """Macro one-vs-rest AUROC of class ``probabilities`` ``(N, K)`` for ``requested`` class indices ``(N,)``.
+
+    Classes absent from ``requested`` are left out of the average (their AUROC is undefined); NaN when fewer than
+    two classes are present.
+    """
+    req = np.asarray(requested, dtype=np.float64).reshape(-1)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if probabilities.ndim != 2 or probabilities.shape[0] != req.size:
+        raise ValueError(f"probabilities must be (N, K) with N = {req.size}, got shape {probabilities.shape}.")
+    keep = np.isfinite(req) & np.isfinite(probabilities).all(axis=1)
+    req, probabilities = req[keep].astype(int), probabilities[keep]
+    present = np.unique(req)
+    if present.size < 2:
+        return FidelityScore("auroc_ovr", float("nan"), int(req.size), int((~keep).sum()))
+    value = float(np.mean([roc_auc_score(req == k, probabilities[:, k]) for k in present]))
+    return FidelityScore("auroc_ovr", value, int(req.size), int((~keep).sum()))
+
+
 class PhenotypeProbe:
     """A linear probe trained on real samples to read a phenotype back from a signal (xMADD §4.2).
 
     Features are the flattened samples, standardised and reduced by PCA (fitted on the training data only);
-    a continuous phenotype is fitted by ridge regression (penalty chosen by cross-validation), a binary one
-    by logistic regression.
+    a continuous phenotype is fitted by ridge regression (penalty chosen by cross-validation); a periodic one
+    (targets: fractions of the cycle) by ridge regression of its sine and cosine, read back as the angle; a binary
+    or categorical one (targets: class indices) by logistic regression.
 
     Args:
-        kind: ``"continuous"`` or ``"binary"``.
+        kind: one of :data:`PROBE_KINDS`.
         n_components: PCA components kept (capped by the number of training samples - 1).
         random_state: seed of the PCA solver.
     """
 
     def __init__(self, kind: str = "continuous", *, n_components: int = 32, random_state: int = 0) -> None:
-        if kind not in ("continuous", "binary"):
-            raise ValueError(f"probe kind must be 'continuous' or 'binary', got {kind!r}.")
+        if kind not in PROBE_KINDS:
+            raise ValueError(f"probe kind must be one of {PROBE_KINDS}, got {kind!r}.")
         self.kind, self.n_components, self.random_state = kind, int(n_components), random_state
         self._model = None
 
@@ -95,25 +138,46 @@ class PhenotypeProbe:
         if keep.sum() < 4:
             raise ValueError(f"probe: needs at least 4 samples with a known target, got {int(keep.sum())}.")
         n_components = max(1, min(self.n_components, int(keep.sum()) - 1, features.shape[1]))
-        head = RidgeCV(alphas=np.logspace(-2, 4, 13)) if self.kind == "continuous" else LogisticRegression(max_iter=2000)
+        regression = self.kind in ("continuous", "periodic")
+        head = RidgeCV(alphas=np.logspace(-2, 4, 13)) if regression else LogisticRegression(max_iter=2000)
+        fitted_targets = targets[keep]
+        if self.kind == "periodic":
+            fitted_targets = np.stack([np.sin(2 * np.pi * fitted_targets), np.cos(2 * np.pi * fitted_targets)], axis=1)
         self._model = make_pipeline(
             StandardScaler(), PCA(n_components=n_components, random_state=self.random_state), head
-        ).fit(features[keep], targets[keep])
+        ).fit(features[keep], fitted_targets)
         return self
 
     def predict(self, samples: np.ndarray) -> np.ndarray:
-        """Predicted phenotype ``(N,)``: a value (continuous) or the probability of class 1 (binary)."""
+        """Predicted phenotype: a value ``(N,)`` (continuous), a fraction of the cycle in ``[0, 1)`` ``(N,)``
+        (periodic), the probability of class 1 ``(N,)`` (binary), or of each class ``(N, K)`` (categorical; ``K`` the
+        largest class index seen in training + 1, unseen classes 0)."""
         if self._model is None:
             raise RuntimeError("PhenotypeProbe.predict called before fit.")
         features = self._features(samples)
         if self.kind == "binary":
             return self._model.predict_proba(features)[:, 1]
-        return self._model.predict(features)
+        if self.kind == "categorical":
+            seen = self._model.classes_.astype(int)
+            probabilities = np.zeros((features.shape[0], int(seen.max()) + 1))
+            probabilities[:, seen] = self._model.predict_proba(features)
+            return probabilities
+        prediction = self._model.predict(features)
+        if self.kind == "periodic":
+            return np.mod(np.arctan2(prediction[:, 0], prediction[:, 1]) / (2 * np.pi), 1.0)
+        return prediction
 
     def score(self, samples: np.ndarray, targets: Sequence[float]) -> FidelityScore:
-        """Pearson R (continuous) or AUROC (binary) of the probe's prediction against ``targets``."""
+        """Pearson R, circular R, AUROC or one-vs-rest AUROC (by :attr:`kind`) of the prediction against ``targets``."""
         prediction = self.predict(samples)
-        return pearson_fidelity(targets, prediction) if self.kind == "continuous" else auroc_fidelity(targets, prediction)
+        if self.kind == "categorical":
+            labels = np.asarray(targets, dtype=np.float64)
+            top = int(np.nanmax(labels)) + 1 if np.isfinite(labels).any() else 0
+            wide = np.zeros((prediction.shape[0], max(prediction.shape[1], top)))
+            wide[:, : prediction.shape[1]] = prediction  # a class never seen in training scores 0
+            return multiclass_auroc_fidelity(targets, wide)
+        score = {"continuous": pearson_fidelity, "periodic": circular_fidelity, "binary": auroc_fidelity}[self.kind]
+        return score(targets, prediction)
 
     @staticmethod
     def _features(samples: np.ndarray) -> np.ndarray:

@@ -104,8 +104,33 @@ def test_bad_generators_and_measures_are_clear_errors(split, tmp_path):
     with pytest.raises(ValueError, match="distinct names"):
         evaluate_generator(oracle_for(split.test), split.train, split.test, measures=[Memorisation(), Memorisation()],
                            output_dir=tmp_path)
-    with pytest.raises(ValueError, match="two categories"):
-        ProbeFidelity(categorical={"pattern": ["a", "b", "c"]})
+    with pytest.raises(ValueError, match="at least two categories"):
+        ProbeFidelity(categorical={"pattern": ["a"]})
+    with pytest.raises(ValueError, match=r"a period must be positive, got \{'phase': 0\}"):
+        ProbeFidelity(periodic={"phase": 0})
+
+
+def test_periodic_and_many_category_probes_score_an_oracle_at_the_ceiling(tmp_path):
+    rng = np.random.default_rng(2)
+    basis = rng.normal(size=(5, 1, 8, 8)).astype(np.float32)  # cos / sin directions of the phase, three patterns
+    items, rows = [], []
+    for subject in range(30):
+        pattern = ("a", "b", "c")[subject % 3]
+        for _ in range(3):
+            frames = float(rng.integers(0, 24))  # a phase in frames of a 24-frame cycle
+            angle = 2 * np.pi * frames / 24
+            item = np.cos(angle) * basis[0] + np.sin(angle) * basis[1] + basis[2 + "abc".index(pattern)]
+            items.append(item + rng.normal(0, 0.1, item.shape).astype(np.float32))
+            rows.append({"subject_id": f"s{subject}", "frame": frames, "pattern": pattern})
+    cohort = split_by_subject(Cohort(torch.from_numpy(np.stack(items)), rows), test_fraction=0.3, seed=0)
+    probes = ProbeFidelity(categorical={"pattern": ["a", "b", "c"]}, periodic={"frame": 24.0}, n_components=8)
+    report = evaluate_generator(oracle_for(cohort.test), cohort.train, cohort.test, measures=[probes],
+                                output_dir=tmp_path, max_samples=None)
+    scores = report["probe_fidelity"]["conditions"]
+    assert scores["frame"]["synthetic"]["metric"] == "circular_r" and scores["frame"]["synthetic"]["value"] > 0.9
+    assert scores["pattern"]["synthetic"]["metric"] == "auroc_ovr" and scores["pattern"]["real"]["value"] > 0.95
+    assert "frame circular R" in report["probe_fidelity"]["summary"]
+    assert "linear probe on real training items (one-vs-rest AUROC)" in (tmp_path / "evaluation.md").read_text()
 
 
 def test_the_config_evaluator_generates_in_batches_from_a_split_or_a_pair(split, tmp_path):
