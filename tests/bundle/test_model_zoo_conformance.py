@@ -129,7 +129,25 @@ def _small_ecg_folder(shared_data: Path, folder: Path) -> Path:
     return folder
 
 
-TRAIN_DATA = {"ecg_generative_diffusion": (_small_ecg_folder, {"max_beats_per_record": 2, "batch_size": 4})}
+def _small_ixi_folder(shared_data: Path, folder: Path) -> Path:
+    ixi = shared_data / "brain_mri" / "ixi_t1_2mm"
+    lines = (ixi / "participants.csv").read_text().splitlines()[:5]  # header + 4 subjects
+    (folder / "t1").mkdir(parents=True)
+    for line in lines[1:]:
+        name = f"{line.split(',')[0]}_T1.nii.gz"
+        (folder / "t1" / name).symlink_to(ixi / "t1" / name)
+    (folder / "participants.csv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+_BRAIN_AUTOENCODER = REPO / "bundles" / "brain_mri_generative_diffusion" / "models" / "autoencoder.safetensors"
+TRAIN_DATA = {
+    "ecg_generative_diffusion": (_small_ecg_folder, {"max_beats_per_record": 2, "batch_size": 4}),
+    # its last stage (train_diffusion) needs stage 1's autoencoder: the shipped one
+    "brain_mri_generative_diffusion": (
+        _small_ixi_folder, {"slice_indices": [50, 70], "batch_size": 4, "autoencoder_file": str(_BRAIN_AUTOENCODER)}
+    ),
+}
 """Per bundle: a small real training set (a function of the shared data folder and a new folder) and overrides."""
 
 
