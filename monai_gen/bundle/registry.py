@@ -173,9 +173,9 @@ def run_bundle_workflow(
     Args:
         bundle: bundle name or folder.
         config: the workflow, e.g. ``"inference"``, ``"evaluate"``, a training stage (``"train"``,
-            ``"train_autoencoder"``...) or ``"multi_gpu_<stage>"`` (run the process under ``torchrun``); its
-            configs are layered by :func:`workflow_config_names`. A name starting with ``train`` or ``multi_gpu_``
-            is a MONAI ``train`` workflow, any other an ``inference`` one.
+            ``"train_autoencoder"``...) or ``"multi_gpu_<workflow>"`` (run the process under ``torchrun``); its
+            configs are layered by :func:`workflow_config_names`. A workflow whose name (after ``multi_gpu_``) starts
+            with ``train`` is a MONAI ``train`` workflow, any other an ``inference`` one.
         overrides: config ids to override, e.g. ``{"heart_rate": 75, "num_samples": 4}``.
     """
     from monai.bundle import ConfigWorkflow
@@ -187,7 +187,7 @@ def run_bundle_workflow(
         config_file=[str(f) for f in config_files],
         meta_file=str(root / "configs" / "metadata.json"),
         logging_file=str(logging_file) if logging_file.is_file() else None,
-        workflow_type="train" if config.startswith(("train", _MULTI_GPU)) else "inference",
+        workflow_type="train" if config.removeprefix(_MULTI_GPU).startswith("train") else "inference",
         bundle_root=str(root),
         **dict(overrides or {}),
     )

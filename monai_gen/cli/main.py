@@ -10,6 +10,7 @@ bundle folder) do the same thing. Phenotype options are read from the chosen bun
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,6 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         build_parser().exit(2, f"monai-gen {argv[0]}: error: {_message(err)}\n")
     parser = build_parser(conditions)
     args = parser.parse_args(argv)
+    args.argv = argv  # what --nproc relaunches under torchrun
     try:
         return int(args.handler(args) or 0)
     except KeyboardInterrupt:
@@ -201,6 +203,12 @@ def _add_generation_options(parser: argparse.ArgumentParser, conditions: Conditi
         "--overwrite", action="store_true",
         help="regenerate samples the output folder holds for a different request (default: stop and say what differs)",
     )
+    parser.add_argument(
+        "--nproc", type=_positive_int, default=1,
+        help="generate with N processes under torchrun (one per GPU, or N CPU processes): process k takes every "
+        "N-th batch, the files are those of one process; a job stopped midway resumes with any N",
+    )
+    parser.add_argument("--distributed", action="store_true", help=argparse.SUPPRESS)  # set by --nproc under torchrun
     group = parser.add_argument_group("phenotypes" if conditions else "phenotypes (name a bundle to list them)")
     for spec in conditions.specs if conditions else ():
         spellings = dict.fromkeys([f"--{spec.name}", f"--{spec.name.replace('_', '-')}"])  # --slice-position too
@@ -330,7 +338,7 @@ def _generate(args: argparse.Namespace) -> int:
             overrides["samples_per_row"] = args.num_samples
     elif args.num_samples is not None:
         overrides["num_samples"] = args.num_samples
-    return _run_generation(info, overrides)
+    return _run_generation(info, overrides, args)
 
 
 def _sweep(args: argparse.Namespace) -> int:
@@ -340,11 +348,12 @@ def _sweep(args: argparse.Namespace) -> int:
         sweep=info.conditions.resolve_name(args.phenotype.replace("-", "_")) or args.phenotype, sweep_start=args.start,
         sweep_stop=args.stop, sweep_num_values=args.num_values, sweep_num_seeds=args.num_seeds,
     )
-    return _run_generation(info, overrides)
+    return _run_generation(info, overrides, args)
 
 
-def _run_generation(info: Any, overrides: dict[str, Any]) -> int:
-    """Check the requests (options, table, sweep) before any weights load, then run the inference config."""
+def _run_generation(info: Any, overrides: dict[str, Any], args: argparse.Namespace) -> int:
+    """Check the requests (options, table, sweep) before any weights load, then run the inference config (under
+    ``torchrun`` with ``--nproc``)."""
     from monai_gen.engines.requests import build_requests
 
     keys = ("conditions_csv", "pass_through", "num_samples", "samples_per_row", "seed", "sweep", "sweep_start",
@@ -354,9 +363,33 @@ def _run_generation(info: Any, overrides: dict[str, Any]) -> int:
         info.conditions, values={s.name: overrides.get(s.name) for s in info.conditions.specs},
         table=given.pop("conditions_csv", None), **given,
     )
-    workflow = run_bundle_workflow(info.root, "inference", overrides)
-    print(f"wrote {workflow.parser.get_parsed_content('output_dir')}")
+    if args.nproc > 1 or args.distributed:
+        sharded = info.root / "configs" / "multi_gpu_inference.json"
+        if not sharded.is_file():
+            raise FileNotFoundError(f"{info.root.name} has no {sharded.relative_to(info.root)}: it cannot generate with --nproc.")
+    if args.nproc > 1:
+        return _relaunch_under_torchrun(args.argv, args.nproc)
+    workflow = run_bundle_workflow(info.root, "multi_gpu_inference" if args.distributed else "inference", overrides)
+    if not args.distributed or int(os.environ.get("RANK", "0")) == 0:
+        print(f"wrote {workflow.parser.get_parsed_content('output_dir')}")
     return 0
+
+
+def _relaunch_under_torchrun(argv: Sequence[str], nproc: int) -> int:
+    """Run this same command in ``nproc`` processes (``torchrun --standalone``), each with ``--distributed``."""
+    import subprocess
+
+    rest, skip = [], False
+    for arg in argv:
+        if skip or arg.startswith("--nproc="):
+            skip = False
+            continue
+        skip = arg == "--nproc"
+        if not skip:
+            rest.append(arg)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
+               "-m", "monai_gen.cli.main", *rest, "--distributed"]
+    return subprocess.run(command, check=False).returncode
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -10,6 +10,13 @@ seed, the resumed output is identical to an uninterrupted run at the same batch 
 only float rounding in the batched kernels, about 1e-5 of the signal, which can flip one ADC step of a written
 file). A folder whose finished samples were made for a different request is an error that says what differs,
 unless the job is told to ``overwrite`` them.
+
+Under ``torchrun`` (a joined ``torch.distributed`` process group) the job is sharded: the batches of the
+single-process run are dealt out in turn, batch ``b`` to rank ``b mod world_size``, so every sample is generated in
+the same batch as by one process and the files are the same, byte for byte. Each rank keeps its own
+``manifest.rank<k>.csv``; once every rank is done, rank 0 merges them into ``manifest.csv`` and removes them. A rank
+that dies leaves its shard manifest, which the resumed job reads like ``manifest.csv``: only what is missing is
+generated again.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from monai_gen.data.provenance import to_json_compatible
@@ -36,6 +44,7 @@ __all__ = ["read_manifest", "GenerationJob"]
 logger = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.csv"
+SHARD_MANIFEST_PATTERN = "manifest.rank*.csv"
 
 
 def read_manifest(path: str | os.PathLike) -> list[dict[str, str]]:
@@ -62,7 +71,7 @@ class GenerationJob:
             sample's sidecar and become manifest columns.
         preview: optional ``preview(samples, requests, output_dir)`` called after each batch (e.g. a PNG
             per sample); its failures are errors, not warnings.
-        progress: show a tqdm progress bar.
+        progress: show a tqdm progress bar (rank 0 only, under torchrun).
         overwrite: regenerate samples whose manifest row records a different request (default: raise).
 
     Raises:
@@ -105,6 +114,16 @@ class GenerationJob:
     def manifest_path(self) -> Path:
         return self.output_dir / MANIFEST_NAME
 
+    def _shard_manifest_path(self, rank: int) -> Path:
+        return self.output_dir / SHARD_MANIFEST_PATTERN.replace("*", str(rank))
+
+    def _recorded_rows(self) -> list[dict[str, str]]:
+        """Rows of ``manifest.csv`` and of any shard manifests a sharded run left (a shard's row wins)."""
+        rows = {row["name"]: row for row in read_manifest(self.manifest_path)}
+        for shard in sorted(self.output_dir.glob(SHARD_MANIFEST_PATTERN)):
+            rows.update((row["name"], row) for row in read_manifest(shard))
+        return list(rows.values())
+
     def finished(self) -> dict[str, dict[str, str]]:
         """Manifest rows (by name) of samples whose files all exist; anything else will be generated again.
 
@@ -114,7 +133,7 @@ class GenerationJob:
         """
         done, conflicts = {}, []
         by_name = {r.name: r for r in self.requests}
-        for row in read_manifest(self.manifest_path):
+        for row in self._recorded_rows():
             files = [self.output_dir / f for f in row.get("files", "").split(";") if f]
             if not (files and all(f.is_file() for f in files)):
                 continue
@@ -133,26 +152,46 @@ class GenerationJob:
         return done
 
     def run(self) -> Path:
-        """Generate every request not finished yet; returns the manifest path."""
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        done = self.finished()
+        """Generate every request not finished yet (this rank's share under torchrun); returns the manifest path."""
+        rank, world_size = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+        if rank == 0:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+        _barrier(world_size)
+        done = self.finished()  # every rank reads the same rows (and raises alike on a conflict)
+        _barrier(world_size)
+        if rank == 0 and any(self.output_dir.glob(SHARD_MANIFEST_PATTERN)):
+            self._consolidate(done)  # what an interrupted sharded run left, before this run's shards start afresh
+        _barrier(world_size)
         todo = [r for r in self.requests if r.name not in done]
-        if len(done):
+        if len(done) and rank == 0:
             logger.info("resuming: %d of %d samples already finished in %s", len(done), len(self.requests), self.output_dir)
-        rows = {name: row for name, row in done.items()}
-        with tqdm(total=len(self.requests), initial=len(self.requests) - len(todo), disable=not self.progress,
+        batches = [todo[start : start + self.batch_size] for start in range(0, len(todo), self.batch_size)]
+        mine = batches[rank::world_size]  # batch b to rank b mod world_size: the batches of a single-process run
+        rows = dict(done) if world_size == 1 else {}
+        manifest = self.manifest_path if world_size == 1 else self._shard_manifest_path(rank)
+        with tqdm(total=len(self.requests), initial=len(self.requests) - len(todo), disable=not self.progress or rank,
                   desc="generating", unit="sample") as bar:
-            for start in range(0, len(todo), self.batch_size):
-                batch = todo[start : start + self.batch_size]
+            for batch in mine:
                 samples = self._generate(batch)
                 for request, sample in zip(batch, samples, strict=True):
                     rows[request.name] = self._write(request, sample)
                 if self.preview is not None:
                     self.preview(samples, batch, self.output_dir)
-                self._write_manifest(rows)
-                bar.update(len(batch))
-        self._write_manifest(rows)
+                self._write_manifest(rows, manifest)
+                bar.update(len(batch) * world_size)
+        self._write_manifest(rows, manifest)
+        if world_size > 1:
+            _barrier(world_size)  # every shard manifest is complete
+            if rank == 0:
+                self._consolidate(self.finished())
+            _barrier(world_size)  # nobody returns before manifest.csv holds every sample
         return self.manifest_path
+
+    def _consolidate(self, rows: Mapping[str, Mapping[str, Any]]) -> None:
+        """Rank 0: ``manifest.csv`` holds ``rows`` (the finished rows of every manifest); the shard manifests go."""
+        self._write_manifest(rows, self.manifest_path)
+        for shard in sorted(self.output_dir.glob(SHARD_MANIFEST_PATTERN)):
+            shard.unlink()
 
     def _generate(self, batch: list[SampleRequest]) -> torch.Tensor:
         samples = self.generate_batch(batch)
@@ -177,7 +216,7 @@ class GenerationJob:
         row.update({k: _cell(v) for k, v in self.provenance.items()})
         return row
 
-    def _write_manifest(self, rows: Mapping[str, Mapping[str, Any]]) -> None:
+    def _write_manifest(self, rows: Mapping[str, Mapping[str, Any]], path: Path) -> None:
         ordered = [rows[r.name] for r in self.requests if r.name in rows]
         extra = [r for name, r in rows.items() if name not in self._requested]
         columns = list(RESERVED_COLUMNS)
@@ -187,7 +226,12 @@ class GenerationJob:
         writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         writer.writerows(ordered + extra)
-        atomic_write_text(self.manifest_path, buffer.getvalue())
+        atomic_write_text(path, buffer.getvalue())
+
+
+def _barrier(world_size: int) -> None:
+    if world_size > 1:
+        dist.barrier()
 
 
 def _check_columns(requests: Sequence[SampleRequest], provenance: Mapping[str, Any]) -> None:
