@@ -222,7 +222,11 @@ class ConditionalDenoiser(nn.Module):
     The encoders' tokens are concatenated (phenotypes first, then embedding tokens) into the backbone's
     cross-attention context. In training mode each phenotype, and each sample's embedding, is dropped
     independently with probability ``condition_dropout``, and all conditions of a sample together with
-    probability ``drop_all_prob``; in eval mode nothing is dropped (guidance decides what to drop).
+    probability ``drop_all_prob``; in eval mode nothing is dropped (guidance decides what to drop). With
+    ``condition_noise``, training also adds Gaussian noise of that standard deviation to every present
+    continuous value (z-score units; periodic and categorical values stay exact): labels measured with an error of about that
+    size then cannot serve as an exact identifier of the few subjects they came from, and the model learns how
+    the signal changes *with* a value instead of which subject a value names.
 
     Args:
         backbone: a network with ``forward(x, t, *, context=None, class_labels=None)``, e.g.
@@ -231,6 +235,8 @@ class ConditionalDenoiser(nn.Module):
         embedding_encoder: encodes ``embedding`` / ``embedding_mask``.
         condition_dropout: per-condition dropout probability in training.
         drop_all_prob: probability of dropping every condition of a sample in training (unconditional pass).
+        condition_noise: standard deviation (z-score units) of the training-time noise on continuous values; about
+            the labels' measurement error (0 = none).
 
     Examples:
         >>> from monai_gen.networks.nets import DenoisingUNet
@@ -252,6 +258,7 @@ class ConditionalDenoiser(nn.Module):
         embedding_encoder: EmbeddingEncoder | None = None,
         condition_dropout: float = 0.1,
         drop_all_prob: float = 0.1,
+        condition_noise: float = 0.0,
     ) -> None:
         super().__init__()
         encoders = [e for e in (phenotype_encoder, embedding_encoder) if e is not None]
@@ -267,6 +274,9 @@ class ConditionalDenoiser(nn.Module):
         self.embedding_encoder = embedding_encoder
         self.condition_dropout = _check_probability("condition_dropout", condition_dropout)
         self.drop_all_prob = _check_probability("drop_all_prob", drop_all_prob)
+        if not condition_noise >= 0.0:
+            raise ValueError(f"condition_noise must be >= 0, got {condition_noise!r}.")
+        self.condition_noise = float(condition_noise)
 
     def _context(self, batch: int, like: torch.Tensor, cond: dict[str, torch.Tensor | None]) -> torch.Tensor | None:
         keep_all = _drop(torch.ones(batch, dtype=torch.bool, device=like.device), self.drop_all_prob, self.training)
@@ -278,6 +288,10 @@ class ConditionalDenoiser(nn.Module):
                 cond["condition_mask"] = torch.zeros_like(values)
             keep = _check_mask(cond["condition_mask"], list(values.shape), "condition_mask", like)
             keep = _drop(keep, self.condition_dropout, self.training) & keep_all.unsqueeze(1)
+            if self.training and self.condition_noise > 0.0:
+                encoder = self.phenotype_encoder
+                noisy = keep & ~encoder.is_categorical & ~encoder.is_periodic  # z-scores only
+                values = torch.where(noisy, values + self.condition_noise * torch.randn_like(values), values)
             tokens.append(self.phenotype_encoder(values, keep))
         if self.embedding_encoder is not None:
             embedding = cond["embedding"]

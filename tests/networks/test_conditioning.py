@@ -129,6 +129,23 @@ def test_dropout_only_in_training():
     torch.testing.assert_close(model(x, t, conditions=values).detach(), unconditional)
 
 
+def test_condition_noise_jitters_continuous_values_in_training_only():
+    x, t = torch.randn(2, 2, 16), torch.tensor([0.4, 0.6])
+    values = torch.tensor([[0.3, 1.0, -0.5], [1.3, 2.0, 0.5]])
+    model = _model(condition_dropout=0.0, drop_all_prob=0.0, condition_noise=0.5)
+    seen = []
+    model.phenotype_encoder.register_forward_hook(lambda module, args, out: seen.append(args[0].clone()))
+    torch.manual_seed(0)
+    model.train()(x, t, conditions=values, embedding=torch.randn(2, 5))
+    jitter = seen[-1] - values
+    assert (jitter[:, [0, 2]].abs() > 0).all() and (jitter[:, 1] == 0).all()  # the category index stays exact
+    assert 0.05 < float(jitter[:, [0, 2]].abs().mean()) < 1.5
+    model.eval()(x, t, conditions=values)
+    torch.testing.assert_close(seen[-1], values)  # no noise when sampling
+    with pytest.raises(ValueError, match="condition_noise must be >= 0"):
+        _model(condition_noise=-0.1)
+
+
 def test_model_configuration_errors():
     backbone = DenoisingUNet(
         1,
