@@ -43,6 +43,7 @@ if TYPE_CHECKING:  # the cohort is an engines object; metrics only read its item
 __all__ = [
     "REPORT_FILES",
     "EvaluationData",
+    "checked_samples",
     "Measure",
     "MeasuredFidelity",
     "ProbeFidelity",
@@ -282,7 +283,7 @@ class Memorisation:
         ]
 
 
-def _checked_samples(samples: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+def checked_samples(samples: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
     """The generator's output as CPU float32, or a ``ValueError`` when it is not ``shape`` or not finite."""
     samples = torch.as_tensor(samples, dtype=torch.float32).cpu()
     if tuple(samples.shape) != tuple(shape) or not torch.isfinite(samples).all():
@@ -381,7 +382,7 @@ class SweepFidelity:
         values = self._sweep_values(name, data.train.rows)
         seeds = [data.seed + j for j in range(self.n_seeds)]
         rows = [{name: v} for v in values for _ in seeds]
-        samples = _checked_samples(data.generate(rows, seeds * len(values)), (len(rows), *data.test.items.shape[1:]))
+        samples = checked_samples(data.generate(rows, seeds * len(values)), (len(rows), *data.test.items.shape[1:]))
         measured = np.asarray(self.measure(samples)[name], dtype=float)
         requested = np.repeat(values, self.n_seeds)
         train_sd = np.nanstd(_column(data.train.rows, name))
@@ -463,7 +464,7 @@ class CategorySweepFidelity:
                     "real_reference": f"probe not fitted ({err})"}
         seeds = [data.seed + j for j in range(self.n_seeds)]
         rows = [{name: category} for category in categories for _ in seeds]
-        samples = _checked_samples(data.generate(rows, seeds * 2), (len(rows), *data.test.items.shape[1:]))
+        samples = checked_samples(data.generate(rows, seeds * 2), (len(rows), *data.test.items.shape[1:]))
         synthetic = probe.score(samples.numpy(), np.repeat([0.0, 1.0], self.n_seeds)).as_dict()
         test_targets = _column(data.test.rows, name, categories)
         if np.unique(test_targets[np.isfinite(test_targets)]).size == 2:
@@ -551,7 +552,7 @@ def evaluate_generator(
     if len(set(names)) != len(names) or set(names) & set(_REPORT_KEYS):
         raise ValueError(f"evaluation measures need distinct names other than {list(_REPORT_KEYS)}, got {names}.")
     test, requested = _pick(test, max_samples)
-    synthetic = _checked_samples(generate(requested, [seed + i for i in range(len(requested))]), test.items.shape)
+    synthetic = checked_samples(generate(requested, [seed + i for i in range(len(requested))]), test.items.shape)
     data = EvaluationData(synthetic, requested, train, test, seed, generate)
     report: dict[str, Any] = {
         "model_id": model_id, "n_synthetic": len(requested), "n_train_items": len(train), "n_test_items": len(test),
