@@ -6,10 +6,15 @@ ACDC (Bernard et al., IEEE TMI 2018) ships one folder per patient: ``patientNNN_
 a folder of them into the record dictionaries a bundle's cohort reads (image path, subject id, conditions), after
 checking every field and the cine's own frame count in its NIfTI header, so a malformed study fails while the
 table is read, naming the file and the field.
+
+Some redistributed ACDC copies lost their voxel spacing: their header records 1 x 1 x 1 with the spatial unit
+unknown. Such a cine has no physical pixel size; :func:`acdc_records` says so and, as asked, stops, leaves it out or
+keeps it with ``spacing_mm`` None, never inventing one.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,7 +25,9 @@ import nibabel as nib
 from monai_gen.engines.cohort import SUBJECT_KEY
 from monai_gen.transforms.conditions import ConditionSet
 
-__all__ = ["ACDC_GROUPS", "HEIGHT_RANGE_CM", "WEIGHT_RANGE_KG", "read_acdc_info", "acdc_records"]
+__all__ = ["ACDC_GROUPS", "HEIGHT_RANGE_CM", "WEIGHT_RANGE_KG", "MISSING_SPACING", "read_acdc_info", "acdc_records"]
+
+logger = logging.getLogger(__name__)
 
 ACDC_GROUPS = ("DCM", "HCM", "MINF", "NOR", "RV")
 """Dilated / hypertrophic cardiomyopathy, myocardial infarction, normal, abnormal right ventricle."""
@@ -28,6 +35,8 @@ ACDC_GROUPS = ("DCM", "HCM", "MINF", "NOR", "RV")
 HEIGHT_RANGE_CM = (50.0, 250.0)
 WEIGHT_RANGE_KG = (10.0, 300.0)
 _REQUIRED = ("ED", "ES", "Group", "Height", "Weight", "NbFrame")
+MISSING_SPACING = ("error", "skip", "keep")
+"""What :func:`acdc_records` does with a cine whose voxel spacing was not recorded."""
 
 
 def read_acdc_info(path: str | os.PathLike) -> dict[str, Any]:
@@ -91,24 +100,29 @@ def acdc_records(
     *,
     patients: Sequence[str] | None = None,
     conditions: ConditionSet | Sequence[Mapping[str, Any]] | None = None,
+    missing_spacing: str = "error",
     file_key: str = "image",
     subject_key: str = SUBJECT_KEY,
 ) -> list[dict[str, Any]]:
     """Record dictionaries of the ACDC patients in ``folder``: ``{file_key: cine path, subject_key: id, ...}``.
 
-    Each record holds :func:`read_acdc_info`'s fields. The cine's NIfTI header (not its voxels) is read to check it
-    is 4D with ``NbFrame`` frames.
+    Each record holds :func:`read_acdc_info`'s fields and ``spacing_mm``, the recorded ``(x, y, slice)`` voxel
+    size (None when the header records none). The cine's NIfTI header (not its voxels) is read to check it is 4D
+    with ``NbFrame`` frames.
 
     Args:
         folder: holds ``patientNNN/`` folders, each with ``Info.cfg`` and ``patientNNN_4d.nii.gz``.
         patients: the patient ids to take (default every ``patient*`` folder, sorted).
         conditions: the model's conditions; the fields named like one (``group``, ``bmi``) are checked against it.
+        missing_spacing: one of :data:`MISSING_SPACING` for a cine without a recorded voxel spacing: raise, leave the
+            patient out (logged, naming them), or keep it with ``spacing_mm`` None.
         file_key, subject_key: dictionary keys of the cine file and the patient id.
 
     Raises:
         FileNotFoundError: ``folder``, a patient folder, its ``Info.cfg`` or its cine is missing.
         ValueError: no patient folder; a malformed ``Info.cfg`` (see :func:`read_acdc_info`); a cine that is not 4D
-            or whose frame count differs from ``NbFrame``; a value the model's conditions reject.
+            or whose frame count differs from ``NbFrame``; a value the model's conditions reject; a cine without a
+            recorded spacing (``missing_spacing="error"``); no patient left.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -116,16 +130,32 @@ def acdc_records(
     ids = sorted(p.name for p in folder.glob("patient*") if p.is_dir()) if patients is None else list(patients)
     if not ids:
         raise ValueError(f"ACDC folder {folder} holds no patient* folders.")
+    if missing_spacing not in MISSING_SPACING:
+        raise ValueError(f"acdc_records: missing_spacing must be one of {list(MISSING_SPACING)}, got {missing_spacing!r}.")
     specs = conditions if conditions is None or isinstance(conditions, ConditionSet) else ConditionSet(conditions)
-    records = []
+    records, without_spacing = [], []
     for patient in ids:
         info = read_acdc_info(folder / patient / "Info.cfg")
         cine = folder / patient / f"{patient}_4d.nii.gz"
-        _check_cine_frames(cine, info["num_frames"])
+        spacing = _recorded_spacing(cine, info["num_frames"])
         if specs is not None:
             for name in set(specs.names) & set(info):
                 specs[name].canonical_value(info[name], where=f"{folder / patient / 'Info.cfg'} ({name})")
-        records.append({file_key: str(cine), subject_key: patient, **info})
+        if spacing is None:
+            without_spacing.append(patient)
+            if missing_spacing == "error":
+                raise ValueError(
+                    f"{cine} records no voxel spacing (1 x 1 x 1, spatial unit unknown): its pixel size is unknown. "
+                    "Leave it out (missing_spacing='skip') or keep it without a spacing (missing_spacing='keep')."
+                )
+            if missing_spacing == "skip":
+                continue
+        records.append({file_key: str(cine), subject_key: patient, **info, "spacing_mm": spacing})
+    if without_spacing:
+        done = "left out" if missing_spacing == "skip" else "kept without a spacing"
+        logger.warning("%d ACDC cine(s) record no voxel spacing, %s: %s", len(without_spacing), done, without_spacing)
+    if not records:
+        raise ValueError(f"no ACDC patient of {folder} is left ({len(without_spacing)} without a recorded spacing).")
     return records
 
 
@@ -142,11 +172,18 @@ def _number(fields: Mapping[str, str], key: str, path: Path, *, whole: bool = Fa
     return value
 
 
-def _check_cine_frames(path: Path, frames: int) -> None:
+def _recorded_spacing(path: Path, frames: int) -> tuple[float, float, float] | None:
+    """The cine's ``(x, y, slice)`` voxel size in mm from its header (None when unrecorded), after checking that it
+    is 4D with ``frames`` frames."""
     if not path.is_file():
         raise FileNotFoundError(f"ACDC cine {path} does not exist.")
-    shape = nib.load(path).shape
+    header = nib.load(path).header
+    shape = header.get_data_shape()
     if len(shape) != 4 or shape[3] < 2:
         raise ValueError(f"{path} has shape {tuple(shape)}: a cine is 4D (x, y, slice, time) with at least 2 frames.")
     if shape[3] != frames:
         raise ValueError(f"{path} has {shape[3]} frames but its Info.cfg says NbFrame = {frames}.")
+    zooms = tuple(float(z) for z in header.get_zooms()[:3])
+    if header.get_xyzt_units()[0] == "unknown" and zooms == (1.0, 1.0, 1.0):
+        return None
+    return zooms

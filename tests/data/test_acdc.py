@@ -24,7 +24,7 @@ def _copy_patient(acdc, tmp_path, patient="patient001"):
 
 
 def test_real_studies_read_with_bmi_groups_and_zero_based_frames(acdc):
-    records = acdc_records(acdc)
+    records = acdc_records(acdc, missing_spacing="keep")
     assert [r["subject_id"] for r in records][:3] == ["patient001", "patient002", "patient021"]
     assert len(records) == 10 and sorted({r["group"] for r in records}) == ["DCM", "HCM", "MINF", "NOR", "RV"]
     first = records[0]
@@ -32,6 +32,12 @@ def test_real_studies_read_with_bmi_groups_and_zero_based_frames(acdc):
     assert (first["ed_frame"], first["es_frame"], first["num_frames"]) == (0, 11, 30)
     assert first["bmi"] == pytest.approx(95.0 / 1.84**2)
     assert all(0 <= r["ed_frame"] < r["es_frame"] < r["num_frames"] for r in records)
+    # three of these copies lost their voxel spacing (header 1 x 1 x 1, unit unknown): said, never invented
+    assert [r["subject_id"] for r in records if r["spacing_mm"] is None] == ["patient041", "patient081", "patient082"]
+    assert first["spacing_mm"] == (1.5625, 1.5625, 10.0)
+    assert len(acdc_records(acdc, missing_spacing="skip")) == 7
+    with pytest.raises(ValueError, match=r"patient041_4d.nii.gz records no voxel spacing \(1 x 1 x 1, spatial unit unknown\)"):
+        acdc_records(acdc)
     conditions = [{"name": "group", "kind": "categorical", "categories": ["NOR", "DCM", "HCM", "MINF", "RV"]},
                   {"name": "bmi", "unit": "kg/m^2", "valid_range": [12, 60]}]
     assert len(acdc_records(acdc, patients=["patient001", "patient022"], conditions=conditions)) == 2
@@ -43,7 +49,7 @@ def test_real_studies_read_with_bmi_groups_and_zero_based_frames(acdc):
 def test_a_cine_reads_as_frames_with_its_phase_and_ed_es_flags_and_lost_spacing_is_said(acdc):
     from monai.transforms import EnsureChannelFirst, LoadImage
 
-    record = acdc_records(acdc, patients=["patient041"])[0]
+    record = acdc_records(acdc, patients=["patient041"], missing_spacing="keep")[0]
     cine = EnsureChannelFirst(channel_dim=-1)(LoadImage(image_only=True)(record["image"]))  # (T, x, y, slice)
     with pytest.warns(UserWarning, match="patient041_4d.nii.gz has a voxel spacing of 1 mm on every axis"):
         frames = CineToFrames(record["ed_frame"], record["es_frame"], slices=[2])(cine)

@@ -14,7 +14,7 @@ from monai_gen.metrics.cardiac import bright_area_curve, contraction_ratio
 def ratios(shared_data):
     """Per ACDC patient: its group and the median contraction ratio over the slices between base and apex."""
     result = {}
-    for record in acdc_records(shared_data / "cardiac_mri/acdc_subset"):
+    for record in acdc_records(shared_data / "cardiac_mri/acdc_subset", missing_spacing="keep"):  # pixel areas
         voxels = np.asarray(nib.load(record["image"]).dataobj, dtype=np.float32)  # (x, y, slice, time)
         per_slice = [
             contraction_ratio(bright_area_curve(voxels[:, :, z].transpose(2, 0, 1)), record["ed_frame"], record["es_frame"])
