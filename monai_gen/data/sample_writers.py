@@ -5,6 +5,7 @@ sample: ``sample`` is ``(C, *spatial)`` in physical units (a MetaTensor carries 
 output path without suffix (``out/ecg_07``), ``provenance`` the model id, seed, conditions... that go to the JSON
 sidecar. Each writer here wraps one of the library's atomic file writers; :class:`SampleWriters` runs several for one
 sample (e.g. NIfTI + PNG), so a config lists its outputs instead of a Python closure writing them.
+:class:`ArrayShardWriter` writes a whole batch as one array file instead, for a cohort generated to train models.
 
 Examples:
     >>> writer = SampleWriters([NiftiSampleWriter(spacing_mm=(2.0, 2.0)), PNGSampleWriter(window=(0.0, 1.0))])
@@ -29,7 +30,7 @@ from monai_gen.utils.atomic import atomic_output_path
 
 __all__ = [
     "WFDBSampleWriter", "NiftiSampleWriter", "DicomSeriesSampleWriter", "PNGSampleWriter", "SampleWriters",
-    "synthetic_description",
+    "ArrayShardWriter", "synthetic_description",
 ]
 
 
@@ -164,6 +165,43 @@ class SampleWriters:
         for writer in self.writers:
             files.extend(f for f in writer(sample, stem, provenance) if f not in files)
         return files
+
+
+class ArrayShardWriter:
+    """One ``shard_<first sample>.safetensors`` per batch: the samples as one tensor, for machine learning.
+
+    The file holds ``samples`` ``(B, C, *spatial)`` (float32, physical units) and, in its metadata, the sample names,
+    seeds and requested conditions (JSON); ``shard_<first sample>.json`` beside it is the batch's provenance sidecar
+    (model id, sampler, steps... and each sample's seed and conditions). ``manifest.csv`` lists every sample with its
+    shard, so ``safetensors.torch.load_file(shard)["samples"][k]`` is the ``k``-th sample of that shard in manifest
+    order. A shard is written atomically: after a crash it exists whole or not at all.
+
+    Examples:
+        >>> job = GenerationJob(requests, generate_batch=generate, writer=ArrayShardWriter(), batch_size=256,
+        ...                     output_dir="cohort")  # doctest: +SKIP
+    """
+
+    def write_batch(
+        self, samples: torch.Tensor, requests: Sequence[Any], provenances: Sequence[Mapping[str, Any]], output_dir: Path
+    ) -> list[list[Path]]:
+        """Write the batch; returns, per sample, the files that hold it (its shard and the shard's sidecar)."""
+        import json
+
+        from safetensors.torch import save_file
+
+        stem = Path(output_dir) / f"shard_{requests[0].name}"
+        path = stem.with_suffix(".safetensors")
+        per_sample = [
+            {"name": r.name, "seed": p["seed"], "conditions": p["conditions"],
+             **({"pass_through": p["pass_through"]} if "pass_through" in p else {})}
+            for r, p in zip(requests, provenances, strict=True)
+        ]
+        metadata = {"samples": json.dumps(per_sample)}  # one key: safetensors orders several arbitrarily
+        with atomic_output_path(path) as tmp:
+            save_file({"samples": torch.as_tensor(samples).detach().cpu().float().contiguous()}, str(tmp), metadata=metadata)
+        shared = {k: v for k, v in provenances[0].items() if k not in ("seed", "conditions", "pass_through")}
+        sidecar = write_provenance(path, {**shared, "samples": per_sample})
+        return [[path, sidecar] for _ in requests]
 
 
 def _spacing_affine(sample: torch.Tensor, spacing_mm: Sequence[float] | None, stem: Path) -> np.ndarray | None:

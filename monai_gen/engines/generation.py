@@ -64,7 +64,10 @@ class GenerationJob:
         generate_batch: ``generate_batch(requests) -> Tensor (B, C, *spatial)``, sample ``i`` for
             ``requests[i]``; it must draw sample ``i``'s noise from ``requests[i].seed`` only.
         writer: ``writer(sample (C, *spatial), output_stem: Path, provenance: dict) -> list[Path]`` writes one
-            sample (plus its provenance sidecar) and returns the files written.
+            sample (plus its provenance sidecar) and returns the files written; or an object with
+            ``write_batch(samples, requests, provenances, output_dir) -> [files of each sample]`` that writes a
+            whole batch at once (e.g. :class:`~monai_gen.data.sample_writers.ArrayShardWriter`: one array file per
+            batch for machine learning).
         output_dir: folder for outputs and ``manifest.csv``; created if missing.
         batch_size: samples per call of ``generate_batch``.
         provenance: fields common to every sample (model id, sampler, steps, guidance...); they go to each
@@ -173,8 +176,7 @@ class GenerationJob:
                   desc="generating", unit="sample") as bar:
             for batch in mine:
                 samples = self._generate(batch)
-                for request, sample in zip(batch, samples, strict=True):
-                    rows[request.name] = self._write(request, sample)
+                rows.update(self._write(batch, samples))
                 if self.preview is not None:
                     self.preview(samples, batch, self.output_dir)
                 self._write_manifest(rows, manifest)
@@ -201,12 +203,23 @@ class GenerationJob:
             raise RuntimeError(f"generation produced non-finite values for {[r.name for r in batch]}.")
         return samples
 
-    def _write(self, request: SampleRequest, sample: torch.Tensor) -> dict[str, Any]:
+    def _sample_provenance(self, request: SampleRequest) -> dict[str, Any]:
         provenance = {**self.provenance, "seed": request.seed, "conditions": dict(request.conditions)}
         if request.pass_through:
             provenance["pass_through"] = dict(request.pass_through)
-        files = self.writer(sample, self.output_dir / request.name, provenance)
-        return self._row(request, files=";".join(os.path.relpath(f, self.output_dir) for f in files))
+        return provenance
+
+    def _write(self, batch: list[SampleRequest], samples: torch.Tensor) -> dict[str, dict[str, Any]]:
+        """Write a batch; its manifest rows by name."""
+        provenances = [self._sample_provenance(r) for r in batch]
+        if hasattr(self.writer, "write_batch"):
+            files = self.writer.write_batch(samples, batch, provenances, self.output_dir)
+        else:
+            files = [self.writer(s, self.output_dir / r.name, p) for r, s, p in zip(batch, samples, provenances, strict=True)]
+        return {
+            request.name: self._row(request, files=";".join(os.path.relpath(f, self.output_dir) for f in written))
+            for request, written in zip(batch, files, strict=True)
+        }
 
     def _row(self, request: SampleRequest, *, files: str) -> dict[str, Any]:
         """The manifest row of ``request``: name, files, seed, its conditions and pass-through columns, provenance."""

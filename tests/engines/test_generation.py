@@ -241,3 +241,35 @@ def test_a_latent_model_decodes_on_the_device_before_the_inverse_normalisation()
         torch.testing.assert_close(images, 3.0 * space.decode(latents) + 1.0)
     with pytest.raises(TypeError, match="decode"):
         ConditionalSampleGenerator(network, inferer, conditions, (4, 8, 8), decoder=torch.nn.Identity())
+
+
+def test_array_shards_hold_each_batch_and_resume_like_per_sample_files(tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from monai_gen.data.sample_writers import ArrayShardWriter
+
+    requests = requests_from_rows([{"heart_rate_bpm": 60 + k} for k in range(10)], seed=3, prefix="ecg")
+
+    def job(folder, generate=seeded_samples):
+        return GenerationJob(requests, generate_batch=generate, writer=ArrayShardWriter(), output_dir=folder,
+                             batch_size=4, provenance={"model_id": "unit"}, progress=False)
+
+    rows = read_manifest(job(tmp_path / "whole").run())
+    assert [r["files"] for r in rows[:5]] == ["shard_ecg_0.safetensors;shard_ecg_0.json"] * 4 + [
+        "shard_ecg_4.safetensors;shard_ecg_4.json"]
+    shards = sorted((tmp_path / "whole").glob("shard_*.safetensors"))
+    assert [p.name for p in shards] == ["shard_ecg_0.safetensors", "shard_ecg_4.safetensors", "shard_ecg_8.safetensors"]
+    torch.testing.assert_close(torch.cat([load_file(p)["samples"] for p in shards]), seeded_samples(requests))
+    with safe_open(shards[2], "pt") as handle:
+        recorded = json.loads(handle.metadata()["samples"])
+    assert recorded == [{"name": f"ecg_{k}", "seed": 3 + k, "conditions": {"heart_rate_bpm": 60 + k}} for k in (8, 9)]
+    sidecar = json.loads((tmp_path / "whole" / "shard_ecg_8.json").read_text())
+    assert sidecar["synthetic"] is True and sidecar["model_id"] == "unit" and sidecar["samples"] == recorded
+
+    with pytest.raises(KeyboardInterrupt):
+        job(tmp_path / "resumed", CrashAfter(1)).run()  # killed after the first shard
+    assert [p.name for p in (tmp_path / "resumed").glob("shard_*.safetensors")] == ["shard_ecg_0.safetensors"]
+    job(tmp_path / "resumed").run()
+    resumed = sorted((tmp_path / "resumed").glob("shard_*.safetensors"))
+    assert [p.read_bytes() for p in resumed] == [p.read_bytes() for p in shards]  # the same batches, the same files
