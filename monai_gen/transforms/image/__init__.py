@@ -10,13 +10,16 @@ from monai_gen.transforms.image.array import (
     SLICE_INDEX,
     SLICE_POSITION,
     WORLD_AXES,
+    CheckHounsfieldUnits,
     CheckImageValues,
     CheckVolumeGeometry,
     CineToFrames,
     HounsfieldWindow,
     VolumeToSlices,
+    check_label_map_geometry,
 )
 from monai_gen.transforms.image.dictionary import (
+    CheckHounsfieldUnitsd,
     CheckImageValuesd,
     CheckVolumeGeometryd,
     CineToFramesd,
@@ -32,6 +35,8 @@ __all__ = [
     "SLICE_INDEX",
     "SLICE_POSITION",
     "WORLD_AXES",
+    "CheckHounsfieldUnits",
+    "CheckHounsfieldUnitsd",
     "CheckImageValues",
     "CheckImageValuesd",
     "CheckVolumeGeometry",
@@ -42,4 +47,5 @@ __all__ = [
     "HounsfieldWindowd",
     "VolumeToSlices",
     "VolumeToSlicesd",
+    "check_label_map_geometry",
 ]

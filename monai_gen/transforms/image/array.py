@@ -39,6 +39,8 @@ __all__ = [
     "WORLD_AXES",
     "CheckImageValues",
     "CheckVolumeGeometry",
+    "CheckHounsfieldUnits",
+    "check_label_map_geometry",
 ]
 
 SLICE_INDEX = "slice_index"
@@ -245,6 +247,73 @@ class CheckImageValues(Transform):
         if array.min() == array.max():
             raise ValueError(f"{name}: every voxel has the value {array.flat[0]:g}; the image is empty.")
         return img
+
+
+class CheckHounsfieldUnits(Transform):
+    """Reject a volume that is not a CT in Hounsfield units: 2D input, or intensities no CT has.
+
+    A CT in HU holds air outside the body or in the lungs (about -1000 HU; scanners pad outside the field of view
+    with -1024 to -3024), so its minimum lies in ``min_hu_range``, and its maximum (bone, contrast, metal) in
+    ``max_hu_range``. An MR volume, a CT already scaled to ``[0, 1]`` or stored without its rescale intercept
+    (0 ... 4095) fails, with a message that says what was found and what to do.
+
+    Args:
+        min_hu_range: ``(low, high)`` the volume's minimum must lie in.
+        max_hu_range: ``(low, high)`` the volume's maximum must lie in.
+
+    Raises:
+        ValueError: naming the file: not one channel and 3 spatial axes, or a minimum / maximum outside its range.
+    """
+
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
+
+    def __init__(
+        self, min_hu_range: Sequence[float] = (-3100.0, -900.0), max_hu_range: Sequence[float] = (100.0, 32767.0)
+    ) -> None:
+        self.min_hu_range = (float(min_hu_range[0]), float(min_hu_range[1]))
+        self.max_hu_range = (float(max_hu_range[0]), float(max_hu_range[1]))
+
+    def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
+        """``img`` ``(1, x, y, z)`` in HU, checked and returned unchanged."""
+        name, array = _image_name(img), convert_to_numpy(img)
+        if array.ndim != 4 or array.shape[0] != 1:
+            raise ValueError(
+                f"{name}: a CT volume is one channel and 3 spatial axes (1, x, y, z), got shape {tuple(array.shape)}."
+            )
+        low, high = float(array.min()), float(array.max())
+        for label, value, (lo, hi) in (("minimum", low, self.min_hu_range), ("maximum", high, self.max_hu_range)):
+            if not lo <= value <= hi:
+                raise ValueError(
+                    f"{name}: intensities {low:g} to {high:g} are not Hounsfield units (a CT's {label} lies in "
+                    f"{lo:g} to {hi:g} HU: air near -1000, bone and contrast above 100). Give the CT in HU (DICOM: "
+                    "RescaleSlope / RescaleIntercept applied), not an MR image or a rescaled volume."
+                )
+        return img
+
+
+def check_label_map_geometry(image: MetaTensor, label: MetaTensor, *, tolerance_mm: float = 1e-3) -> None:
+    """Raise unless ``label`` ``(1, x, y, z)`` is an integer label map on ``image``'s voxel grid.
+
+    The spatial shapes must be equal, the affines equal within ``tolerance_mm``, and the labels whole non-negative
+    numbers, so label ``k`` at a voxel means that voxel of the image.
+
+    Raises:
+        ValueError: naming both files and what differs.
+    """
+    names = f"label map {_image_name(label)} of image {_image_name(image)}"
+    if tuple(label.shape[1:]) != tuple(image.shape[1:]) or label.shape[0] != 1:
+        raise ValueError(
+            f"{names}: shape {tuple(label.shape)} does not match the image's {tuple(image.shape)} (one channel, the "
+            "same voxels); resample the label map to the image with nearest-neighbour interpolation first."
+        )
+    difference = float((label.affine.double() - image.affine.double()).abs().max())
+    if difference > tolerance_mm:
+        raise ValueError(
+            f"{names}: the affines differ by up to {difference:.3g} mm; the label map must lie on the image's voxel grid."
+        )
+    values = convert_to_numpy(label)
+    if values.min() < 0 or not np.array_equal(values, np.round(values)):
+        raise ValueError(f"{names}: labels must be whole non-negative numbers, got values from {values.min():g}.")
 
 
 class CheckVolumeGeometry(Transform):

@@ -24,14 +24,18 @@ from monai_gen.transforms.image.array import (
     IS_ES,
     SLICE_INDEX,
     SLICE_POSITION,
+    CheckHounsfieldUnits,
     CheckImageValues,
     CheckVolumeGeometry,
     CineToFrames,
     HounsfieldWindow,
     VolumeToSlices,
+    check_label_map_geometry,
 )
 
-__all__ = ["VolumeToSlicesd", "CineToFramesd", "HounsfieldWindowd", "CheckImageValuesd", "CheckVolumeGeometryd"]
+__all__ = [
+    "VolumeToSlicesd", "CineToFramesd", "HounsfieldWindowd", "CheckImageValuesd", "CheckVolumeGeometryd", "CheckHounsfieldUnitsd",
+]
 
 _SAMPLE_KEYS = (SLICE_INDEX, SLICE_POSITION, FRAME_INDEX, CARDIAC_PHASE, IS_ED, IS_ES)
 
@@ -218,4 +222,41 @@ class CheckVolumeGeometryd(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             self.check(d[key])
+        return d
+
+
+class CheckHounsfieldUnitsd(MapTransform):
+    """Dictionary :class:`~monai_gen.transforms.image.array.CheckHounsfieldUnits`, and the label maps that go with
+    the CT (:func:`~monai_gen.transforms.image.array.check_label_map_geometry`): nothing is changed.
+
+    Args:
+        keys: keys of the ``(1, x, y, z)`` CT volumes in HU.
+        label_key: key of an organ label map that must lie on the first key's voxel grid (checked when present).
+        min_hu_range, max_hu_range: as in :class:`~monai_gen.transforms.image.array.CheckHounsfieldUnits`.
+        allow_missing_keys: do not raise for absent keys.
+    """
+
+    backend = CheckHounsfieldUnits.backend
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        *,
+        label_key: Hashable | None = None,
+        min_hu_range: Sequence[float] = (-3100.0, -900.0),
+        max_hu_range: Sequence[float] = (100.0, 32767.0),
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.check = CheckHounsfieldUnits(min_hu_range, max_hu_range)
+        self.label_key = label_key
+
+    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
+        """``data``, unchanged, once every key passed."""
+        d = dict(data)
+        keys = list(self.key_iterator(d))
+        for key in keys:
+            self.check(d[key])
+        if self.label_key is not None and self.label_key in d and keys:
+            check_label_map_geometry(d[keys[0]], d[self.label_key])
         return d

@@ -1,4 +1,5 @@
-"""CheckImageValues / CheckVolumeGeometry (+ d) on real IXI T1 volumes and bad copies of them written to disk.
+"""CheckImageValues / CheckVolumeGeometry (+ d) on real IXI T1 volumes and bad copies of them written to disk;
+CheckHounsfieldUnits(d) on TotalSegmentator's real CT, MR and label map.
 
 Every bad input is made from a real 2 mm IXI volume: a 4D stack, a NaN- or inf-poisoned copy, a zeroed copy, a copy
 with no voxels, a copy whose voxel axes were swapped without its header, a copy resampled to 3 mm, a copy whose header
@@ -19,6 +20,8 @@ from monai.transforms import LoadImage, Spacing
 from monai_gen.bundle.registry import bundle_component
 from monai_gen.engines.cohort import build_cohort
 from monai_gen.transforms.image import (
+    CheckHounsfieldUnits,
+    CheckHounsfieldUnitsd,
     CheckImageValues,
     CheckImageValuesd,
     CheckVolumeGeometry,
@@ -128,3 +131,43 @@ def test_arguments_and_array_inputs():
     oblique = MetaTensor(torch.rand(1, 4, 4, 4), affine=torch.tensor([[1.0, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]))
     with pytest.raises(ValueError, match="does not give each voxel axis its own world axis"):
         CheckVolumeGeometry()(oblique)
+
+
+CT = "ct/totalsegmentator"
+
+
+def _load(path):
+    return LoadImage(image_only=True, ensure_channel_first=True)(str(path))
+
+
+def test_real_ct_in_hounsfield_units_passes_and_an_mr_or_a_rescaled_ct_does_not(shared_data):
+    ct = _load(shared_data / CT / "example_ct.nii.gz")  # -1207 to 3382 HU
+    assert CheckHounsfieldUnits()(ct) is ct
+    mr = _load(shared_data / CT / "example_mr_sm.nii.gz")
+    with pytest.raises(ValueError, match=r"example_mr_sm.nii.gz: intensities .* are not Hounsfield units \(a CT's minimum"):
+        CheckHounsfieldUnits()(mr)
+    scaled = (ct - ct.min()) / (ct.max() - ct.min())
+    with pytest.raises(ValueError, match="not an MR image or a rescaled volume"):
+        CheckHounsfieldUnits()(scaled)
+    without_intercept = ct + 1024  # stored values before RescaleIntercept -1024
+    with pytest.raises(ValueError, match=r"intensities -183 to 4406 are not Hounsfield units"):
+        CheckHounsfieldUnits()(without_intercept)
+    with pytest.raises(ValueError, match=r"one channel and 3 spatial axes \(1, x, y, z\), got shape \(1, 122, 101\)"):
+        CheckHounsfieldUnits()(ct[..., 50])
+
+
+def test_a_label_map_must_lie_on_the_cts_voxel_grid(shared_data):
+    check = CheckHounsfieldUnitsd("image", label_key="label")
+    small_ct, labels = _load(shared_data / CT / "example_ct_sm.nii.gz"), _load(shared_data / CT / "example_seg.nii.gz")
+    data = {"image": small_ct, "label": labels}
+    assert check(data)["label"] is labels  # TotalSegmentator's labels of this CT: same grid, whole numbers
+    with pytest.raises(ValueError, match=r"example_seg.nii.gz of image .*example_ct.nii.gz: shape \(1, 122, 101, 30\) does "
+                                         r"not match the image's \(1, 122, 101, 112\)"):
+        check({"image": _load(shared_data / CT / "example_ct.nii.gz"), "label": labels})
+    shifted = labels.clone()
+    shifted.affine[0, 3] += 1.5
+    with pytest.raises(ValueError, match="the affines differ by up to 1.5 mm"):
+        check({"image": small_ct, "label": shifted})
+    with pytest.raises(ValueError, match="labels must be whole non-negative numbers"):
+        check({"image": small_ct, "label": labels * 0.5})
+    assert check({"image": small_ct}) == {"image": small_ct}  # no label map: the CT alone is checked
