@@ -4,7 +4,6 @@ check evaluated. Writes only under ``tmp_path``."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -20,15 +19,8 @@ BUNDLE = Path(__file__).resolve().parent / "tiny_cardiac_bundle"
 pytestmark = pytest.mark.slow
 
 
-def _tree_digest(folder: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest.update(str(path.relative_to(folder)).encode() + path.read_bytes())
-    return digest.hexdigest()
-
-
-def test_tiny_cardiac_bundle_trains_generates_a_cine_and_evaluates_from_config(tmp_path):
-    before = _tree_digest(BUNDLE)
+def test_tiny_cardiac_bundle_trains_generates_a_cine_and_evaluates_from_config(tmp_path, tree_digest):
+    before = tree_digest(BUNDLE)
     train_dir = tmp_path / "train"
     data = {"patients": ["patient001", "patient002", "patient041", "patient061", "patient062"], "slice_indices": [3],
             "image_size": [32, 32], "test_fraction": 0.4, "batch_size": 8}
@@ -74,4 +66,4 @@ def test_tiny_cardiac_bundle_trains_generates_a_cine_and_evaluates_from_config(t
     assert set(contraction) <= {"DCM", "NOR"} and contraction
     assert all(np.isfinite(g["real"]["median"]) for g in contraction.values())
     assert "## Cine contraction" in (report_dir / "evaluation.md").read_text()
-    assert _tree_digest(BUNDLE) == before
+    assert tree_digest(BUNDLE) == before

@@ -9,7 +9,6 @@ it to seconds, and writes only under ``tmp_path``; the bundle folder must be unc
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -24,19 +23,11 @@ BUNDLE = Path(__file__).resolve().parent / "tiny_brain_bundle"
 pytestmark = pytest.mark.slow
 
 
-def _tree_digest(folder: Path) -> str:
-    """SHA-256 over every file's relative path and bytes under ``folder``."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest.update(str(path.relative_to(folder)).encode() + path.read_bytes())
-    return digest.hexdigest()
-
-
-def test_tiny_brain_bundle_trains_generates_and_evaluates_from_config(shared_data, tmp_path):
+def test_tiny_brain_bundle_trains_generates_and_evaluates_from_config(shared_data, tmp_path, tree_digest):
     dataset_dir = shared_data / "brain_mri" / "ixi_t1_2mm"
     if not (dataset_dir / "participants.csv").is_file():
         pytest.skip(f"{dataset_dir} is absent")
-    before = _tree_digest(BUNDLE)
+    before = tree_digest(BUNDLE)
     train_dir = tmp_path / "train"
     data = {
         "dataset_dir": str(dataset_dir), "max_subjects": 6, "slice_indices": [35, 45, 55], "image_size": [64, 64],
@@ -103,4 +94,4 @@ def test_tiny_brain_bundle_trains_generates_and_evaluates_from_config(shared_dat
     for title in ("## Realism on trained features", "## Diversity", "## Autoencoder reconstruction", ") — on features"):
         assert title in markdown, title
 
-    assert _tree_digest(BUNDLE) == before
+    assert tree_digest(BUNDLE) == before
