@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from monai_gen.bundle.registry import list_bundles, run_bundle_workflow, training_stages
+from monai_gen.engines.generation import read_manifest
 
 BUNDLE = Path(__file__).resolve().parents[2] / "bundles" / "brain_mri_generative_diffusion"
 SHAPE = (96, 120)  # axial slices of the RAS volumes: 90 voxels left-right padded to 96, 120 anterior-posterior
@@ -105,6 +106,43 @@ def test_bundle_trains_each_stage_generates_and_evaluates_from_its_configs(cohor
     assert (report_dir / "feature_extractor.safetensors").read_bytes() == (
         models / "feature_extractor.safetensors").read_bytes()
     assert _tree_digest(BUNDLE) == before  # nothing written into the bundle
+
+
+@pytest.fixture(scope="module")
+def shipped(ixi, tmp_path_factory):
+    if not (BUNDLE / "models" / "model.safetensors").is_file():
+        pytest.fail(f"{BUNDLE} ships no weights (models/model.safetensors)")
+    out = tmp_path_factory.mktemp("shipped") / "generated"
+    run_bundle_workflow(BUNDLE, "inference", {
+        "output_dir": str(out), "num_samples": 3, "num_inference_steps": 10, "age": 70.0, "sex": "F",
+        "slice_position": 0.6, "progress": False,
+    })
+    return out
+
+
+def test_shipped_weights_generate_finite_2mm_slices_with_the_requested_conditions(shipped):
+    rows = read_manifest(shipped / "manifest.csv")
+    assert [(r["age"], r["sex"], r["slice_position"], r["seed"]) for r in rows] == [
+        ("70.0", "F", "0.6", str(seed)) for seed in range(3)]
+    slices = []
+    for i in range(3):
+        image = nib.load(shipped / f"slice_{i}.nii.gz")
+        assert image.shape == (*SHAPE, 1) and image.header.get_zooms() == (2.0, 2.0, 2.0)
+        np.testing.assert_array_equal(image.affine, np.diag([2.0, 2.0, 2.0, 1.0]))
+        assert image.header["descrip"].item() == b"SYNTHETIC age=70 sex=F slice_position=0.6"
+        sidecar = json.loads((shipped / f"slice_{i}.json").read_text())
+        assert sidecar["conditions"] == {"age": 70.0, "sex": "F", "slice_position": 0.6} and sidecar["seed"] == i
+        assert sidecar["model_id"].startswith("brain_mri_generative_diffusion-") and sidecar["synthetic"] is True
+        data = image.get_fdata()
+        assert np.isfinite(data).all()
+        slices.append(data)
+    # a head, not noise or a blank: intensities in the [0, 1] range, the centre brighter than the corners
+    for data in slices:
+        assert -0.1 < data.min() and data.max() < 1.1
+        centre, corner = data[28:68, 30:90].mean(), data[:12, :12].mean()
+        assert centre > corner + 0.1, (centre, corner)
+    assert not np.allclose(slices[0], slices[1])  # seeds differ
+    assert (shipped / "slice_0.png").is_file() and (shipped / "grid.png").is_file()
 
 
 def test_monai_gen_lists_the_bundle_with_its_conditions():
