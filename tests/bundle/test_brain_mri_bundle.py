@@ -10,7 +10,6 @@ from the table without code and that an empty cell leaves its condition unset (t
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 from pathlib import Path
 
@@ -24,13 +23,6 @@ from monai_gen.engines.generation import read_manifest
 BUNDLE = Path(__file__).resolve().parents[2] / "bundles" / "brain_mri_generative_diffusion"
 SHAPE = (96, 120)  # axial slices of the RAS volumes: 90 voxels left-right padded to 96, 120 anterior-posterior
 pytestmark = pytest.mark.slow
-
-
-def _tree_digest(folder: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
-        digest.update(str(path.relative_to(folder)).encode() + path.read_bytes())
-    return digest.hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +49,8 @@ def cohort_with_sequence(ixi, tmp_path):
     return folder
 
 
-def test_bundle_trains_each_stage_generates_and_evaluates_from_its_configs(cohort_with_sequence, tmp_path):
-    before = _tree_digest(BUNDLE)
+def test_bundle_trains_each_stage_generates_and_evaluates_from_its_configs(cohort_with_sequence, tmp_path, tree_digest):
+    before = tree_digest(BUNDLE)
     run = tmp_path / "run"
     data = {"dataset_dir": str(cohort_with_sequence), "slice_indices": [50, 70, 90], "test_fraction": 0.3,
             "batch_size": 4, "feature_epochs": 1}
@@ -105,7 +97,7 @@ def test_bundle_trains_each_stage_generates_and_evaluates_from_its_configs(cohor
     # the extractor the training run wrote was reused (same cohort and settings), not retrained
     assert (report_dir / "feature_extractor.safetensors").read_bytes() == (
         models / "feature_extractor.safetensors").read_bytes()
-    assert _tree_digest(BUNDLE) == before  # nothing written into the bundle
+    assert tree_digest(BUNDLE) == before  # nothing written into the bundle
 
 
 @pytest.fixture(scope="module")
