@@ -181,3 +181,12 @@ def test_an_exported_bundle_ships_model_pt_from_its_safetensors(bundle, tmp_path
     assert (exported / "models" / "model.pt").read_bytes() == (bundle / "models" / "model.pt").read_bytes()
     meta_text = (exported / "configs" / "metadata.json").read_text()
     assert meta_text == _pretty_json(meta_text) and "9.9.9" in json.loads(meta_text)["changelog"]
+
+
+def test_every_declared_condition_is_an_inference_option(bundle):
+    # a condition missing from inference.json's requested_values would be accepted by monai-gen and then left
+    # unconditioned without a word (the v0.3 ECG configs first lacked the three diagnoses)
+    names = [c["name"] for c in _meta(bundle)["conditions"]]
+    config = json.loads((bundle / "configs" / "inference.json").read_text(encoding="utf-8"))
+    assert list(config["requested_values"]) == names
+    assert all(config["requested_values"][n] == f"@{n}" and n in config for n in names)
