@@ -30,6 +30,15 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(scope="session")
+def ixi(shared_data) -> Path:
+    """The 150 IXI T1 volumes at 2 mm with their participants table; skips when absent."""
+    folder = shared_data / "brain_mri" / "ixi_t1_2mm"
+    if not (folder / "participants.csv").is_file():
+        pytest.skip(f"{folder} is absent")
+    return folder
+
+
+@pytest.fixture(scope="session")
 def ecg_preparation() -> dict:
     """The ECG bundle's record preparation as ``build_beat_cohort`` / ``load_split_cohort`` take it, from its config:
     ``prepare`` (``prepare_record``, a MONAI ``Compose``), ``fs``, the condition names as ``phenotypes`` and the

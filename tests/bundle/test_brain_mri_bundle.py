@@ -25,14 +25,6 @@ SHAPE = (96, 120)  # axial slices of the RAS volumes: 90 voxels left-right padde
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def ixi(shared_data):
-    folder = shared_data / "brain_mri" / "ixi_t1_2mm"
-    if not (folder / "participants.csv").is_file():
-        pytest.skip(f"{folder} is absent")
-    return folder
-
-
 @pytest.fixture
 def cohort_with_sequence(ixi, tmp_path):
     """Six IXI subjects whose table also has Sequence (T1, written ``t1w``) and an empty Pathology column."""

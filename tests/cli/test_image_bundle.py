@@ -22,14 +22,6 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def ixi(shared_data):
-    folder = shared_data / "brain_mri" / "ixi_t1_2mm"
-    if not (folder / "participants.csv").is_file():
-        pytest.skip(f"{folder} is absent")
-    return folder
-
-
-@pytest.fixture(scope="module")
 def trained_bundle(ixi, tmp_path_factory):
     """The tiny bundle trained one epoch per stage by ``monai-gen train``, exported by ``monai-gen export``."""
     from monai_gen.cli.main import main
