@@ -299,6 +299,16 @@ def _sweep(
 def _warn_extrapolation(conditions: ConditionSet, requests: Sequence[SampleRequest]) -> None:
     """One warning per condition whose requested values leave the range the weights were trained on."""
     for spec in conditions.specs:
+        if spec.is_categorical:
+            unseen = sorted({str(r.conditions[spec.name]) for r in requests if spec.name in r.conditions
+                             and spec.extrapolates(r.conditions[spec.name])})
+            if unseen:
+                logger.warning(
+                    "%s = %s was never in the data the weights were trained on (trained: %s): its token is untrained, "
+                    "so the samples are not steered by it.", spec.name, ", ".join(unseen),
+                    ", ".join(spec.observed_categories) or "none",
+                )
+            continue
         outside = sorted({float(r.conditions[spec.name]) for r in requests if spec.name in r.conditions
                           and spec.extrapolates(r.conditions[spec.name])})
         if outside:

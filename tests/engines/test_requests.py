@@ -111,3 +111,22 @@ def test_a_unitless_condition_beyond_its_trained_range_warns_without_a_dangling_
         build_requests(position, values={"slice_position": 0.9})
     assert ("slice_position = 0.9 is outside the range the weights were trained on (0.29-0.46): the model "
             "extrapolates there.") in caplog.text
+
+
+def test_a_category_the_training_data_never_held_warns_that_its_token_is_untrained(shared_data, caplog):
+    from monai_gen.transforms.conditions import ConditionSet, read_condition_table
+
+    # IXI's table has sexes only: a brain model fitted on it has never seen a sequence
+    specs = [{"name": "sex", "kind": "categorical", "categories": ["F", "M"]},
+             {"name": "sequence", "kind": "categorical", "categories": ["T1", "T2", "FLAIR"]}]
+    rows = [{"sex": r["Sex"]} for r in read_condition_table(shared_data / "brain_mri/ixi10_2mm/lists/IXI_demog_n10.csv")]
+    fitted = ConditionSet(specs).fit(rows)
+    assert fitted["sex"].observed_categories == ("F", "M") and fitted["sequence"].observed_categories == ()
+    assert ConditionSet.from_dict(fitted.to_dict())["sequence"].observed_categories == ()  # saved with the weights
+    with caplog.at_level(logging.WARNING, logger="monai_gen.engines.requests"):
+        build_requests(fitted, values={"sex": "F"})
+        assert not caplog.records
+        build_requests(fitted, values={"sequence": "T2"})
+    assert ("sequence = T2 was never in the data the weights were trained on (trained: none): its token is "
+            "untrained, so the samples are not steered by it.") in caplog.text
+    assert not ConditionSet(specs)["sequence"].extrapolates("T2")  # not fitted: nothing known, nothing said

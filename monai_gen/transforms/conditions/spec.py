@@ -80,6 +80,8 @@ class ConditionSpec:
         observed_range: ``(min, max)`` seen in the training data; values outside it are extrapolation.
         period: the cycle length of a periodic phenotype, in ``unit`` (1 for a phase given as a fraction).
         categories: ordered category labels of a categorical phenotype (index = position).
+        observed_categories: the categories seen in the training data (None: not fitted); a request for another one
+            reaches a token the model never trained.
         aliases: extra spellings of categories, e.g. ``{"m": "male", "f": "female"}`` (case-insensitive).
         description: a short human-readable description for ``--help`` and bundle metadata.
 
@@ -96,6 +98,7 @@ class ConditionSpec:
     observed_range: tuple[float, float] | None = None
     period: float | None = None
     categories: tuple[str, ...] = ()
+    observed_categories: tuple[str, ...] | None = None
     aliases: Mapping[str, str] = dataclasses.field(default_factory=dict)
     description: str = ""
 
@@ -105,6 +108,8 @@ class ConditionSpec:
             raise ValueError(f"condition {self.name!r}: kind must be one of {kinds}, got {self.kind!r}.")
         object.__setattr__(self, "kind", str(self.kind).lower())
         object.__setattr__(self, "categories", tuple(str(c) for c in self.categories))
+        if self.observed_categories is not None:
+            object.__setattr__(self, "observed_categories", tuple(str(c) for c in self.observed_categories))
         object.__setattr__(self, "aliases", {str(k).lower(): str(v) for k, v in dict(self.aliases).items()})
         for field in ("valid_range", "observed_range"):
             value = getattr(self, field)
@@ -180,8 +185,11 @@ class ConditionSpec:
         return number
 
     def extrapolates(self, value: float) -> bool:
-        """True when a continuous ``value`` lies outside the range seen in training (``observed_range``); a periodic
-        value never does (training covers the cycle, not an interval of it)."""
+        """True when a continuous ``value`` lies outside the range seen in training (``observed_range``), or a
+        category was not among the training data's (``observed_categories``); a periodic value never does (training
+        covers the cycle, not an interval of it)."""
+        if self.is_categorical:
+            return self.observed_categories is not None and self.canonical_value(value) not in self.observed_categories
         return (
             self.kind == ConditionKind.CONTINUOUS.value
             and self.observed_range is not None
@@ -240,6 +248,8 @@ class ConditionSpec:
         record: dict[str, Any] = {"name": self.name, "kind": self.kind, "unit": self.unit, "description": self.description}
         if self.is_categorical:
             record.update(categories=list(self.categories), aliases=dict(self.aliases))
+            if self.observed_categories is not None:
+                record["observed_categories"] = list(self.observed_categories)
         elif self.is_periodic:
             record.update(period=self.period, valid_range=_listed(self.valid_range))
             record["observed_range"] = _listed(self.observed_range)
@@ -404,9 +414,8 @@ def _fit_spec(spec: ConditionSpec, rows: list[Mapping[str, Any]], source: str) -
     """Validate every present value of ``spec`` in ``rows``; for a continuous spec also fit its statistics."""
     present = [(i, row[spec.name]) for i, row in enumerate(rows) if not is_missing(row.get(spec.name))]
     if spec.is_categorical:
-        for i, value in present:
-            spec.encode_value(value, where=f"{source}, row {i + 1}")
-        return spec
+        seen = {spec.canonical_value(value, where=f"{source}, row {i + 1}") for i, value in present}
+        return dataclasses.replace(spec, observed_categories=tuple(c for c in spec.categories if c in seen))
     numbers = []
     for i, value in present:
         number = spec._as_number(value, f"{source}, row {i + 1}")
