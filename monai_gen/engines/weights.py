@@ -14,7 +14,7 @@ from torch import nn
 
 from monai_gen.utils.atomic import atomic_output_path
 
-__all__ = ["save_weights", "load_weights", "save_tensors", "load_tensor", "ExportWeights"]
+__all__ = ["save_weights", "load_weights", "warm_start_weights", "save_tensors", "load_tensor", "ExportWeights"]
 
 
 def save_tensors(tensors: Mapping[str, torch.Tensor], path: str | os.PathLike) -> Path:
@@ -61,6 +61,46 @@ def load_weights(module: nn.Module, path: str | os.PathLike) -> nn.Module:
         module.load_state_dict(state, strict=True)
     except RuntimeError as err:
         raise ValueError(f"weights file {path} does not fit the network definition: {str(err)[:500]}") from err
+    return module
+
+
+def warm_start_weights(module: nn.Module, path: str | os.PathLike) -> nn.Module:
+    """Start ``module`` from the weights of a network whose condition list it extends by appended conditions.
+
+    A tensor of the file whose shape matches the module's is copied whole; one that differs only in its first
+    dimension and is shorter (a per-condition table such as ``PhenotypeEncoder.value_weight`` or ``null_tokens``,
+    or the category table, with conditions appended after the old ones) fills the leading rows; the remaining rows
+    and every parameter the file lacks (e.g. a new zero-initialised projection) keep their initialisation. So a
+    network grown from ``[heart_rate, ..., sex]`` to ``[heart_rate, ..., sex, lvh]`` keeps everything the old one
+    learned, and only the new conditions' tokens start untrained. Nothing else is accepted.
+
+    Returns:
+        ``module``, with the file's weights copied in.
+
+    Raises:
+        FileNotFoundError / ValueError: as :func:`load_weights` for the file; ValueError naming the tensors when a
+            tensor of the file has no counterpart in ``module`` or a shape that cannot be a prefix of it.
+    """
+    path = Path(path)
+    source = _read_safetensors(path, "weights")
+    target = module.state_dict()
+    unknown = sorted(set(source) - set(target))
+    misfit = [
+        f"{k} {list(v.shape)} -> {list(target[k].shape)}"
+        for k, v in source.items()
+        if k in target
+        and v.shape != target[k].shape
+        and not (v.ndim == target[k].ndim and v.shape[1:] == target[k].shape[1:] and v.shape[0] < target[k].shape[0])
+    ]
+    if unknown or misfit:
+        raise ValueError(
+            f"weights file {path} cannot warm-start this network: tensors without a counterpart {unknown[:8]}, "
+            f"shapes that are not a leading block {misfit[:8]}."
+        )
+    with torch.no_grad():
+        for key, value in source.items():
+            target[key][: value.shape[0]].copy_(value)
+    module.load_state_dict(target, strict=True)
     return module
 
 

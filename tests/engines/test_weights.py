@@ -38,3 +38,44 @@ def test_named_tensors_round_trip_and_errors_name_file_and_key(tmp_path):
         load_tensor(path, "offset")
     with pytest.raises(FileNotFoundError, match="missing.safetensors does not exist"):
         load_tensor(tmp_path / "missing.safetensors", "mean_beat")
+
+
+def _denoiser(num_categories, context_time_tokens=None):
+    from monai_gen.networks.conditioning import ConditionalDenoiser, PhenotypeEncoder
+    from monai_gen.networks.nets import DenoisingUNet
+
+    backbone = DenoisingUNet(
+        spatial_dims=1, in_channels=2, out_channels=2, channels=[16, 16], attention_levels=[False, True],
+        num_res_blocks=1, num_head_channels=8, with_conditioning=True, cross_attention_dim=8, norm_num_groups=8,
+        context_time_tokens=context_time_tokens,
+    )
+    return ConditionalDenoiser(backbone, phenotype_encoder=PhenotypeEncoder(num_categories, embed_dim=8))
+
+
+def test_warm_start_copies_old_conditions_into_a_network_with_appended_ones(tmp_path):
+    from monai_gen.engines.weights import warm_start_weights
+
+    torch.manual_seed(0)
+    old = _denoiser([0, 2])  # e.g. heart rate, sex
+    path = save_weights(old, tmp_path / "old.safetensors")
+    grown = _denoiser([0, 2, 2], context_time_tokens=3)  # + a diagnosis, + condition tokens in the time embedding
+    fresh = {k: v.clone() for k, v in grown.state_dict().items()}
+    warm_start_weights(grown, path)
+    state, before = grown.state_dict(), old.state_dict()
+    encoder = "phenotype_encoder."
+    torch.testing.assert_close(state[encoder + "value_weight"][:2], before[encoder + "value_weight"])
+    torch.testing.assert_close(state[encoder + "value_weight"][2], fresh[encoder + "value_weight"][2])
+    torch.testing.assert_close(state[encoder + "category_table.weight"][:2], before[encoder + "category_table.weight"])
+    torch.testing.assert_close(state[encoder + "category_table.weight"][2:], fresh[encoder + "category_table.weight"][2:])
+    for key in before:
+        if before[key].shape == state[key].shape:
+            torch.testing.assert_close(state[key], before[key])
+    new_keys = set(state) - set(before)
+    assert new_keys and all(torch.count_nonzero(state[k]) == 0 for k in new_keys)  # the zero-initialised projection
+
+    with pytest.raises(ValueError, match="cannot warm-start this network"):
+        warm_start_weights(_denoiser([0]), path)  # fewer conditions than the file: not a leading block
+    with pytest.raises(ValueError, match="tensors without a counterpart"):
+        warm_start_weights(torch.nn.Linear(3, 2), path)
+    with pytest.raises(FileNotFoundError, match="train the model first"):
+        warm_start_weights(grown, tmp_path / "missing.safetensors")
