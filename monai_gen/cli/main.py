@@ -87,6 +87,15 @@ def build_parser(conditions: ConditionSet | None = None) -> argparse.ArgumentPar
         help="a --conditions-csv column (e.g. a subject id) copied unchanged into manifest.csv and each sidecar "
         "(repeatable); no other column reaches an output",
     )
+    generate.add_argument(
+        "--cine", action="store_true",
+        help="one synthetic cine instead of separate samples: one seed, the bundle's periodic condition (e.g. the "
+        "cardiac phase) swept over its cycle, the other phenotypes fixed; writes the frames and cine.nii.gz (x, y, 1, "
+        "t, with the frame time), cine.gif and the contraction curve cine_contraction.png",
+    )
+    generate.add_argument(
+        "--cine-frames", type=_positive_int, default=None, help="frames of the --cine (default: the bundle's cine_frames)"
+    )
     generate.set_defaults(handler=_generate)
 
     sweep = commands.add_parser(
@@ -338,7 +347,42 @@ def _generate(args: argparse.Namespace) -> int:
             overrides["samples_per_row"] = args.num_samples
     elif args.num_samples is not None:
         overrides["num_samples"] = args.num_samples
+    if args.cine or args.cine_frames is not None:
+        overrides.update(_cine_overrides(args, info.conditions))
     return _run_generation(info, overrides, args)
+
+
+def _inference_cine_frames(root: Path) -> int:
+    """The default frame count of a bundle's cine, from its ``configs/inference.json``.
+
+    Raises:
+        ValueError: the inference config has no ``cine`` / ``cine_frames`` option (it cannot make a cine).
+    """
+    import json
+
+    config = json.loads((root / "configs" / "inference.json").read_text(encoding="utf-8"))
+    if "cine" not in config or not isinstance(config.get("cine_frames"), int):
+        raise ValueError(f"{root.name}'s configs/inference.json has no cine / cine_frames option: it cannot make a cine.")
+    return config["cine_frames"]
+
+
+def _cine_overrides(args: argparse.Namespace, conditions: ConditionSet) -> dict[str, Any]:
+    """``--cine`` / ``--cine-frames`` as inference overrides, refused where they cannot mean anything."""
+    if not args.cine:
+        raise ValueError("--cine-frames sets the frames of a --cine; add --cine.")
+    periodic = [spec.name for spec in conditions.specs if spec.is_periodic]
+    if len(periodic) != 1:
+        raise ValueError(
+            f"--cine sweeps the bundle's one periodic condition (e.g. a cardiac phase); {args.bundle} has "
+            f"{periodic or 'none'}."
+        )
+    conflicts = [flag for flag, given in (
+        ("--conditions-csv", args.conditions_csv is not None), ("--num-samples", args.num_samples is not None),
+        (f"--{periodic[0].replace('_', '-')}", getattr(args, periodic[0], None) is not None),
+    ) if given]
+    if conflicts:
+        raise ValueError(f"--cine makes one cine over the whole {periodic[0]} cycle; drop {', '.join(conflicts)}.")
+    return {"cine": True, **({"cine_frames": args.cine_frames} if args.cine_frames is not None else {})}
 
 
 def _sweep(args: argparse.Namespace) -> int:
@@ -359,10 +403,15 @@ def _run_generation(info: Any, overrides: dict[str, Any], args: argparse.Namespa
     keys = ("conditions_csv", "pass_through", "num_samples", "samples_per_row", "seed", "sweep", "sweep_start",
             "sweep_stop", "sweep_num_values", "sweep_num_seeds")
     given = {k: overrides[k] for k in keys if k in overrides}
-    build_requests(
-        info.conditions, values={s.name: overrides.get(s.name) for s in info.conditions.specs},
-        table=given.pop("conditions_csv", None), **given,
-    )
+    values = {s.name: overrides.get(s.name) for s in info.conditions.specs}
+    if overrides.get("cine"):
+        from monai_gen.engines.requests import cine_requests
+
+        phase = next(s.name for s in info.conditions.specs if s.is_periodic)
+        num_frames = overrides.get("cine_frames", _inference_cine_frames(info.root))
+        cine_requests(info.conditions, phase=phase, num_frames=num_frames, values=values, seed=given.get("seed", 0))
+    else:
+        build_requests(info.conditions, values=values, table=given.pop("conditions_csv", None), **given)
     if args.nproc > 1 or args.distributed:
         sharded = info.root / "configs" / "multi_gpu_inference.json"
         if not sharded.is_file():
