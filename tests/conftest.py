@@ -1,4 +1,4 @@
-"""Shared fixtures: where the real sample data lives, and GPU test skipping."""
+"""Shared fixtures: where the real sample data lives, running ``monai-gen`` in process, and GPU test skipping."""
 
 from __future__ import annotations
 
@@ -61,3 +61,20 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """``run_cli(argv) -> (exit status, stdout + stderr)``: ``monai-gen`` run in process; argparse's ``SystemExit``
+    becomes the status."""
+    from monai_gen.cli.main import main
+
+    def run(argv):
+        try:
+            code = main(argv)
+        except SystemExit as exit_:
+            code = exit_.code
+        out = capsys.readouterr()
+        return code, out.out + out.err
+
+    return run
