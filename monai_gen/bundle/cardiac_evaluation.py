@@ -24,7 +24,8 @@ __all__ = ["CineContraction"]
 
 
 class CineContraction:
-    """Contraction ratio of synthetic cines per diagnostic group, real test cines of the group beside them.
+    """Contraction ratio of synthetic cines per diagnostic group, the real test and training cines of the group
+    beside them (every group the training rows hold is generated; one without a test cine shows "none" there).
 
     The cohort rows must hold ``group_key``, ``phase_key`` (fraction of the cycle), ``slice_key``, ``es_key``
     (True on each slice's end-systolic frame) and the subject id; items are frames ``(N, 1, H, W)``.
@@ -53,18 +54,23 @@ class CineContraction:
         if data.generate is None:
             raise ValueError("CineContraction generates its own cines: EvaluationData.generate must be given.")
         real = self._real_ratios(data.test.items.numpy(), data.test.rows, data.test.subject_key)
+        real_train = self._real_ratios(data.train.items.numpy(), data.train.rows, data.train.subject_key)
         es_phase = self._mean_es_phase(data.train.rows)
         groups = {}
-        for group in sorted(real):
+        for group in sorted(set(real) | set(real_train)):
             if group not in es_phase:
                 continue
             ratios = self._synthetic_ratios(data, group, es_phase[group])
             groups[group] = {
                 "es_phase": es_phase[group],
                 "synthetic": _summary(ratios),
-                "real": _summary(real[group]),
+                "real": _summary(real.get(group, [])),
+                "real_train": _summary(real_train.get(group, [])),
             }
-        summary = ", ".join(f"{g} {v['synthetic']['median']:.2f} (real {v['real']['median']:.2f})" for g, v in groups.items())
+        summary = ", ".join(
+            f"{g} {v['synthetic']['median']:.2f} (real test {v['real']['median']:.2f}, train {v['real_train']['median']:.2f})"
+            for g, v in groups.items()
+        )
         return {"n_seeds": self.n_seeds, "n_frames": self.n_frames, "slice_position": self.slice_position,
                 "groups": groups, "summary": f"cine contraction (A_ED - A_ES) / A_ED: {summary}"}
 
@@ -106,14 +112,18 @@ class CineContraction:
     def markdown(self, section: dict[str, Any]) -> list[str]:
         lines = [f"## Cine contraction ((A_ED - A_ES) / A_ED of the bright blood pool; {section['n_seeds']} synthetic "
                  f"cines of {section['n_frames']} frames per group at slice position {section['slice_position']:g})",
-                 "", "| group | ES phase (training mean) | synthetic median [IQR] | real test cines median [IQR] |",
-                 "| --- | --- | --- | --- |"]
+                 "", "| group | ES phase (training mean) | synthetic median [IQR] | real test cines median [IQR] | "
+                 "real training cines median [IQR] |", "| --- | --- | --- | --- | --- |"]
         for group, v in section["groups"].items():
-            syn, real = v["synthetic"], v["real"]
-            lines.append(f"| {group} | {v['es_phase']:.2f} | {syn['median']:.2f} [{syn['iqr'][0]:.2f}, "
-                         f"{syn['iqr'][1]:.2f}] (n {syn['n']}) | {real['median']:.2f} [{real['iqr'][0]:.2f}, "
-                         f"{real['iqr'][1]:.2f}] (n {real['n']}) |")
+            cells = [_cell(v[key]) for key in ("synthetic", "real", "real_train")]
+            lines.append(f"| {group} | {v['es_phase']:.2f} | " + " | ".join(cells) + " |")
         return lines
+
+
+def _cell(summary: Mapping[str, Any]) -> str:
+    if not summary["n"]:
+        return "none"
+    return f"{summary['median']:.2f} [{summary['iqr'][0]:.2f}, {summary['iqr'][1]:.2f}] (n {summary['n']})"
 
 
 def _summary(values: Sequence[float]) -> dict[str, Any]:

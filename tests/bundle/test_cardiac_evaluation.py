@@ -57,8 +57,20 @@ def test_real_frames_as_the_generator_contract_like_the_real_cines_of_their_grou
     assert len(requests) == 2 * 2 * 15 and {s for _, s in requests} == {3, 4}
     assert {r["group"] for r, _ in requests} == {"DCM", "NOR"} and all(set(r) == {"group", "slice_position", "phase"}
                                                                        for r, _ in requests)
+    # the real training cines (patients 001 and 061, seven slices each) beside the test ones
+    assert groups["DCM"]["real_train"]["n"] == 7 and groups["NOR"]["real_train"]["n"] == 7
+    assert groups["NOR"]["real_train"]["median"] > groups["DCM"]["real_train"]["median"]
     markdown = "\n".join(CineContraction().markdown(section))
     assert "| NOR |" in markdown and "synthetic median [IQR]" in markdown and "cine contraction" in section["summary"]
+    assert "real training cines median [IQR]" in markdown
+
+    # a group with training cines but none among the test subjects is still generated, its test cell "none"
+    dcm_test = test.subset([i for i, r in enumerate(test.rows) if r["group"] == "DCM"])
+    section = CineContraction(n_seeds=1, n_frames=15)(EvaluationData(test.items[:1], [{}], train, dcm_test, seed=3,
+                                                                     generate=generate))
+    assert sorted(section["groups"]) == ["DCM", "NOR"] and section["groups"]["NOR"]["real"]["n"] == 0
+    assert section["groups"]["NOR"]["synthetic"]["n"] == 1
+    assert "| NOR | " in "\n".join(CineContraction().markdown(section)).split("none")[0]
     with pytest.raises(ValueError, match="EvaluationData.generate must be given"):
         CineContraction()(EvaluationData(test.items[:1], [{}], train, test, seed=0))
     with pytest.raises(ValueError, match="n_frames >= 4"):
