@@ -17,6 +17,11 @@ the same batch as by one process and the files are the same, byte for byte. Each
 ``manifest.rank<k>.csv``; once every rank is done, rank 0 merges them into ``manifest.csv`` and removes them. A rank
 that dies leaves its shard manifest, which the resumed job reads like ``manifest.csv``: only what is missing is
 generated again.
+
+File writing overlaps sampling: while batch ``b + 1`` is generated, batch ``b`` is written (its samples by
+``writer_threads`` threads; compression and PNG encoding release the GIL) and previewed, in batch order, and the
+manifest records it once its files are on disk. At most one batch waits to be written, so memory stays bounded; a
+write that fails stops the job with that error.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import logging
 import os
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +82,9 @@ class GenerationJob:
             per sample); its failures are errors, not warnings.
         progress: show a tqdm progress bar (rank 0 only, under torchrun).
         overwrite: regenerate samples whose manifest row records a different request (default: raise).
+        writer_threads: threads writing one batch's samples while the next batch is generated (the preview runs
+            after them, in batch order); 0 = write in the calling thread between batches, with no overlap. The
+            files are the same either way.
 
     Raises:
         ValueError: repeated names; a condition, pass-through column or provenance field named like another one or
@@ -95,12 +104,15 @@ class GenerationJob:
         preview: Callable[[torch.Tensor, list[SampleRequest], Path], Any] | None = None,
         progress: bool = True,
         overwrite: bool = False,
+        writer_threads: int = 2,
     ) -> None:
         duplicates = sorted(name for name, count in Counter(r.name for r in requests).items() if count > 1)
         if duplicates:
             raise ValueError(f"generation requests must have unique names, repeated: {duplicates[:5]}.")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+        if writer_threads < 0:
+            raise ValueError(f"writer_threads must be >= 0, got {writer_threads}.")
         _check_columns(requests, provenance or {})
         self.requests = list(requests)
         self._requested = {r.name for r in self.requests}
@@ -112,6 +124,7 @@ class GenerationJob:
         self.preview = preview
         self.progress = progress
         self.overwrite = bool(overwrite)
+        self.writer_threads = int(writer_threads)
 
     @property
     def manifest_path(self) -> Path:
@@ -172,15 +185,41 @@ class GenerationJob:
         mine = batches[rank::world_size]  # batch b to rank b mod world_size: the batches of a single-process run
         rows = dict(done) if world_size == 1 else {}
         manifest = self.manifest_path if world_size == 1 else self._shard_manifest_path(rank)
+        lane = ThreadPoolExecutor(max_workers=1, thread_name_prefix="write-batch") if self.writer_threads else None
+        sample_pool = ThreadPoolExecutor(self.writer_threads, thread_name_prefix="write") if self.writer_threads else None
+        pending: Future | None = None
+
+        def record(written: Mapping[str, dict[str, Any]], count: int) -> None:
+            rows.update(written)
+            self._write_manifest(rows, manifest)
+            bar.update(count * world_size)
+
         with tqdm(total=len(self.requests), initial=len(self.requests) - len(todo), disable=not self.progress or rank,
                   desc="generating", unit="sample") as bar:
-            for batch in mine:
-                samples = self._generate(batch)
-                rows.update(self._write(batch, samples))
-                if self.preview is not None:
-                    self.preview(samples, batch, self.output_dir)
-                self._write_manifest(rows, manifest)
-                bar.update(len(batch) * world_size)
+            try:
+                for batch in mine:
+                    samples = self._generate(batch)
+                    if pending is not None:
+                        finished, pending = pending, None
+                        record(*finished.result())
+                    if lane is None:
+                        record(*self._write_and_preview(batch, samples, None))
+                    else:
+                        pending = lane.submit(self._write_and_preview, batch, samples, sample_pool)
+                if pending is not None:
+                    finished, pending = pending, None
+                    record(*finished.result())
+            except BaseException:
+                if pending is not None:  # the batch being written when generation stopped: keep it if it completes
+                    try:
+                        record(*pending.result())
+                    except Exception as err:  # the error that stopped the job is the one raised
+                        logger.warning("the batch being written when the job stopped was not finished: %s", err)
+                raise
+            finally:
+                for pool in (lane, sample_pool):
+                    if pool is not None:
+                        pool.shutdown(wait=True)
         self._write_manifest(rows, manifest)
         if world_size > 1:
             _barrier(world_size)  # every shard manifest is complete
@@ -209,13 +248,26 @@ class GenerationJob:
             provenance["pass_through"] = dict(request.pass_through)
         return provenance
 
-    def _write(self, batch: list[SampleRequest], samples: torch.Tensor) -> dict[str, dict[str, Any]]:
+    def _write_and_preview(
+        self, batch: list[SampleRequest], samples: torch.Tensor, pool: ThreadPoolExecutor | None
+    ) -> tuple[dict[str, dict[str, Any]], int]:
+        """Write a batch (its samples on ``pool``'s threads, or here), then preview it; its manifest rows and size."""
+        rows = self._write(batch, samples, pool)
+        if self.preview is not None:
+            self.preview(samples, batch, self.output_dir)
+        return rows, len(batch)
+
+    def _write(
+        self, batch: list[SampleRequest], samples: torch.Tensor, pool: ThreadPoolExecutor | None = None
+    ) -> dict[str, dict[str, Any]]:
         """Write a batch; its manifest rows by name."""
         provenances = [self._sample_provenance(r) for r in batch]
         if hasattr(self.writer, "write_batch"):
             files = self.writer.write_batch(samples, batch, provenances, self.output_dir)
         else:
-            files = [self.writer(s, self.output_dir / r.name, p) for r, s, p in zip(batch, samples, provenances, strict=True)]
+            stems = [self.output_dir / r.name for r in batch]
+            mapper = map if pool is None else pool.map
+            files = list(mapper(self.writer, samples, stems, provenances))
         return {
             request.name: self._row(request, files=";".join(os.path.relpath(f, self.output_dir) for f in written))
             for request, written in zip(batch, files, strict=True)

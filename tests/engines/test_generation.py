@@ -273,3 +273,58 @@ def test_array_shards_hold_each_batch_and_resume_like_per_sample_files(tmp_path)
     job(tmp_path / "resumed").run()
     resumed = sorted((tmp_path / "resumed").glob("shard_*.safetensors"))
     assert [p.read_bytes() for p in resumed] == [p.read_bytes() for p in shards]  # the same batches, the same files
+
+
+def _folder_bytes(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_background_writers_give_the_same_files_and_write_while_the_next_batch_is_generated(tmp_path):
+    import threading
+
+    requests = requests_from_rows([{"heart_rate_bpm": hr} for hr in range(50, 120, 10)], seed=3)  # 7: batches 3, 3, 1
+    inline = GenerationJob(requests, generate_batch=seeded_samples, writer=npy_writer, output_dir=tmp_path / "inline",
+                           batch_size=3, provenance={"model_id": "unit"}, progress=False, writer_threads=0)
+    inline.run()
+
+    second_batch_started = threading.Event()
+    calls, writer_threads = [], set()
+
+    def generate(batch):
+        calls.append(batch[0].name)
+        if len(calls) == 2:
+            second_batch_started.set()
+        return seeded_samples(batch)
+
+    def overlapping_writer(sample, stem, provenance):
+        writer_threads.add(threading.current_thread().name)
+        if stem.name == "sample_0" and not second_batch_started.wait(timeout=30):
+            raise AssertionError("batch 0 was written before batch 1 began: no overlap")
+        return npy_writer(sample, stem, provenance)
+
+    threaded = GenerationJob(requests, generate_batch=generate, writer=overlapping_writer,
+                             output_dir=tmp_path / "threaded", batch_size=3, provenance={"model_id": "unit"},
+                             progress=False, writer_threads=3)
+    threaded.run()
+    assert _folder_bytes(tmp_path / "threaded") == _folder_bytes(tmp_path / "inline")  # manifest included
+    assert writer_threads and all(name.startswith("write") for name in writer_threads)
+    with pytest.raises(ValueError, match="writer_threads must be >= 0"):
+        GenerationJob(requests, generate_batch=generate, writer=npy_writer, output_dir=tmp_path, writer_threads=-1)
+
+
+def test_a_failing_background_write_stops_the_job_with_its_error_and_the_manifest_keeps_the_written_batches(tmp_path):
+    requests = requests_from_rows([{"heart_rate_bpm": hr} for hr in range(50, 110, 10)], seed=0)  # 6: batches 2, 2, 2
+
+    def failing_writer(sample, stem, provenance):
+        if stem.name == "sample_3":
+            raise OSError(f"{stem}: disk full")
+        return npy_writer(sample, stem, provenance)
+
+    job = GenerationJob(requests, generate_batch=seeded_samples, writer=failing_writer, output_dir=tmp_path,
+                        batch_size=2, provenance={"model_id": "unit"}, progress=False, writer_threads=2)
+    with pytest.raises(OSError, match="sample_3: disk full"):
+        job.run()
+    assert [r["name"] for r in read_manifest(tmp_path / "manifest.csv")] == ["sample_0", "sample_1"]
+    resumed = GenerationJob(requests, generate_batch=seeded_samples, writer=npy_writer, output_dir=tmp_path,
+                            batch_size=2, provenance={"model_id": "unit"}, progress=False)
+    assert [r["name"] for r in read_manifest(resumed.run())] == [r.name for r in requests]
