@@ -3,7 +3,8 @@
 A plain run draws ``grid.png`` (every sample, titled with its conditions and seed); a sweep draws
 ``sweep_<condition>.png`` (rows = the swept values, columns = seeds, the image counterpart of the ECG sweep strip);
 a cine job (:func:`monai_gen.engines.requests.cine_requests`) assembles its frames into ``cine.nii.gz``
-``(x, y, 1, t)`` with the frame time, ``cine.gif`` and ``cine_contraction.png``. Each is drawn once every sample
+``(x, y, 1, t)`` with the frame time, ``cine.gif``, ``cine_contraction.png`` and, if asked, the DICOM series
+``cine_dicom/`` (MR Image Storage with the cine's temporal tags). Each is drawn once every sample
 of the job exists, from the written NIfTI files, so a resumed job draws it too; slices are shown as
 :class:`~monai_gen.data.sample_writers.PNGSampleWriter` shows them (anterior up).
 """
@@ -19,6 +20,7 @@ import torch
 from matplotlib.figure import Figure
 from monai.utils import optional_import
 
+from monai_gen.data.dicom_writer import write_dicom_series
 from monai_gen.data.nifti_writer import write_nifti
 from monai_gen.data.provenance import provenance_path
 from monai_gen.data.sample_writers import synthetic_description
@@ -83,6 +85,7 @@ def cine_preview(
     phase: str,
     frame_time_ms: float,
     window: Sequence[float] | None = None,
+    dicom_description: str | None = None,
 ) -> Callable[[torch.Tensor, list[SampleRequest], Path], Figure | None]:
     """A ``GenerationJob`` preview callback assembling a cine job's frames once its last frame is written.
 
@@ -90,7 +93,11 @@ def cine_preview(
     description ``SYNTHETIC cine ...``) with a provenance sidecar (the frames' model, sampler and seed, the fixed
     conditions, the phase of every frame), ``cine.gif`` (the loop as the PNGs show a slice) and
     ``cine_contraction.png`` (:func:`~monai_gen.metrics.cardiac.bright_area_curve` over the cycle), whose figure
-    it returns (None while frames are missing).
+    it returns (None while frames are missing). With ``dicom_description`` it also writes the cine as one synthetic
+    MR DICOM series ``cine_dicom/`` (:func:`~monai_gen.data.dicom_writer.write_dicom_series` with ``frame_time_ms``:
+    one instance per frame in phase order, the frames' geometry, ``TriggerTime``, ``NominalInterval``...) and its
+    sidecar ``cine_dicom.json`` (the cine's provenance). Every output is rewritten when the frames are (a job that
+    regenerates them with ``overwrite``).
 
     Args:
         requests: the frames, from :func:`~monai_gen.engines.requests.cine_requests`, each written as
@@ -98,6 +105,7 @@ def cine_preview(
         phase: the periodic condition the frames sweep.
         frame_time_ms: time between frames (the cycle length / number of frames).
         window: ``(low, high)`` intensities shown black and white in the GIF; None: the 0.5 / 99.5 percentiles.
+        dicom_description: the DICOM series' description (prefixed with ``SYNTHETIC``); None writes no DICOM.
     """
     frames_in_order = sorted(requests, key=lambda r: float(r.conditions[phase]))
 
@@ -122,6 +130,12 @@ def cine_preview(
             frames, output_dir / f"{CINE_NAME}.nii.gz", affine=first.affine, frame_time_ms=float(frame_time_ms),
             provenance=record, description=description,
         )
+        if dicom_description is not None:
+            write_dicom_series(
+                frames.transpose(1, 2, 0)[None], output_dir / f"{CINE_NAME}_dicom", affine=first.affine,
+                modality="MR", series_description=dicom_description, provenance=record,
+                frame_time_ms=float(frame_time_ms), overwrite=True,
+            )
         shown = None if window is None else (float(window[0]), float(window[1]))
         save_cine_gif(np.rot90(frames, axes=(1, 2)), output_dir / f"{CINE_NAME}.gif", frame_time_ms=frame_time_ms,
                       window=shown)

@@ -1,4 +1,4 @@
-"""Write a synthetic 3D volume as a DICOM series (one file per slice), built from scratch with pydicom.
+"""Write a synthetic 3D volume (or a cine of one slice) as a DICOM series, one file per slice (frame), with pydicom.
 
 Nothing is copied from any source file, even when the volume was loaded from one: every UID (study, series,
 SOP instance, frame of reference) is fresh (:func:`pydicom.uid.generate_uid`), the patient module holds
@@ -13,9 +13,17 @@ their lengths, ``ImagePositionPatient`` the position of voxel ``(0, 0, k)``. A l
 against the row x column normal, as in many NIfTI files) is written with the slices reversed, so readers that
 sort slices along the normal (GDCM, SimpleITK) place every voxel where the affine did.
 
+A cine (``frame_time_ms`` given) is one slice over time, ``(1, x, y, t)``: its ``t`` instances share the geometry of
+slice 0 (the affine's third column is the slice thickness, and no ``SpacingBetweenSlices`` is written; a left-handed
+affine only turns the normal, never the time order) and carry the MR Image module's temporal tags (PS3.3 C.8.3.1):
+``InstanceNumber`` and ``TemporalPositionIdentifier`` ``k + 1``, ``TriggerTime`` ``k * frame_time_ms``,
+``NominalInterval`` the cycle ``t * frame_time_ms`` (ms), ``CardiacNumberOfImages`` = ``NumberOfTemporalPositions``
+= ``t``, ``TemporalResolution`` ``frame_time_ms``. ``FrameTime`` belongs to the Cine module of multi-frame objects,
+not to single-frame MR Image Storage, so it is not written.
+
 Intensities: integer volumes within int16 are stored exactly (slope 1, intercept 0); others are stored as
 uint16 with ``RescaleSlope = (max - min) / 65535`` and ``RescaleIntercept = min``, so they round-trip within
-half a step, ``(max - min) / 131070``.
+half a step, ``(max - min) / 131070``; one slope for the whole series, so every slice (or frame) shares the scale.
 """
 
 from __future__ import annotations
@@ -55,46 +63,90 @@ def write_dicom_series(
     modality: str = "MR",
     series_description: str = "SYNTHETIC",
     provenance: Mapping[str, Any] | None = None,
+    frame_time_ms: float | None = None,
+    overwrite: bool = False,
 ) -> list[Path]:
-    """Write ``volume`` ``(1, x, y, z)`` as a new synthetic DICOM series in ``folder``, atomically.
+    """Write ``volume`` ``(1, x, y, z)`` (or a cine ``(1, x, y, t)``) as a new synthetic DICOM series in ``folder``.
 
     Args:
         volume: one-channel volume; a MetaTensor gives its affine (mm) and ``meta["space"]``.
-        folder: destination folder (created; must hold no DICOM file yet).
+        folder: destination folder (created; must hold no DICOM file yet, unless ``overwrite``).
         affine: ``(4, 4)`` voxel-to-world affine in mm, overriding the MetaTensor's (default identity).
         space: world space of ``affine`` when it is given (``"RAS"``, MONAI's default, or ``"LPS"``).
         modality: ``"MR"`` or ``"CT"``: picks the SOP class (MR / CT Image Storage).
         series_description: prefixed with ``SYNTHETIC`` when it does not start with it.
         provenance: generation provenance (model id, seed, conditions...) for the sidecar ``<folder>.json``.
+        frame_time_ms: write a cine: the last axis holds ``t >= 2`` frames of one slice, this many ms apart
+            (``frame_NNNN.dcm`` in time order, with the temporal tags of the module docstring) instead of slices.
+        overwrite: replace the series ``folder`` holds: its files of the new names are replaced as the new ones move
+            in, its other ``.dcm`` files are deleted after that.
 
     Returns:
-        The slice files in slice order, then the sidecar.
+        The slice (frame) files in slice (time) order, then the sidecar.
 
     Raises:
         ValueError: not one channel of 3D, NaN / infinite values, singular or non-orthogonal affine, unknown
-            modality or space, ``folder`` already holding DICOM files.
+            modality or space, ``folder`` already holding DICOM files (without ``overwrite``); a cine of fewer than
+            2 frames, of a modality other than MR, or a frame time that is not a positive number.
         TypeError: a provenance value JSON cannot hold (checked before anything is written).
 
+    Each file is moved into place atomically (:func:`~monai_gen.utils.atomic.atomic_output_dir`).
+
     See:
-        DICOM PS3.3 C.7.6.2 (Image Plane), C.7.6.3 (Image Pixel), C.11.1 (Modality LUT: rescale).
+        DICOM PS3.3 C.7.6.2 (Image Plane), C.7.6.3 (Image Pixel), C.8.3.1 (MR Image: temporal tags),
+        C.11.1 (Modality LUT: rescale).
     """
     folder = Path(folder)
     sop_class = look_up_option(modality, SOP_CLASSES)
     record = {str(k): to_json_compatible(v, key=str(k)) for k, v in (provenance or {}).items()}
     array, lps = _checked_inputs(volume, affine, space, folder)
-    if folder.is_dir() and any(f.suffix.lower() == ".dcm" for f in folder.iterdir()):
+    cine = frame_time_ms is not None
+    if cine:
+        _check_cine(array.shape[-1], frame_time_ms, modality, folder)
+    if not overwrite and _dicom_files(folder):
         raise ValueError(f"DICOM folder {folder} already holds .dcm files; write each series to its own folder.")
-    array, lps = _right_handed(array, lps)
+    if cine:  # one slice: a left-handed affine turns its normal; the frames keep their time order
+        lps = _right_handed(array[:, :, :1], lps)[1]
+    else:
+        array, lps = _right_handed(array, lps)
     stored, slope, intercept = _to_stored(array)
     description = (
         series_description if series_description.upper().startswith("SYNTHETIC") else f"SYNTHETIC {series_description}"
     )
     shared = _series_dataset(modality, sop_class, description, lps, slope, intercept)
-    names = [f"slice_{k + 1:04d}.dcm" for k in range(stored.shape[-1])]
+    if cine:
+        _add_cine_series_tags(shared, stored.shape[-1], frame_time_ms)
+    names = [f"{'frame' if cine else 'slice'}_{k + 1:04d}.dcm" for k in range(stored.shape[-1])]
     with atomic_output_dir(folder) as staging:
         for k, name in enumerate(names):
-            _slice_dataset(shared, stored[..., k], k, lps).save_as(staging / name, enforce_file_format=True)
+            ds = _slice_dataset(shared, stored[..., k], k, lps, slice_index=0 if cine else k)
+            if cine:  # C.8.3.1: the k-th frame after the trigger
+                ds.TriggerTime, ds.TemporalPositionIdentifier = _ds(k * frame_time_ms), k + 1
+            ds.save_as(staging / name, enforce_file_format=True)
+    for old in set(_dicom_files(folder)) - {folder / n for n in names}:  # what the replaced series had beyond them
+        old.unlink()
     return [folder / n for n in names] + [write_provenance(folder, record)]
+
+
+def _dicom_files(folder: Path) -> list[Path]:
+    return [f for f in folder.iterdir() if f.is_file() and f.suffix.lower() == ".dcm"] if folder.is_dir() else []
+
+
+def _check_cine(num_frames: int, frame_time_ms: Any, modality: str, folder: Path) -> None:
+    if modality != "MR":  # the temporal tags are the MR Image module's
+        raise ValueError(f"{folder}: a cine is written as MR Image Storage (modality 'MR'), got modality {modality!r}.")
+    if num_frames < 2:
+        raise ValueError(f"{folder}: a cine needs at least 2 frames on the last axis, got {num_frames}.")
+    if isinstance(frame_time_ms, bool) or not (isinstance(frame_time_ms, (int, float)) and 0 < frame_time_ms < np.inf):
+        raise ValueError(f"{folder}: frame_time_ms must be a positive number of milliseconds, got {frame_time_ms!r}.")
+
+
+def _add_cine_series_tags(ds: pydicom.Dataset, num_frames: int, frame_time_ms: float) -> None:
+    """The MR Image module's (C.8.3.1) tags shared by every frame of a cine: cycle length, frame count, time step."""
+    ds.NominalInterval = round(num_frames * frame_time_ms)  # IS: the R-R interval, ms
+    ds.CardiacNumberOfImages = ds.NumberOfTemporalPositions = num_frames
+    ds.TemporalResolution = _ds(frame_time_ms)
+    del ds.SpacingBetweenSlices  # one slice: readers must not stack the frames as slices this far apart
 
 
 def _checked_inputs(volume: Any, affine: Any, space: str, folder: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -167,14 +219,17 @@ def _series_dataset(
     return ds
 
 
-def _slice_dataset(shared: pydicom.Dataset, pixels: np.ndarray, k: int, lps: np.ndarray) -> pydicom.Dataset:
-    """One slice: a copy of ``shared`` with its own SOP instance UID, number, position and pixels (rows = y)."""
+def _slice_dataset(
+    shared: pydicom.Dataset, pixels: np.ndarray, k: int, lps: np.ndarray, *, slice_index: int
+) -> pydicom.Dataset:
+    """Instance ``k``: a copy of ``shared`` with its own SOP instance UID, number ``k + 1``, pixels (rows = y) and the
+    position of slice ``slice_index`` of ``lps`` (``k`` for a volume, 0 for every frame of a cine)."""
     ds = copy.deepcopy(shared)
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
     ds.file_meta.MediaStorageSOPClassUID = shared.SOPClassUID
-    position = lps[:3, 3] + k * lps[:3, 2]
+    position = lps[:3, 3] + slice_index * lps[:3, 2]
     normal = np.cross(lps[:3, 0], lps[:3, 1])
     ds.InstanceNumber = k + 1
     ds.ImagePositionPatient = [_ds(v) for v in position]

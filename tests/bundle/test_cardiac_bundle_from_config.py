@@ -1,6 +1,6 @@
 """A tiny cardiac cine latent-diffusion bundle from configuration alone (issue 14): ACDC cines -> frames with their
-phase, both stages trained for one epoch, frames and a synthetic cine generated, the suite plus the cine contraction
-check evaluated. Writes only under ``tmp_path``."""
+phase, both stages trained for one epoch, frames and a synthetic cine generated (NIfTI, GIF and one MR DICOM series with
+the cine's timing), the suite plus the cine contraction check evaluated. Writes only under ``tmp_path``."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def test_tiny_cardiac_bundle_trains_generates_a_cine_and_evaluates_from_config(t
     out = tmp_path / "cine"
     run_bundle_workflow(BUNDLE, "inference", {
         **data, "models_dir": str(models), "output_dir": str(out), "num_inference_steps": 2, "cine": True,
-        "cine_frames": 6, "group": "DCM", "bmi": 27.5, "progress": False,
+        "cine_frames": 6, "group": "DCM", "bmi": 27.5, "progress": False, "write_dicom": True,
     })
     rows = read_manifest(out / "manifest.csv")
     assert [float(r["phase"]) for r in rows] == pytest.approx([t / 6 for t in range(6)]) and {r["seed"] for r in rows} == {"0"}
@@ -52,6 +52,7 @@ def test_tiny_cardiac_bundle_trains_generates_a_cine_and_evaluates_from_config(t
         gif.seek(k)
         durations.append(gif.info["duration"])
     assert sum(durations) == pytest.approx(6 * round(1000 / 6), abs=6) and (out / "cine_contraction.png").is_file()
+    _assert_cine_dicom(out, cine, rows, patients=data["patients"])
 
     report_dir = tmp_path / "evaluation"
     run_bundle_workflow(BUNDLE, "evaluate", {
@@ -67,3 +68,30 @@ def test_tiny_cardiac_bundle_trains_generates_a_cine_and_evaluates_from_config(t
     assert all(np.isfinite(g["real"]["median"]) for g in contraction.values())
     assert "## Cine contraction" in (report_dir / "evaluation.md").read_text()
     assert tree_digest(BUNDLE) == before
+
+
+def _assert_cine_dicom(out, cine, rows, *, patients):
+    """``write_dicom``: every frame its own one-slice series, and the cine one MR series ``cine_dicom/`` of the frames
+    in phase order with the cine's timing, the frames' geometry and voxels, and nothing of the training patients."""
+    import pydicom
+    from monai.transforms import LoadImage
+
+    files = sorted((out / "cine_dicom").iterdir())
+    instances = [pydicom.dcmread(f) for f in files]
+    frame_dicom = pydicom.dcmread(out / f"{rows[0]['name']}_dicom" / "slice_0001.dcm")
+    assert [(ds.InstanceNumber, ds.TemporalPositionIdentifier) for ds in instances] == [(k, k) for k in range(1, 7)]
+    assert [float(ds.TriggerTime) for ds in instances] == pytest.approx([k * 1000 / 6 for k in range(6)])
+    for ds in instances:
+        assert ds.NominalInterval == 1000 and ds.CardiacNumberOfImages == ds.NumberOfTemporalPositions == 6
+        assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.4" and ds.SeriesInstanceUID == instances[0].SeriesInstanceUID
+        assert ds.SeriesDescription == "SYNTHETIC cine MRI short-axis" and str(ds.PatientName) == "SYNTHETIC^DATA"
+        for tag in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "SliceThickness"):
+            assert ds[tag].value == frame_dicom[tag].value, tag  # 1.5 / 10 mm: exact in the NIfTI header too
+    voxels = np.asarray(cine.dataobj, dtype=np.float64)[:, :, 0]  # (x, y, t)
+    loaded = LoadImage(reader="PydicomReader", image_only=True)(str(out / "cine_dicom"))
+    np.testing.assert_allclose(loaded.numpy(), voxels, atol=np.ptp(voxels) / 131070 + 1e-6)
+    record = json.loads((out / "cine_dicom.json").read_text())
+    assert record["conditions"] == {"group": "DCM", "bmi": 27.5} and record["synthetic"] is True
+    for path in [*files, out / "cine_dicom.json"]:
+        leaked = [p for p in patients if p.encode() in path.read_bytes()]
+        assert not leaked, f"{path.name} names training patients {leaked}"

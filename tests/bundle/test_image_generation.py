@@ -10,7 +10,7 @@ from monai.transforms import LoadImage, Orientation, ScaleIntensityRangePercenti
 from PIL import Image
 
 from monai_gen.bundle.image_generation import GRID_NAME, image_preview
-from monai_gen.data.sample_writers import NiftiSampleWriter, PNGSampleWriter, SampleWriters
+from monai_gen.data.sample_writers import DicomSeriesSampleWriter, NiftiSampleWriter, PNGSampleWriter, SampleWriters
 from monai_gen.engines.requests import SampleRequest, sweep_requests
 
 WRITER = SampleWriters([NiftiSampleWriter(spacing_mm=(2.0, 2.0, 2.0)), PNGSampleWriter(window=(0.0, 1.0))])
@@ -70,8 +70,9 @@ def test_a_cine_job_assembles_its_frames_into_a_nifti_loop_gif_and_contraction_c
                                {"name": "group", "kind": "categorical", "categories": ["NOR", "DCM"]}])
     requests = cine_requests(conditions, phase="phase", num_frames=30, values={"group": "NOR"}, seed=5)
     assert [r.conditions["phase"] for r in requests[:3]] == [0.0, 1 / 30, 2 / 30] and {r.seed for r in requests} == {5}
-    writer = SampleWriters([NiftiSampleWriter(spacing_mm=(1.37, 1.37, 10.0))])
-    preview = cine_preview(requests=requests, phase="phase", frame_time_ms=33.3)
+    writer = SampleWriters([NiftiSampleWriter(spacing_mm=(1.37, 1.37, 10.0)),
+                            DicomSeriesSampleWriter(spacing_mm=(1.37, 1.37, 10.0))])
+    preview = cine_preview(requests=requests, phase="phase", frame_time_ms=33.3, dicom_description="cine MRI")
     # the frames arrive out of order, as batches of a resumed job may: here the real frame of each requested phase
     for request in reversed(requests):
         frame = torch.as_tensor(cine[round(request.conditions["phase"] * 30)])[None]
@@ -91,9 +92,39 @@ def test_a_cine_job_assembles_its_frames_into_a_nifti_loop_gif_and_contraction_c
     curve = figure.axes[0].lines[-1].get_ydata()
     np.testing.assert_allclose(curve, bright_area_curve(cine))
     assert contraction_ratio(curve, 0, record["es_frame"]) > 0.4  # the loop contracts like the real heart
+    series = _assert_cine_dicom(tmp_path, cine, requests, sidecar)
+    preview(frame[None], [requests[0]], tmp_path)  # frames regenerated (overwrite): the series is replaced
+    assert _assert_cine_dicom(tmp_path, cine, requests, sidecar) != series
     with pytest.raises(ValueError, match=r"a cine sweeps a periodic condition of the model \(\['phase'\]\), not 'group'"):
         cine_requests(conditions, phase="group", num_frames=30)
     with pytest.raises(ValueError, match="'phase' is what a cine sweeps; it cannot also be held fixed"):
         cine_requests(conditions, phase="phase", num_frames=30, values={"phase": 0.2})
     with pytest.raises(ValueError, match="at least 2 frames"):
         cine_requests(conditions, phase="phase", num_frames=1)
+
+
+def _assert_cine_dicom(folder, cine, requests, cine_record):
+    """``cine_dicom/``: one MR series of the frames in phase order, each where its own frame's DICOM lies, timed;
+    returns its SeriesInstanceUID."""
+    import json
+
+    import pydicom
+
+    instances = [pydicom.dcmread(f) for f in sorted((folder / "cine_dicom").iterdir())]
+    assert len(instances) == 30 and len({ds.SeriesInstanceUID for ds in instances}) == 1
+    frame_dicom = pydicom.dcmread(folder / f"{requests[0].name}_dicom" / "slice_0001.dcm")
+    tol = (cine.max() - cine.min()) / 131070 + 1e-4
+    for k, ds in enumerate(instances):
+        assert ds.InstanceNumber == ds.TemporalPositionIdentifier == k + 1 and ds.NumberOfTemporalPositions == 30
+        assert float(ds.TriggerTime) == pytest.approx(k * 33.3) and ds.NominalInterval == 999
+        assert ds.SeriesDescription == "SYNTHETIC cine MRI" and str(ds.PatientName) == "SYNTHETIC^DATA"
+        for tag in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "SliceThickness"):
+            # the cine's affine is read from the frames' NIfTI header (float32): 1.37 mm comes back as 1.3700000047
+            np.testing.assert_allclose(np.asarray(ds[tag].value, float), np.asarray(frame_dicom[tag].value, float),
+                                       rtol=1e-7, err_msg=tag)
+        values = ds.pixel_array.T * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+        np.testing.assert_allclose(values, cine[k], atol=tol)
+    record = json.loads((folder / "cine_dicom.json").read_text())
+    unstamped = [{k: v for k, v in r.items() if k not in ("created_utc", "output")} for r in (record, cine_record)]
+    assert unstamped[0] == unstamped[1]
+    return instances[0].SeriesInstanceUID

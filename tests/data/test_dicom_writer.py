@@ -1,4 +1,5 @@
-"""write_dicom_series: SimpleITK / pydicom read back the geometry and intensities; fresh UIDs; no source identifier."""
+"""write_dicom_series: SimpleITK / pydicom read back the geometry and intensities; fresh UIDs; no source identifier;
+a cine of real ACDC frames as one MR series with its temporal tags."""
 
 from __future__ import annotations
 
@@ -120,11 +121,11 @@ def test_crash_mid_write_leaves_no_partial_series(tmp_path, monkeypatch):
     calls = []
     real = dicom_writer._slice_dataset
 
-    def failing(shared, pixels, k, lps):
+    def failing(shared, pixels, k, lps, **kwargs):
         calls.append(k)
         if k == 2:
             raise OSError("disk full")
-        return real(shared, pixels, k, lps)
+        return real(shared, pixels, k, lps, **kwargs)
 
     monkeypatch.setattr(dicom_writer, "_slice_dataset", failing)
     with pytest.raises(OSError, match="disk full"):
@@ -182,3 +183,121 @@ def test_ct_loaded_in_lps_written_as_ct(shared_data, tmp_path):
     np.testing.assert_array_equal(sitk.GetArrayFromImage(written), sitk.GetArrayFromImage(ref))
     first = pydicom.dcmread(files[0])
     assert first.SOPClassUID == dicom_writer.SOP_CLASSES["CT"] and first.RescaleType == "HU"
+
+
+# --- cine: one slice over time -------------------------------------------------------------------------------------
+
+ACDC_NORMAL = "cardiac_mri/acdc_subset/patient061/patient061_4d.nii.gz"
+_TEMPORAL = {"TriggerTime", "TemporalPositionIdentifier", "NominalInterval", "CardiacNumberOfImages",
+             "NumberOfTemporalPositions", "TemporalResolution"}
+
+
+@pytest.fixture(scope="module")
+def acdc_cine(shared_data):
+    """A real cine: slice 4 of an ACDC 4D short-axis NIfTI, ``(1, x, y, 30)``, and its RAS affine (left-handed)."""
+    import nibabel as nib
+
+    image = nib.load(shared_data / ACDC_NORMAL)
+    return np.asarray(image.dataobj, dtype=np.float32)[None, :, :, 4], image.affine
+
+
+def _instances(files):
+    return [pydicom.dcmread(f) for f in files if f.suffix == ".dcm"]
+
+
+def _values(ds):
+    return ds.pixel_array.T * float(ds.RescaleSlope) + float(ds.RescaleIntercept)  # rows = y: back to (x, y)
+
+
+@pytest.mark.parametrize("handed", ["left (ACDC's own)", "right (the bundle's diag spacing)"])
+def test_cine_is_one_mr_series_in_time_order_with_temporal_tags_and_the_frames_geometry(acdc_cine, tmp_path, handed):
+    from monai.transforms import LoadImage
+
+    cine, affine = acdc_cine
+    if handed.startswith("right"):
+        affine = np.diag([1.5, 1.5, 10.0, 1.0])
+    files = write_dicom_series(cine, tmp_path / "cine", affine=affine, frame_time_ms=33.3, provenance={"seed": 5})
+    assert [f.name for f in files] == [f"frame_{k:04d}.dcm" for k in range(1, 31)] + ["cine.json"]
+    assert sorted(p.name for p in (tmp_path / "cine").iterdir()) == [f.name for f in files[:-1]]  # no staging left
+    frames = _instances(files)
+    one_frame = pydicom.dcmread(write_dicom_series(cine[..., :1], tmp_path / "frame", affine=affine)[0])
+    assert len({ds.SeriesInstanceUID for ds in frames}) == 1 and len({ds.SOPInstanceUID for ds in frames}) == 30
+    tol = (cine.max() - cine.min()) / 131070 + 1e-4
+    for k, ds in enumerate(frames):
+        assert ds.SOPClassUID == dicom_writer.SOP_CLASSES["MR"] and ds.Modality == "MR"
+        assert ds.InstanceNumber == ds.TemporalPositionIdentifier == k + 1
+        assert float(ds.TriggerTime) == pytest.approx(k * 33.3)
+        assert ds.NominalInterval == 999 and float(ds.TemporalResolution) == pytest.approx(33.3)  # round(30 x 33.3)
+        assert ds.CardiacNumberOfImages == ds.NumberOfTemporalPositions == 30
+        assert "FrameTime" not in ds and "SpacingBetweenSlices" not in ds  # single-frame IOD; one slice, not a stack
+        for tag in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "SliceThickness",
+                    "SliceLocation"):
+            assert ds[tag].value == one_frame[tag].value, tag  # each frame where a one-frame series puts it
+        np.testing.assert_allclose(_values(ds), cine[0, :, :, k], atol=tol)
+    lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine
+    np.testing.assert_allclose([float(v) for v in frames[0].ImagePositionPatient], lps[:3, 3], atol=1e-4)
+    # MONAI's readers stack the frames on the last axis in time order, each in the plane of the affine's first two axes
+    for reader in ("PydicomReader", "ITKReader"):
+        loaded = LoadImage(reader=reader, image_only=True)(str(tmp_path / "cine"))
+        np.testing.assert_allclose(loaded.numpy(), cine[0], atol=tol, err_msg=reader)
+        np.testing.assert_allclose(loaded.affine.numpy()[:3, [0, 1, 3]], affine[:3, [0, 1, 3]], atol=1e-4)
+    with pytest.raises(ValueError, match="duplicate slice"):  # the project's volume reader: frames are not slices
+        LoadDICOMSeries()(tmp_path / "cine")
+
+
+def test_cine_is_marked_synthetic_and_holds_no_text_the_writer_did_not_put_there(acdc_cine, tmp_path):
+    """Every text value of every instance is one of the writer's fixed marks / placeholders (or today's date and time):
+    nothing of the source file, its patient or the provenance (which goes to the sidecar only) reaches the DICOM."""
+    cine, affine = acdc_cine
+    provenance = {"model_id": "cine-ldm", "seed": 5, "conditions": {"group": "NOR", "bmi": 27.2}}
+    files = write_dicom_series(cine, tmp_path / "cine", affine=affine, frame_time_ms=40.0,
+                               series_description="cine MRI short-axis", provenance=provenance)
+    volume = pydicom.dcmread(write_dicom_series(cine[..., :2], tmp_path / "volume", affine=affine)[0])
+    texts, uids = set(), set()
+    for ds in _instances(files):
+        assert ds.SeriesDescription == "SYNTHETIC cine MRI short-axis"
+        assert list(ds.ImageType) == ["DERIVED", "SECONDARY"]
+        assert str(ds.PatientName) == "SYNTHETIC^DATA" and ds.PatientID == "SYNTHETIC" and ds.PatientBirthDate == ""
+        assert ds.PatientIdentityRemoved == "YES" and ds.BurnedInAnnotation == "NO" and "SYNTHETIC" in ds.ImageComments
+        # the tags of a volume instance, less its slice spacing, plus the temporal ones: nothing else
+        assert {e.keyword for e in ds} == {e.keyword for e in volume} - {"SpacingBetweenSlices"} | _TEMPORAL
+        for elem in ds.iterall():
+            if elem.VR == "UI":
+                uids.add(str(elem.value))
+            elif elem.VR in ("PN", "LO", "SH", "ST", "LT", "UT", "UC", "CS"):
+                texts.update(str(v) for v in (elem.value if elem.VM > 1 else [elem.value]))
+    dates = {ds.StudyDate, ds.StudyTime}
+    marks = {"DERIVED", "SECONDARY", "MR", "monai_gen", "", "SYNTHETIC cine MRI short-axis", dicom_writer._SYNTHETIC,
+             "SYNTHETIC^DATA", "SYNTHETIC", "SYNTH", "O", "YES", "NO", "RM", "NONE", "MONOCHROME2"}
+    assert texts - dates <= marks, texts - dates - marks
+    assert len(uids - {dicom_writer.SOP_CLASSES["MR"]}) == 3 + 30  # study, series, frame of reference; one per frame
+    record = json.loads(files[-1].read_text())
+    assert record["conditions"] == {"group": "NOR", "bmi": 27.2} and record["synthetic"] is True
+
+
+def test_cine_overwrite_replaces_the_series_and_only_then(acdc_cine, tmp_path):
+    cine, affine = acdc_cine
+    first = _instances(write_dicom_series(cine, tmp_path / "cine", affine=affine, frame_time_ms=33.3))
+    with pytest.raises(ValueError, match="already holds .dcm files"):
+        write_dicom_series(cine, tmp_path / "cine", affine=affine, frame_time_ms=33.3)
+    files = write_dicom_series(cine[..., :20], tmp_path / "cine", affine=affine, frame_time_ms=50.0, overwrite=True)
+    assert sorted(p.name for p in (tmp_path / "cine").iterdir()) == [f"frame_{k:04d}.dcm" for k in range(1, 21)]
+    again = _instances(files)
+    assert {ds.SeriesInstanceUID for ds in again} == {again[0].SeriesInstanceUID} != {first[0].SeriesInstanceUID}
+    assert again[-1].NumberOfTemporalPositions == 20 and again[-1].NominalInterval == 1000
+
+
+@pytest.mark.parametrize(
+    ("volume", "kwargs", "match"),
+    [
+        (np.zeros((1, 4, 4, 1)), {"frame_time_ms": 40.0}, "at least 2 frames on the last axis, got 1"),
+        (np.zeros((1, 4, 4, 3)), {"frame_time_ms": 0.0}, "frame_time_ms must be a positive number"),
+        (np.zeros((1, 4, 4, 3)), {"frame_time_ms": float("nan")}, "frame_time_ms must be a positive number"),
+        (np.zeros((1, 4, 4, 3)), {"frame_time_ms": True}, "frame_time_ms must be a positive number"),
+        (np.zeros((1, 4, 4, 3)), {"frame_time_ms": 40.0, "modality": "CT"}, "MR Image Storage .* got modality 'CT'"),
+    ],
+)
+def test_bad_cine_named_and_nothing_written(tmp_path, volume, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        write_dicom_series(volume, tmp_path / "bad", **kwargs)
+    assert not (tmp_path / "bad").exists() and not (tmp_path / "bad.json").exists()
