@@ -138,8 +138,15 @@ def _sort_and_check_spacing(headers: dict[Path, pydicom.Dataset], path: Path) ->
     gaps = np.diff([position[f] for f in ordered])
     median = float(np.median(gaps))
     bad = np.flatnonzero(np.abs(gaps - median) > _SPACING_RTOL * median + 1e-3)
-    if median <= 1e-6 or bad.size:
-        i = int(bad[0]) if bad.size else int(np.argmin(gaps))
+    if median <= 1e-6:
+        times = {int(getattr(ds, "TemporalPositionIdentifier", 0) or 0) for ds in headers.values()}
+        what = (f"a cine ({len(times)} temporal positions of one slice): read it as (x, y, t), e.g. with MONAI's "
+                "LoadImage(reader='PydicomReader')" if len(times) > 1 else "several series with the same UID?")
+        raise ValueError(
+            f"DICOM series {path} is not a stack of slices: its {len(ordered)} images share slice positions ({what})."
+        )
+    if bad.size:
+        i = int(bad[0])
         raise ValueError(
             f"DICOM series {path} has inconsistent slice spacing: {gaps[i]:.4g} mm between {ordered[i].name} and "
             f"{ordered[i + 1].name}, but {median:.4g} mm elsewhere (a missing or duplicate slice?)."
