@@ -188,6 +188,29 @@ def build_parser(conditions: ConditionSet | None = None) -> argparse.ArgumentPar
         "that receives <record>.png for each",
     )
     plot.set_defaults(handler=_plot)
+
+    explore = commands.add_parser(
+        "explore", help="a local web page: a slider per phenotype, the synthetic sample redrawn live",
+        description="Serve a local page (this machine only) over a bundle: one control per condition (slider with "
+        "unit and trained range, a choice for categories, unset = the null token), seed, guidance scale and steps; "
+        "the sample redrawn after each change with its measured values beside the requested ones, a counterfactual "
+        "sweep, the nearest real training sample and export with the bundle's writer and provenance sidecar. "
+        "Nothing is downloaded; the page loads nothing from the internet. Ctrl-C stops the server.",
+    )
+    explore.add_argument("bundle", nargs="?", default="ecg_generative_diffusion",
+                         help="bundle the page opens with (default ecg_generative_diffusion; others can be chosen there)")
+    explore.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1; no other)")
+    explore.add_argument("--port", type=_port, default=8765, help="port (default 8765; 0 picks a free one)")
+    explore.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0")
+    explore.add_argument("--output-dir", type=Path, default=Path("explore_output"),
+                         help="folder for exported samples (default ./explore_output; never inside a bundle)")
+    explore.add_argument(
+        "--reference-dir", type=Path, default=None,
+        help="real data folder for the nearest-training-sample panel (default: the bundle evaluation's dataset_dir)",
+    )
+    explore.add_argument("--cache-dir", type=Path, default=None,
+                         help="folder for the reference cohort caches (default ./runs/explore)")
+    explore.set_defaults(handler=_explore)
     return parser
 
 
@@ -255,6 +278,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number from 0 to 65535, got {text}")
     return value
 
 
@@ -503,6 +533,26 @@ def _plot(args: argparse.Namespace) -> int:
 
     for path in plot_files(args.files, args.output):
         print(f"wrote {path}")
+    return 0
+
+
+def _explore(args: argparse.Namespace) -> int:
+    from monai_gen.explore.server import check_loopback_host, make_server
+
+    check_loopback_host(args.host)  # before any weights load
+    find_bundle(args.bundle)
+    device = _device_expression(args.device)
+    cache_dir = args.cache_dir or Path.cwd() / "runs" / "explore"
+    print(f"loading {args.bundle} ...", flush=True)
+    server = make_server(args.bundle, host=args.host, port=args.port, output_dir=args.output_dir, cache_dir=cache_dir,
+                         device=device, reference_dir=args.reference_dir)
+    print(f"monai-gen explore: serving {server.url} (this machine only; Ctrl-C stops)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("monai-gen explore: stopped.", file=sys.stderr)
+    finally:
+        server.server_close()
     return 0
 
 

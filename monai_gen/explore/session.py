@@ -1,0 +1,189 @@
+"""One bundle held open for the explorer: its networks loaded once, samples generated, measured, swept and exported.
+
+:class:`ExplorerSession` parses the bundle's own inference configs (``common.json`` under ``inference.json``, as
+``monai-gen generate`` runs them) once and keeps the instantiated ``sample_generator`` (network, schedule, condition
+statistics, normalisation, decoder). Everything else is the bundle's own too: a sweep is the bundle's ``evaluator``
+(a :class:`~monai_gen.engines.generation.GenerationJob`, with its writer and sweep preview) run into a scratch folder
+with that kept generator pinned in the config; an export is the bundle's writer (WFDB, NIfTI, DICOM...) with its
+provenance sidecar. Calls are not thread-safe: the server runs them one at a time (:mod:`monai_gen.explore.jobs`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from monai_gen.bundle.registry import find_bundle, read_bundle_info, workflow_config_names
+from monai_gen.explore.controls import ExploreRequest, control_specs
+from monai_gen.explore.views import view_for
+
+if TYPE_CHECKING:
+    import torch
+    from monai.bundle import ConfigParser
+
+__all__ = ["ExploredSample", "ExplorerSession"]
+
+_KEPT_SAMPLES = 32  # recent samples kept for export / neighbour / window changes (an ECG is 28 kB, a slice 46 kB)
+
+
+@dataclass
+class ExploredSample:
+    """A generated sample the page shows.
+
+    Attributes:
+        sample_id: its key (the digest of its request: the same request gives the same id and the same sample).
+        request: what was asked for.
+        sample: ``(C, *spatial)`` in physical units.
+        measured: what the view measured on it (``{name: value or None}``, e.g. QRS / QT / heart rate).
+        seconds: generation time.
+    """
+
+    sample_id: str
+    request: ExploreRequest
+    sample: torch.Tensor
+    measured: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+class ExplorerSession:
+    """A bundle's generator, loaded once, behind the explorer's calls.
+
+    Args:
+        bundle: bundle name or folder (see :func:`monai_gen.bundle.registry.find_bundle`).
+        device: a config expression or device string for the config's ``device`` id (None: the bundle's default).
+
+    Raises:
+        FileNotFoundError: no such bundle, or its weights are missing (the bundle config's own error).
+        ValueError: the bundle cannot be read.
+    """
+
+    def __init__(self, bundle: str | os.PathLike, *, device: str | None = None) -> None:
+        from monai.bundle import ConfigParser
+
+        self.root = find_bundle(bundle)
+        self.info = read_bundle_info(self.root)
+        self.conditions = self.info.conditions
+        parser = ConfigParser()
+        parser.read_meta(self.root / "configs" / "metadata.json")
+        parser.read_config([str(self.root / "configs" / f"{n}.json") for n in workflow_config_names(self.root, "inference")])
+        parser["bundle_root"] = str(self.root)
+        if device is not None:
+            parser["device"] = device if device.startswith("$") else f"$torch.device('{device}')"
+        self.parser: ConfigParser = parser
+        self.generator = parser.get_parsed_content("sample_generator")
+        parser["sample_generator"] = self.generator  # pinned: later config resolutions reuse it, never reload weights
+        self.default_steps = int(parser["num_inference_steps"])
+        self.default_guidance = float(parser["guidance_scale"])
+        self.view = view_for(parser, self.root)
+        self._inferers: dict[tuple[int, float], Any] = {}
+        self._samples: OrderedDict[str, ExploredSample] = OrderedDict()
+
+    def controls(self) -> dict[str, Any]:
+        """The page's controls for this bundle (:func:`monai_gen.explore.controls.control_specs`) and its view."""
+        return {
+            "bundle": self.info.name, "version": self.info.version, "task": self.info.task, "view": self.view.describe(),
+            **control_specs(self.conditions, default_steps=self.default_steps, default_guidance=self.default_guidance),
+        }
+
+    def generate(self, request: ExploreRequest) -> ExploredSample:
+        """The sample of ``request`` (the same request gives the same sample: noise from its own seed), measured."""
+        import time
+
+        from monai_gen.engines.requests import SampleRequest
+
+        sample_id = _request_id(request)
+        if sample_id in self._samples:
+            self._samples.move_to_end(sample_id)
+            return self._samples[sample_id]
+        started = time.perf_counter()
+        self._use_settings(request)
+        batch = self.generator([SampleRequest(f"explore_{sample_id}", request.seed, dict(request.conditions))])
+        measured = self.view.measure(batch)[0]
+        explored = ExploredSample(sample_id, request, batch[0], measured, time.perf_counter() - started)
+        self._samples[sample_id] = explored
+        while len(self._samples) > _KEPT_SAMPLES:
+            self._samples.popitem(last=False)
+        return explored
+
+    def sample(self, sample_id: str) -> ExploredSample:
+        """A recently generated sample.
+
+        Raises:
+            KeyError: no sample of that id is kept (generate it again).
+        """
+        if sample_id not in self._samples:
+            raise KeyError(f"no recent sample {sample_id!r}: generate it again (the explorer keeps the last {_KEPT_SAMPLES}).")
+        return self._samples[sample_id]
+
+    def sweep(self, request: ExploreRequest, name: str, *, start: float, stop: float, num_values: int = 5,
+              num_seeds: int = 1) -> bytes:
+        """The bundle's own sweep strip (``sweep_<name>.png``): ``name`` from ``start`` to ``stop``, the request's
+        other conditions fixed, seeds ``request.seed, +1, ...``; generated with the kept generator into a scratch
+        folder that is removed afterwards.
+
+        Raises:
+            ValueError: as ``monai-gen sweep`` (a categorical or unknown condition, an end out of range...).
+        """
+        from monai_gen.engines.requests import build_requests
+
+        fixed = {k: v for k, v in request.conditions.items() if k != self.conditions.resolve_name(name)}
+        settings = {"sweep": name, "sweep_start": float(start), "sweep_stop": float(stop),
+                    "sweep_num_values": int(num_values), "sweep_num_seeds": int(num_seeds), "seed": request.seed}
+        build_requests(self.conditions, values=fixed, **settings)  # the library's checks, before anything is set
+        self._use_settings(request)
+        scratch = Path(tempfile.mkdtemp(prefix="monai-gen-explore-sweep-"))
+        try:
+            self._set_ids({**{s.name: fixed.get(s.name) for s in self.conditions.specs}, **settings,
+                           "output_dir": str(scratch), "preview": True, "progress": False, "overwrite": True,
+                           "num_samples": int(num_values) * int(num_seeds)})
+            self.parser.get_parsed_content("evaluator").run()
+            strip = scratch / f"sweep_{self.conditions.resolve_name(name)}.png"
+            if not strip.is_file():
+                raise ValueError(f"the bundle {self.info.name} drew no sweep strip for {name!r}.")
+            return strip.read_bytes()
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def export(self, sample_id: str, output_dir: str | os.PathLike) -> list[Path]:
+        """Write a recent sample with the bundle's own writer (WFDB, NIfTI, DICOM...) and its provenance sidecar.
+
+        Raises:
+            KeyError: no recent sample of that id.
+            ValueError: ``output_dir`` is inside the bundle.
+        """
+        from monai_gen.bundle.runs import check_outside_bundle
+
+        explored = self.sample(sample_id)
+        check_outside_bundle(self.root, output_dir=output_dir)
+        self._use_settings(explored.request)
+        writer = self.parser.get_parsed_content("evaluator#writer")
+        provenance = {**self.parser.get_parsed_content("evaluator#provenance"), "seed": explored.request.seed,
+                      "conditions": dict(explored.request.conditions), "generated_by": "monai-gen explore"}
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        stem = Path(output_dir) / f"{self.info.name}_{sample_id}"
+        return [Path(f) for f in writer(explored.sample, stem, provenance)]
+
+    def _use_settings(self, request: ExploreRequest) -> None:
+        """Point the kept generator at an inferer for the request's steps and guidance (built once per pair)."""
+        key = (request.steps or self.default_steps, float(request.guidance_scale))
+        self._set_ids({"num_inference_steps": key[0], "guidance_scale": key[1]})
+        if key not in self._inferers:
+            self._inferers[key] = self.parser.get_parsed_content("inferer")
+        self.generator.inferer = self._inferers[key]
+
+    def _set_ids(self, values: dict[str, Any]) -> None:
+        for key, value in values.items():
+            if key in self.parser and self.parser[key] != value:
+                self.parser[key] = value
+
+
+def _request_id(request: ExploreRequest) -> str:
+    text = json.dumps([sorted(request.conditions.items()), request.seed, request.guidance_scale, request.steps])
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:12]
