@@ -12,7 +12,7 @@ from benchmarks.brain_generation import main
 @pytest.mark.slow
 def test_tiny_brain_benchmark_times_both_pipelines_and_writes_them(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the end-to-end run writes under its own temporary folder, nothing here
-    results = main(["--tiny", "--output", str(tmp_path / "bench.json")])
+    results = main(["--tiny", "--threads", "1", "--output", str(tmp_path / "bench.json")])
     saved = json.loads((tmp_path / "bench.json").read_text())
     assert saved == json.loads(json.dumps(results))
     assert results["slices"] == 2 and results["reference"]["extrapolated_from_steps"] == 10
