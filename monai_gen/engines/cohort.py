@@ -322,15 +322,23 @@ def split_by_subject(
     validation_fraction: float = 0.0,
     seed: int = 0,
     stratify_by: str | None = None,
+    single_subject_strata: str = "test",
 ) -> CohortSplit:
     """Train / validation / test cohorts with disjoint subjects: a fixed-seed shuffle of the subject ids, taken per
     stratum of ``stratify_by`` (e.g. ``"source"``) when given, so every stratum is represented in each split.
+
+    Every stratum gives at least one subject to the test split; one with a single subject gives it to
+    ``single_subject_strata`` (``"test"``, or ``"train"`` to keep a condition that only one subject holds learnable,
+    e.g. an ACDC group with one usable patient). With two subjects per stratum and ``test_fraction=0.5`` this is
+    "train on one subject of each group, test on the other".
 
     Raises:
         ValueError: fractions outside [0, 1) or summing to 1 or more, fewer subjects than splits.
     """
     if not (0 < test_fraction < 1 and 0 <= validation_fraction < 1 and test_fraction + validation_fraction < 1):
         raise ValueError(f"need 0 < test_fraction, 0 <= validation_fraction and a sum < 1, got {test_fraction}, {validation_fraction}.")
+    if single_subject_strata not in ("test", "train"):
+        raise ValueError(f"single_subject_strata must be 'test' or 'train', got {single_subject_strata!r}.")
     subjects = cohort.subjects()
     needed = 2 + (validation_fraction > 0)
     if len(subjects) < needed:
@@ -345,6 +353,8 @@ def split_by_subject(
     rng, test, validation = np.random.default_rng(seed), set(), set()
     for members in strata.values():
         shuffled = [members[i] for i in rng.permutation(len(members))]
+        if len(shuffled) == 1 and single_subject_strata == "train":
+            continue
         n_test = max(1, int(round(test_fraction * len(shuffled))))
         n_val = int(round(validation_fraction * len(shuffled))) if validation_fraction else 0
         test.update(shuffled[:n_test])

@@ -187,3 +187,19 @@ def test_missing_values_become_unknown_skip_or_fail_as_declared(six_subjects, sh
         records_from_table(table, folder, missing="guess", **options)
     values, mask = SPECS.encode_rows(build_cohort(records[:2], PREPARE, fields=["age", "sex", "slice_position"]).rows)
     assert mask[:3, 0].tolist() == [1.0, 1.0, 1.0] and mask[3:, 0].tolist() == [0.0, 0.0, 0.0]  # subject 2: age unknown
+
+
+def test_stratified_split_keeps_a_single_subject_stratum_for_training_when_asked():
+    groups = {"p1": "DCM", "p2": "DCM", "p3": "HCM", "p4": "HCM", "p5": "MINF", "p6": "NOR", "p7": "NOR"}
+    rows = [{"subject_id": s, "group": g, "frame": k} for s, g in groups.items() for k in range(3)]
+    cohort = Cohort(torch.arange(len(rows), dtype=torch.float32).reshape(-1, 1, 1), rows)
+    split = split_by_subject(cohort, test_fraction=0.5, stratify_by="group", single_subject_strata="train")
+    test_groups = sorted({r["group"] for r in split.test.rows})
+    assert test_groups == ["DCM", "HCM", "NOR"] and len(split.test.subjects()) == 3  # one of each pair
+    assert sorted({r["group"] for r in split.train.rows}) == ["DCM", "HCM", "MINF", "NOR"]
+    assert not set(split.train.subjects()) & set(split.test.subjects()) and len(split.train) == 12
+    default = split_by_subject(cohort, test_fraction=0.5, stratify_by="group")  # the single MINF subject is tested
+    assert "MINF" in {r["group"] for r in default.test.rows} and "MINF" not in {r["group"] for r in default.train.rows}
+    assert set(default.test.subjects()) == set(split.test.subjects()) | {"p5"}  # the same draw otherwise
+    with pytest.raises(ValueError, match="single_subject_strata must be 'test' or 'train'"):
+        split_by_subject(cohort, stratify_by="group", single_subject_strata="drop")
