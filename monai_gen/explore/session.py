@@ -163,6 +163,7 @@ class ExplorerSession:
         explored = self.sample(sample_id)
         check_outside_bundle(self.root, output_dir=output_dir)
         self._use_settings(explored.request)
+        self._set_ids({"write_dicom": True})  # an image bundle that can write a DICOM series does, beside its NIfTI
         writer = self.parser.get_parsed_content("evaluator#writer")
         provenance = {**self.parser.get_parsed_content("evaluator#provenance"), "seed": explored.request.seed,
                       "conditions": dict(explored.request.conditions), "generated_by": "monai-gen explore"}

@@ -65,7 +65,7 @@ class ECGView:
 
     def describe(self) -> dict[str, Any]:
         return {
-            "kind": self.kind, "measures": self.measures,
+            "kind": self.kind, "measures": self.measures, "label": "measured",
             "note": "measured on the generated beat with the LUDB-validated delineation; the heart rate is read from "
             "the next R peak inside the beat's window, so it is not measurable below about 80 bpm",
         }
@@ -118,7 +118,7 @@ class ImageView:
         note = ("estimated by the bundle's feature extractor (trained on real training images)" if self.extractor
                 else "this bundle ships no feature extractor: nothing is measured")
         return {"kind": self.kind, "measures": self.measures, "window": list(self.window) if self.window else None,
-                "note": note}
+                "label": "estimated", "note": note}
 
     def measure(self, samples: torch.Tensor) -> list[dict[str, Any]]:
         """The extractor's estimate of every condition it predicts, per sample (empty without an extractor)."""
