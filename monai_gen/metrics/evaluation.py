@@ -13,7 +13,7 @@ measure's lines) and the figures. A bundle's ``evaluate.json`` lists its measure
 - :class:`DistributionDistances` — realism: Fréchet distance and MMD in a PCA space of the real training items,
   beside the real train-vs-test reference;
 - :class:`Memorisation` — nearest-neighbour distances of the samples to training vs test items;
-- :class:`SweepFidelity` — counterfactual sweeps (one condition swept, the others unset, the same seeds at every
+- :class:`SweepFidelity` (:class:`ProbeSweepFidelity` for images, read by probes) — counterfactual sweeps (one condition swept, the others unset, the same seeds at every
   value): does the measured value follow the requested one (R, slope), beside the measurement's real ceiling?
 
 and a modality adds its own (the ECG bundle: QRS alignment, limb-lead consistency, window-edge artefacts, waveform
@@ -33,7 +33,13 @@ import torch
 from sklearn.model_selection import GroupKFold
 
 from monai_gen.metrics.distribution import PCAFeatures, frechet_distance, linear_mmd
-from monai_gen.metrics.fidelity import FidelityScore, PhenotypeProbe, auroc_fidelity, pearson_fidelity
+from monai_gen.metrics.fidelity import (
+    FidelityScore,
+    PhenotypeProbe,
+    auroc_fidelity,
+    multiclass_auroc_fidelity,
+    pearson_fidelity,
+)
 from monai_gen.metrics.memorisation import memorisation_report
 from monai_gen.utils.atomic import atomic_write_json, atomic_write_text
 
@@ -50,6 +56,7 @@ __all__ = [
     "DistributionDistances",
     "Memorisation",
     "SweepFidelity",
+    "ProbeSweepFidelity",
     "CategorySweepFidelity",
     "evaluate_generator",
     "report_markdown",
@@ -416,33 +423,71 @@ class SweepFidelity:
         return lines
 
 
-class CategorySweepFidelity:
-    """Fidelity of two-category conditions on counterfactual requests: each category asked alone (the other
-    conditions unset), ``n_seeds`` seeds each, read back by a linear probe trained on the real training items.
-
-    Reported per condition: the probe's AUROC on the synthetic items against the requested category, and beside
-    it the same probe's AUROC on the real items (the ceiling): on the real test items when they hold both
-    categories, else -- a rare diagnosis that the subject-wise split left out of the test items -- the probe's
-    subject-wise ``n_folds``-fold cross-validated AUROC on the training items (``real_reference`` says which).
-    The same seeds serve every category, so the two halves differ only in the condition.
+class ProbeSweepFidelity:
+    """:class:`SweepFidelity` of continuous conditions read back by linear probes trained on the real training items,
+    for samples without an independent measurement (images): one :class:`PhenotypeProbe` per swept condition is
+    fitted on the training items, then the sweeps run as in :class:`SweepFidelity` (the others unset, the same seeds
+    at every value; the real ceiling is the probe on the real test items against their own values).
 
     Args:
-        categorical: ``{name: its two categories}``; the second one is the positive class.
+        conditions: the continuous conditions to sweep.
+        n_components: PCA components of the probes.
+        name: the section's name.
+        **sweep: ``values``, ``n_values``, ``n_seeds``, ``span_sd`` as for :class:`SweepFidelity`.
+    """
+
+    def __init__(self, conditions: Sequence[str], *, n_components: int = 32, name: str = "probe_sweep_fidelity",
+                 **sweep: Any) -> None:
+        self.conditions, self.n_components, self.name = list(conditions), int(n_components), name
+        self.sweep = dict(sweep)
+        SweepFidelity(lambda items: {}, self.conditions, **self.sweep)  # checks the sweep settings now
+
+    def __call__(self, data: EvaluationData) -> dict[str, Any]:
+        items = data.train.items.numpy()
+        probes = {n: PhenotypeProbe("continuous", n_components=self.n_components).fit(items, _column(data.train.rows, n))
+                  for n in self.conditions}
+
+        def measure(samples: torch.Tensor) -> dict[str, np.ndarray]:
+            array = samples.numpy()
+            return {n: probe.predict(array) for n, probe in probes.items()}
+
+        method = f"linear probe on real training items (PCA {self.n_components} + ridge)"
+        return SweepFidelity(measure, self.conditions, method=method, name=self.name, **self.sweep)(data)
+
+    def markdown(self, section: dict[str, Any]) -> list[str]:
+        lines = SweepFidelity(lambda items: {}, self.conditions, **self.sweep).markdown(section)
+        return [lines[0].replace("## Counterfactual sweeps", "## Counterfactual sweeps read by probes"), *lines[1:]]
+
+
+class CategorySweepFidelity:
+    """Fidelity of categorical conditions on counterfactual requests: each category asked alone (the other
+    conditions unset), ``n_seeds`` seeds each, read back by a linear probe trained on the real training items.
+
+    Reported per condition: the probe's AUROC on the synthetic items against the requested category (two
+    categories: the AUROC of the second; more: the one-vs-rest AUROC averaged over the categories), and beside it the
+    same probe's AUROC on the real items (the ceiling): on the real test items when they hold at least two of the
+    categories, else -- a rare diagnosis that the subject-wise split left out of the test items -- the probe's
+    subject-wise ``n_folds``-fold cross-validated AUROC on the training items (``real_reference`` says which). Only
+    categories the training items hold are asked for (a probe cannot read back what it never saw; the others are
+    listed as ``untrained``). The same seeds serve every category, so the samples differ only in the condition.
+
+    Args:
+        categorical: ``{name: its categories}`` (at least two); with two, the second one is the positive class.
         n_seeds: samples per category.
         n_components: PCA components of the probes (:class:`PhenotypeProbe`).
         n_folds: folds of the cross-validated real reference.
         name: the section's name.
 
     Raises:
-        ValueError: a condition without exactly two categories, ``n_seeds`` below 2.
+        ValueError: a condition with fewer than two categories, ``n_seeds`` below 2.
     """
 
     def __init__(self, categorical: Mapping[str, Sequence[str]], *, n_seeds: int = 16, n_components: int = 32,
                  n_folds: int = 5, name: str = "category_sweep_fidelity") -> None:
-        wrong = {k: list(v) for k, v in categorical.items() if len(v) != 2}
+        wrong = {k: list(v) for k, v in categorical.items() if len(v) < 2}
         if wrong or n_seeds < 2:
-            raise ValueError(f"CategorySweepFidelity needs two categories per condition and n_seeds >= 2, got "
-                             f"{wrong or dict(categorical)}, n_seeds={n_seeds}.")
+            raise ValueError(f"CategorySweepFidelity needs at least two categories per condition and n_seeds >= 2, "
+                             f"got {wrong or dict(categorical)}, n_seeds={n_seeds}.")
         self.categorical = {k: [str(c) for c in v] for k, v in categorical.items()}
         self.n_seeds, self.n_components, self.n_folds, self.name = int(n_seeds), int(n_components), int(n_folds), name
 
@@ -455,51 +500,70 @@ class CategorySweepFidelity:
         return {"n_seeds": self.n_seeds, "conditions": conditions, "summary": f"category sweeps: {summary}"}
 
     def _score(self, data: EvaluationData, name: str, categories: list[str]) -> dict[str, Any]:
-        targets = _column(data.train.rows, name, categories)
+        all_targets = _column(data.train.rows, name, categories)
+        trained = [c for i, c in enumerate(categories) if (all_targets == i).any()]
+        untrained = [c for c in categories if c not in trained]
+        kind = "binary" if len(trained) == 2 else "categorical"
+        metric = "auroc" if kind == "binary" else "auroc_ovr"
+        targets = _column(data.train.rows, name, trained)
+        base = {"categories": trained, "untrained": untrained, "metric": metric}
         try:
-            probe = PhenotypeProbe("binary", n_components=self.n_components).fit(data.train.items.numpy(), targets)
+            if len(trained) < 2:
+                raise ValueError(f"the training items hold {len(trained)} of its categories")
+            probe = PhenotypeProbe(kind, n_components=self.n_components).fit(data.train.items.numpy(), targets)
         except ValueError as err:
-            unscored = FidelityScore("auroc", float("nan"), 0, 0).as_dict()
-            return {"categories": categories, "synthetic": unscored, "real": unscored,
-                    "real_reference": f"probe not fitted ({err})"}
+            unscored = FidelityScore(metric, float("nan"), 0, 0).as_dict()
+            return {**base, "synthetic": unscored, "real": unscored, "real_reference": f"probe not fitted ({err})"}
         seeds = [data.seed + j for j in range(self.n_seeds)]
-        rows = [{name: category} for category in categories for _ in seeds]
-        samples = checked_samples(data.generate(rows, seeds * 2), (len(rows), *data.test.items.shape[1:]))
-        synthetic = probe.score(samples.numpy(), np.repeat([0.0, 1.0], self.n_seeds)).as_dict()
-        test_targets = _column(data.test.rows, name, categories)
-        if np.unique(test_targets[np.isfinite(test_targets)]).size == 2:
-            real, reference = probe.score(data.test.items.numpy(), test_targets).as_dict(), "real test items"
+        rows = [{name: category} for category in trained for _ in seeds]
+        samples = checked_samples(data.generate(rows, seeds * len(trained)), (len(rows), *data.test.items.shape[1:]))
+        synthetic = probe.score(samples.numpy(), np.repeat(np.arange(len(trained), dtype=float), self.n_seeds))
+        test_targets = _column(data.test.rows, name, trained)
+        present = np.unique(test_targets[np.isfinite(test_targets)]).size
+        if present >= 2:
+            real = probe.score(data.test.items.numpy(), test_targets).as_dict()
+            reference = "real test items" + (f" ({present} of the {len(trained)} categories)" if present < len(trained)
+                                             else "")
         else:
-            real = self._cross_validated(data.train, targets)
-            reference = (f"the real test items hold one category of {name} only: the probe's subject-wise "
+            real = self._cross_validated(data.train, targets, kind)
+            reference = (f"the real test items hold {present} category of {name}: the probe's subject-wise "
                          f"{self.n_folds}-fold cross-validated AUROC on the real training items")
-        return {"categories": categories, "synthetic": synthetic, "real": real, "real_reference": reference}
+        return {**base, "synthetic": synthetic.as_dict(), "real": real, "real_reference": reference}
 
-    def _cross_validated(self, train: Cohort, targets: np.ndarray) -> dict[str, Any]:
+    def _cross_validated(self, train: Cohort, targets: np.ndarray, kind: str) -> dict[str, Any]:
         """AUROC of out-of-fold probe predictions, folds by subject (a subject's items never straddle a fold; at most
         one fold per subject; NaN with fewer than two subjects)."""
         items, groups = train.items.numpy(), np.array([str(r[train.subject_key]) for r in train.rows])
         keep = np.flatnonzero(np.isfinite(targets))
-        prediction = np.full(len(targets), np.nan)
+        n_classes = int(np.nanmax(targets)) + 1 if keep.size else 0
+        prediction = np.full(len(targets), np.nan) if kind == "binary" else np.full((len(targets), n_classes), np.nan)
         n_folds = min(self.n_folds, np.unique(groups[keep]).size)
-        if n_folds < 2:  # one subject: nothing to hold out
+        if n_folds >= 2:  # one subject: nothing to hold out
+            for fit_index, held_index in GroupKFold(n_splits=n_folds).split(keep, groups=groups[keep]):
+                fit, held = keep[fit_index], keep[held_index]
+                try:
+                    probe = PhenotypeProbe(kind, n_components=self.n_components).fit(items[fit], targets[fit])
+                except ValueError:  # a fold whose training part holds one category
+                    continue
+                predicted = probe.predict(items[held])
+                if kind == "binary":
+                    prediction[held] = predicted
+                else:
+                    prediction[held] = 0.0
+                    prediction[np.ix_(held, np.arange(predicted.shape[1]))] = predicted
+        if kind == "binary":
             return auroc_fidelity(targets, prediction).as_dict()
-        for fit_index, held_index in GroupKFold(n_splits=n_folds).split(keep, groups=groups[keep]):
-            fit, held = keep[fit_index], keep[held_index]
-            try:
-                probe = PhenotypeProbe("binary", n_components=self.n_components).fit(items[fit], targets[fit])
-            except ValueError:  # a fold whose training part holds one category
-                continue
-            prediction[held] = probe.predict(items[held])
-        return auroc_fidelity(targets, prediction).as_dict()
+        return multiclass_auroc_fidelity(targets, prediction).as_dict()
 
     def markdown(self, section: dict[str, Any]) -> list[str]:
         lines = [f"## Categorical sweeps (each category asked alone, the others unset; {section['n_seeds']} seeds per "
-                 "category)", "", "AUROC of a linear probe trained on real training items, on the synthetic items vs "
-                 "the requested category; real: the same probe on real items (see reference).", "",
-                 "| condition | synthetic AUROC | real AUROC | real reference |", "| --- | --- | --- | --- |"]
-        lines += [f"| {n} | {c['synthetic']['value']:.3f} | {c['real']['value']:.3f} | {c['real_reference']} |"
-                  for n, c in section["conditions"].items()]
+                 "category)", "", "AUROC (one-vs-rest, averaged, for more than two categories) of a linear probe "
+                 "trained on real training items, on the synthetic items vs the requested category; real: the same "
+                 "probe on real items (see reference). Categories the training items lack are not asked for.", "",
+                 "| condition | synthetic AUROC | real AUROC | real reference | untrained categories |",
+                 "| --- | --- | --- | --- | --- |"]
+        lines += [f"| {n} | {c['synthetic']['value']:.3f} | {c['real']['value']:.3f} | {c['real_reference']} | "
+                  f"{', '.join(c.get('untrained', [])) or 'none'} |" for n, c in section["conditions"].items()]
         return lines
 
 

@@ -226,3 +226,68 @@ def test_the_config_evaluator_serves_the_sweeps_through_its_sample_generator(spl
                                  batch_size=4).run()
     assert len(conditions) == 2 + 6 and all(list(c) == ["brightness"] for c in conditions[2:])
     assert report["sweep_fidelity"]["conditions"]["brightness"]["synthetic"]["value"] > 0.99
+
+
+def test_a_probe_sweep_follows_a_faithful_generator_and_not_a_constant_one(split, tmp_path):
+    from monai_gen.metrics.evaluation import ProbeSweepFidelity
+
+    sweep = ProbeSweepFidelity(["brightness"], n_components=8, n_values=4, n_seeds=3)
+    report = evaluate_generator(faithful, split.train, split.test, measures=[sweep], output_dir=tmp_path, max_samples=4)
+    entry = report["probe_sweep_fidelity"]["conditions"]["brightness"]
+    assert entry["method"].startswith("linear probe on real training items")
+    assert entry["synthetic"]["value"] > 0.99 and entry["slope"] == pytest.approx(1.0, abs=0.1)
+    assert entry["real"]["value"] > 0.99 and entry["span_in_train_sd"] == pytest.approx(3.0, abs=1e-3)
+    assert "## Counterfactual sweeps read by probes" in (tmp_path / "evaluation.md").read_text()
+    mean_item = split.train.items.mean(0)
+    constant = evaluate_generator(lambda rows, seeds: mean_item.expand(len(rows), -1, -1, -1).clone(), split.train,
+                                  split.test, measures=[sweep], output_dir=tmp_path, max_samples=4)
+    entry = constant["probe_sweep_fidelity"]["conditions"]["brightness"]
+    assert np.isnan(entry["synthetic"]["value"]) and entry["slope"] == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match="at least two distinct values"):
+        ProbeSweepFidelity(["brightness"], values={"brightness": [3, 3]})
+
+
+def _three_patterns(pattern: str, rng: np.random.Generator) -> np.ndarray:
+    if pattern == "checker":
+        board = (np.indices((8, 8)).sum(0) % 2) * 2.0 - 1.0
+        return (5.0 + board + rng.normal(0, 0.1, (8, 8)))[None].astype(np.float32)
+    return _item(5.0, pattern, rng)
+
+
+def test_a_category_sweep_of_three_categories_scores_one_vs_rest_and_skips_an_untrained_one(tmp_path):
+    from monai_gen.metrics.evaluation import CategorySweepFidelity
+
+    rng, items, rows = np.random.default_rng(1), [], []
+    for subject in range(18):
+        pattern = ("vertical", "horizontal", "checker")[subject % 3]
+        for _ in range(2):
+            items.append(_three_patterns(pattern, rng))
+            rows.append({"subject_id": f"s{subject}", "pattern": pattern})
+    split = split_by_subject(Cohort(torch.from_numpy(np.stack(items)), rows), test_fraction=0.3, seed=0,
+                             stratify_by="pattern")
+    categories = {"pattern": ["vertical", "horizontal", "checker", "spiral"]}  # no training item is a spiral
+    asked = []
+
+    def follows(rows, seeds):
+        asked.extend(r["pattern"] for r in rows)
+        return torch.from_numpy(np.stack([_three_patterns(r["pattern"], np.random.default_rng(s))
+                                          for r, s in zip(rows, seeds, strict=True)]))
+
+    def ignores(rows, seeds):
+        return torch.from_numpy(np.stack([_three_patterns(("vertical", "horizontal", "checker")[s % 3],
+                                                          np.random.default_rng(s)) for s in seeds]))
+
+    sweep = CategorySweepFidelity(categories, n_seeds=6, n_components=8)
+    good = evaluate_generator(follows, split.train, split.test, measures=[sweep], output_dir=tmp_path, max_samples=None)
+    entry = good["category_sweep_fidelity"]["conditions"]["pattern"]
+    assert entry["metric"] == "auroc_ovr" and entry["synthetic"]["metric"] == "auroc_ovr"
+    assert entry["categories"] == ["vertical", "horizontal", "checker"] and entry["untrained"] == ["spiral"]
+    sweep_asked = asked[len(split.test):]  # after the evaluation's own samples, one per test item
+    assert sweep_asked == ["vertical"] * 6 + ["horizontal"] * 6 + ["checker"] * 6
+    assert entry["synthetic"]["value"] > 0.95 and entry["real"]["value"] > 0.95
+    assert entry["real_reference"] == "real test items"
+    assert "| pattern |" in (tmp_path / "evaluation.md").read_text() and "spiral" in (tmp_path / "evaluation.md").read_text()
+    bad = evaluate_generator(ignores, split.train, split.test, measures=[sweep], output_dir=tmp_path, max_samples=2)
+    assert bad["category_sweep_fidelity"]["conditions"]["pattern"]["synthetic"]["value"] < 0.75
+    with pytest.raises(ValueError, match="at least two categories per condition"):
+        CategorySweepFidelity({"pattern": ["vertical"]})
