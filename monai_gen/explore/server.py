@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import itertools
 import json
 import logging
 import os
@@ -91,6 +92,7 @@ class ExplorerApp:
         self._sessions: dict[str, Any] = {}
         self._references: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._job_numbers = itertools.count()
 
     def close(self) -> None:
         self.queue.close()
@@ -101,9 +103,7 @@ class ExplorerApp:
         with self._lock:
             if name in self._sessions:
                 return self._sessions[name]
-        session = self._run(f"load {name}", lambda: self._sessions.get(name) or self._load(name))
-        with self._lock:
-            return self._sessions.setdefault(name, session)
+        return self._run(f"load {name}", lambda: self._load(name), replaceable=False)
 
     def _bundle_root(self, bundle: str | None) -> Path:
         """The folder of ``bundle`` (a name on the search path, or the opening bundle by its name or folder)."""
@@ -113,11 +113,21 @@ class ExplorerApp:
         return default if bundle in (None, "", default.name) else find_bundle(bundle)
 
     def _load(self, root: str) -> Any:
+        """Load a bundle once (on the queue's thread: a second request for it finds the first one's session)."""
         from monai_gen.explore.session import ExplorerSession
 
-        return ExplorerSession(root, device=self.device)
+        with self._lock:
+            if root in self._sessions:
+                return self._sessions[root]
+        session = ExplorerSession(root, device=self.device)
+        with self._lock:
+            return self._sessions.setdefault(root, session)
 
-    def _run(self, kind: str, work: Callable[[], Any]) -> Any:
+    def _run(self, kind: str, work: Callable[[], Any], *, replaceable: bool = True) -> Any:
+        """Run ``work`` on the queue; a ``replaceable`` job (a slider's sample, a sweep, a redraw) waiting there is
+        superseded by a newer one of its kind, any other (a load, an export) runs whatever follows it."""
+        if not replaceable:
+            kind = f"{kind} #{next(self._job_numbers)}"
         return self.queue.submit(kind, work).result(timeout=_JOB_TIMEOUT_S)
 
     def bundles(self) -> dict[str, Any]:
@@ -172,7 +182,8 @@ class ExplorerApp:
     def export(self, payload: dict[str, Any]) -> dict[str, Any]:
         session = self.session(payload.get("bundle"))
         sample_id = str(payload.get("sample_id", ""))
-        files = self._run(f"export {session.root}", lambda: session.export(sample_id, self.output_dir))
+        files = self._run(f"export {session.root}", lambda: session.export(sample_id, self.output_dir),
+                          replaceable=False)
         return {"files": [str(f) for f in files], "output_dir": str(self.output_dir)}
 
     def neighbour(self, payload: dict[str, Any]) -> dict[str, Any]:
@@ -186,7 +197,8 @@ class ExplorerApp:
         found = reference.nearest(explored.sample)
         described = {k: v for k, v in found.row.items() if isinstance(v, (str, int, float)) or v is None}
         caption = f"nearest of {found.count} training items · L2 {found.distance:.3g}"
-        figure = self._run(f"figure {session.root}", lambda: session.view.reference_figure(found.item, caption=caption))
+        figure = self._run(f"neighbour {session.root}",
+                           lambda: session.view.reference_figure(found.item, caption=caption), replaceable=False)
         return {**status, "figure": _data_url(figure), "distance": found.distance, "row": described,
                 "index": found.index, "count": found.count}
 

@@ -52,8 +52,12 @@ def _wait(chrome, condition, message: str, timeout: float = _TIMEOUT_S):
         if value:
             return value
         time.sleep(0.1)
-    page_message = chrome.find_element("id", "message").text
-    raise AssertionError(f"{message} within {timeout} s (page message: {page_message!r})")
+    seen = chrome.execute_script(
+        "const f = document.getElementById('figure'), s = document.getElementById('status');"
+        "return {message: document.getElementById('message').textContent, state: s.dataset.state,"
+        " shown: f.dataset.requested, slider: (document.getElementById('c-heart_rate') || {}).value,"
+        " box: (document.getElementById('n-heart_rate') || {}).value}")
+    raise AssertionError(f"{message} within {timeout} s (page: {seen})")
 
 
 def _shown(chrome) -> dict | None:
@@ -84,8 +88,8 @@ def test_slider_redraws_and_measured_heart_rate_follows(browser, explorer, tmp_p
     slider = browser.find_element("id", "c-heart_rate")
     assert slider.get_attribute("type") == "range" and float(slider.get_attribute("step")) == 1.0
 
-    # press the arrow key once per bpm up to 120: every press is a slider change (a request); the queue keeps only
-    # the newest waiting one, so the page ends on the sample of the last position
+    # press the arrow key once per bpm up to 120: every press is a slider change; the page keeps one request in flight,
+    # always for the newest position, so it ends on the sample of the last one
     slider.send_keys(Keys.ARROW_RIGHT * int(120 - start_rate))
     assert float(slider.get_attribute("value")) == 120.0
     shown = _wait(browser, lambda b: (s := _shown(b)) and s["requested"].get("heart_rate") == 120.0 and s,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 
 import numpy as np
@@ -128,3 +129,25 @@ def test_nearest_training_beat_is_found_in_the_real_cohort(explorer):
     assert status == 200 and found["state"] == "ready", found
     assert found["row"]["source"] == "cpsc2018" and 0 < found["distance"] and found["count"] > 50
     assert _png(found["figure"]).startswith(PNG)
+
+
+def test_slider_burst_queues_and_the_last_position_is_generated(explorer):
+    """Ten positions of a dragged slider: each answer is its own sample or 'superseded' (HTTP 409), never an error,
+    and the last position is always generated."""
+    _, url = explorer
+    answers = {}
+
+    def ask(rate):
+        answers[rate] = call(url + "api/sample", {"conditions": {"heart_rate": rate}, "seed": 5})
+
+    threads = []
+    for rate in range(100, 110):
+        threads.append(threading.Thread(target=ask, args=(rate,)))
+        threads[-1].start()
+        time.sleep(0.02)  # in order, as a slider sends them
+    for thread in threads:
+        thread.join(300)
+    assert answers[109][0] == 200 and answers[109][1]["requested"] == {"heart_rate": 109.0}
+    for rate, (status, answer) in answers.items():
+        assert status in (200, 409), answer
+        assert answer.get("superseded") is True if status == 409 else answer["requested"]["heart_rate"] == rate
