@@ -24,7 +24,8 @@ import torch
 from monai.config import NdarrayOrTensor
 from monai.data import MetaTensor
 from monai.transforms import ScaleIntensityRange, Transform
-from monai.utils import TransformBackends, convert_to_numpy, look_up_option
+from monai.transforms.traits import InvertibleTrait
+from monai.utils import TransformBackends, convert_to_dst_type, convert_to_numpy, look_up_option
 
 __all__ = [
     "SLICE_INDEX",
@@ -194,17 +195,31 @@ class CineToFrames(Transform):
             warnings.warn(message, stacklevel=2)
 
 
-class HounsfieldWindow(ScaleIntensityRange):
-    """Clip CT intensities (Hounsfield units) to ``[hu_min, hu_max]`` and map them linearly to [-1, 1].
+class HounsfieldWindow(ScaleIntensityRange, InvertibleTrait):
+    """Clip CT intensities (Hounsfield units) to ``[hu_min, hu_max]`` and map them linearly to [-1, 1]; and back.
 
     ``y = 2 * (clip(x, hu_min, hu_max) - hu_min) / (hu_max - hu_min) - 1``: ``hu_min`` -> -1, ``hu_max`` -> 1;
     a thin preset of MONAI's ``ScaleIntensityRange`` (same backends, meta kept). The default window
     [-1000, 1000] HU keeps air to dense bone.
 
+    :meth:`inverse` maps model space back to HU, ``x = (clip(y, -1, 1) + 1) / 2 * (hu_max - hu_min) + hu_min``: the
+    explicit inverse generation needs (a sample has no forward history to undo). It clips to [-1, 1] first, so a
+    generated value never leaves the window the model was trained on. One object both ways, like
+    :class:`~monai_gen.transforms.normalisation.LinearNormalisation`, so a bundle's ``normalisation`` id can be this
+    window: training maps HU to [-1, 1], generation maps samples back to HU.
+
     Args:
         hu_min: HU mapped to -1.
         hu_max: HU mapped to 1 (must be > ``hu_min``).
         dtype: output dtype.
+
+    Raises:
+        ValueError: ``hu_max <= hu_min``.
+
+    Examples:
+        >>> window = HounsfieldWindow(-1000, 1000)
+        >>> window(torch.tensor([-1200.0, 0.0, 500.0])).tolist(), window.inverse(torch.tensor([-1.0, 0.0, 0.5])).tolist()
+        ([-1.0, 0.0, 0.5], [-1000.0, 0.0, 500.0])
 
     See:
         Medical Diffusion (shared/papers/001), CT preprocessing: HU conversion, then scaling to [-1, 1].
@@ -214,6 +229,13 @@ class HounsfieldWindow(ScaleIntensityRange):
         if not hu_max > hu_min:
             raise ValueError(f"HounsfieldWindow: hu_max must exceed hu_min, got hu_min={hu_min}, hu_max={hu_max}.")
         super().__init__(a_min=hu_min, a_max=hu_max, b_min=-1.0, b_max=1.0, clip=True, dtype=dtype)
+        self.hu_min, self.hu_max = float(hu_min), float(hu_max)
+
+    def inverse(self, data: NdarrayOrTensor) -> NdarrayOrTensor:
+        """Model space ``(..., *spatial)`` in [-1, 1] -> HU in ``[hu_min, hu_max]``; same type as ``data``."""
+        y = torch.as_tensor(data, dtype=torch.float32).clamp(-1.0, 1.0)
+        hu = (y + 1.0) * (0.5 * (self.hu_max - self.hu_min)) + self.hu_min
+        return convert_to_dst_type(hu, data, dtype=torch.float32)[0]
 
 
 def _image_name(img: NdarrayOrTensor) -> str:

@@ -16,6 +16,7 @@ import numpy as np
 from monai.config import KeysCollection, NdarrayOrTensor
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
+from monai.transforms.traits import InvertibleTrait
 
 from monai_gen.transforms.image.array import (
     CARDIAC_PHASE,
@@ -132,8 +133,9 @@ class CineToFramesd(MapTransform):
         return _split(data, list(self.key_iterator(dict(data))), splitter, self.meta_to_dict)
 
 
-class HounsfieldWindowd(MapTransform):
-    """Dictionary :class:`~monai_gen.transforms.image.array.HounsfieldWindow`: HU window mapped to [-1, 1].
+class HounsfieldWindowd(MapTransform, InvertibleTrait):
+    """Dictionary :class:`~monai_gen.transforms.image.array.HounsfieldWindow`: HU window mapped to [-1, 1], and its
+    explicit :meth:`inverse` (model space back to HU) for generated samples.
 
     Args:
         keys: keys of the CT images (HU).
@@ -162,6 +164,13 @@ class HounsfieldWindowd(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             d[key] = self.window(d[key])
+        return d
+
+    def inverse(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
+        """``data`` with every key mapped from model space back to HU."""
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.window.inverse(d[key])
         return d
 
 
