@@ -92,7 +92,7 @@ def test_fresh_uids_and_synthetic_marks(tmp_path):
     assert len({ds.SOPInstanceUID for ds in a}) == 2
     assert len({ds.SeriesInstanceUID for ds in a}) == 1 and a[0].SeriesInstanceUID != b.SeriesInstanceUID
     assert a[0].StudyInstanceUID != b.StudyInstanceUID and a[0].FrameOfReferenceUID != b.FrameOfReferenceUID
-    assert list(a[0].ImageType) == ["DERIVED", "SECONDARY"]
+    assert list(a[0].ImageType) == ["DERIVED", "SECONDARY", "AXIAL"] and list(b.ImageType) == ["DERIVED", "SECONDARY"]
     assert a[0].SeriesDescription == "SYNTHETIC brain" and "SYNTHETIC" in a[0].ImageComments
     assert a[0].SOPClassUID == dicom_writer.SOP_CLASSES["CT"] and b.SOPClassUID == dicom_writer.SOP_CLASSES["MR"]
     assert a[0].PatientIdentityRemoved == "YES" and str(a[0].PatientName) == "SYNTHETIC^DATA"
