@@ -39,7 +39,10 @@ class DiffusionIteration:
         objective,
         *,
         image_key: str = "image",
-        condition_keys: Sequence[str] = ("conditions", "condition_mask", "embedding", "embedding_mask", "class_labels"),
+        condition_keys: Sequence[str] = (
+            "conditions", "condition_mask", "embedding", "embedding_mask", "class_labels", "spatial_condition",
+            "spatial_condition_mask",
+        ),
         max_grad_norm: float | None = 1.0,
         seed: int = 0,
     ) -> None:

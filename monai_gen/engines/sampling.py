@@ -112,6 +112,9 @@ class ConditionalSampleGenerator:
             ``postprocess``. None: the model's space is the physical one.
         postprocess: applied last to the ``(B, *sample_shape)`` batch in physical units, e.g.
             :class:`monai_gen.transforms.ecg.DeriveLimbLeads`; None leaves the samples as they are.
+        spatial_condition: ``spatial_condition(requests) -> {name: tensor}``, network inputs per request beside the
+            encoded conditions (e.g. :class:`monai_gen.transforms.ct.OrganLabelMaps`: ``spatial_condition`` and
+            ``spatial_condition_mask`` from each request's label map); None = none.
     """
 
     def __init__(
@@ -125,13 +128,17 @@ class ConditionalSampleGenerator:
         normalisation: Any | None = None,
         postprocess: Callable[[torch.Tensor], torch.Tensor] | None = None,
         decoder: nn.Module | None = None,
+        spatial_condition: Callable[[Sequence[SampleRequest]], Mapping[str, torch.Tensor]] | None = None,
     ) -> None:
         # channels-last 4-D weights: the 1D / 2D denoisers' convolutions run 1.24x faster on CPU (oneDNN), same
-        # outputs to 1e-5 (benchmarks/NOTES.md); 5-D (3D) weights are left as they are.
-        self.network = network.to(device=device, memory_format=torch.channels_last).eval()
+        # outputs to 1e-5 (benchmarks/NOTES.md); a 3D network is left as it is (torch refuses channels_last on its
+        # 5-D weights).
+        three_d = any(p.dim() == 5 for p in network.parameters())
+        fmt = torch.preserve_format if three_d else torch.channels_last
+        self.network = network.to(device=device, memory_format=fmt).eval()
         self.inferer, self.conditions = inferer, conditions
         self.sample_shape, self.device = tuple(int(s) for s in sample_shape), torch.device(device)
-        self.normalisation, self.postprocess = normalisation, postprocess
+        self.normalisation, self.postprocess, self.spatial_condition = normalisation, postprocess, spatial_condition
         self.decoder = None if decoder is None else decoder.to(device).eval()
         if self.decoder is not None and not callable(getattr(self.decoder, "decode", None)):
             raise TypeError(f"decoder must have a decode() method (a LatentSpace), got {type(decoder).__name__}.")
@@ -156,9 +163,11 @@ class ConditionalSampleGenerator:
         values, mask = self.conditions.encode_rows([r.conditions for r in requests], source="generation request")
         generators = per_sample_generators([r.seed for r in requests])
         noise = sample_noise((len(requests), *self.sample_shape), generator=generators, device=self.device)
+        extra = {} if self.spatial_condition is None else self.spatial_condition(requests)
         samples = self.inferer(
             noise, self.network, generator=generators,
             conditions=values.to(self.device), condition_mask=mask.to(self.device),
+            **{k: torch.as_tensor(v).to(self.device) for k, v in extra.items()},
         )
         if self.decoder is not None:
             with torch.inference_mode():

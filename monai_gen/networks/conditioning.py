@@ -24,7 +24,9 @@ from monai_gen.networks.nets.denoising_unet import select_timesteps
 __all__ = ["CONDITION_MASK_KEYS", "PhenotypeEncoder", "EmbeddingEncoder", "ConditionalDenoiser"]
 
 #: mask argument of :meth:`ConditionalDenoiser.forward` -> the value argument it masks (guidance reads this).
-CONDITION_MASK_KEYS = {"condition_mask": "conditions", "embedding_mask": "embedding"}
+CONDITION_MASK_KEYS = {
+    "condition_mask": "conditions", "embedding_mask": "embedding", "spatial_condition_mask": "spatial_condition",
+}
 
 
 def _check_probability(name: str, value: float) -> float:
@@ -228,6 +230,12 @@ class ConditionalDenoiser(nn.Module):
     size then cannot serve as an exact identifier of the few subjects they came from, and the model learns how
     the signal changes *with* a value instead of which subject a value names.
 
+    With ``spatial_channels = K > 0`` a spatial condition ``(B, K, *spatial)`` on the grid of ``x`` (e.g. organ label
+    fractions at the latent grid, :class:`~monai_gen.transforms.ct.OrganLabelMaps`) is concatenated to ``x`` as the
+    backbone's input, followed by one indicator channel that is 1 where the sample's spatial condition is present: a
+    missing or dropped one enters as zeros with indicator 0 (dropped with ``condition_dropout`` and ``drop_all_prob``
+    like the others, so guidance can drop it). The backbone then takes ``C + K + 1`` input channels.
+
     Args:
         backbone: a network with ``forward(x, t, *, context=None, class_labels=None)``, e.g.
             :class:`monai_gen.networks.nets.DenoisingUNet` with ``with_conditioning=True``.
@@ -237,6 +245,7 @@ class ConditionalDenoiser(nn.Module):
         drop_all_prob: probability of dropping every condition of a sample in training (unconditional pass).
         condition_noise: standard deviation (z-score units) of the training-time noise on continuous values; about
             the labels' measurement error (0 = none).
+        spatial_channels: channels ``K`` of the spatial condition concatenated to the input (0 = none).
 
     Examples:
         >>> from monai_gen.networks.nets import DenoisingUNet
@@ -259,8 +268,11 @@ class ConditionalDenoiser(nn.Module):
         condition_dropout: float = 0.1,
         drop_all_prob: float = 0.1,
         condition_noise: float = 0.0,
+        spatial_channels: int = 0,
     ) -> None:
         super().__init__()
+        if not (isinstance(spatial_channels, int) and spatial_channels >= 0):
+            raise ValueError(f"spatial_channels must be a non-negative integer, got {spatial_channels!r}.")
         encoders = [e for e in (phenotype_encoder, embedding_encoder) if e is not None]
         context_dim = getattr(backbone, "cross_attention_dim", None)
         for enc in encoders:
@@ -277,9 +289,11 @@ class ConditionalDenoiser(nn.Module):
         if not condition_noise >= 0.0:
             raise ValueError(f"condition_noise must be >= 0, got {condition_noise!r}.")
         self.condition_noise = float(condition_noise)
+        self.spatial_channels = int(spatial_channels)
 
-    def _context(self, batch: int, like: torch.Tensor, cond: dict[str, torch.Tensor | None]) -> torch.Tensor | None:
-        keep_all = _drop(torch.ones(batch, dtype=torch.bool, device=like.device), self.drop_all_prob, self.training)
+    def _context(
+        self, batch: int, like: torch.Tensor, cond: dict[str, torch.Tensor | None], keep_all: torch.Tensor
+    ) -> torch.Tensor | None:
         tokens = []
         if self.phenotype_encoder is not None:
             values = cond["conditions"]
@@ -304,6 +318,27 @@ class ConditionalDenoiser(nn.Module):
             )
         return torch.cat(tokens, dim=1).to(like.dtype) if tokens else None
 
+    def _with_spatial(
+        self, x: torch.Tensor, spatial: torch.Tensor | None, mask: torch.Tensor | None, keep_all: torch.Tensor
+    ) -> torch.Tensor:
+        """``x`` with the (kept) spatial condition and its presence indicator concatenated as channels."""
+        batch = x.shape[0]
+        expected = [batch, self.spatial_channels] + list(x.shape[2:])
+        if spatial is None:  # unconditional: the condition is missing for every sample
+            spatial = torch.zeros(expected, dtype=x.dtype, device=x.device)
+            keep = torch.zeros([batch], dtype=torch.bool, device=x.device)
+        else:
+            if list(spatial.shape) != expected:
+                raise ValueError(
+                    f"spatial_condition must have shape {_shape_text(expected)} (the grid of x), got "
+                    f"{_shape_text(list(spatial.shape))}."
+                )
+            keep = _check_mask(mask, [batch], "spatial_condition_mask", x)
+        keep = _drop(keep, self.condition_dropout, self.training) & keep_all
+        weight = keep.to(x.dtype).reshape([batch] + [1] * (x.dim() - 1))
+        indicator = weight.expand([batch, 1] + list(x.shape[2:]))
+        return torch.cat([x, spatial.to(x.dtype) * weight, indicator], dim=1)
+
     def forward(
         self,
         x: torch.Tensor,
@@ -314,6 +349,8 @@ class ConditionalDenoiser(nn.Module):
         embedding_mask: torch.Tensor | None = None,
         class_labels: torch.Tensor | None = None,
         t: torch.Tensor | None = None,
+        spatial_condition: torch.Tensor | None = None,
+        spatial_condition_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Run the backbone with the encoded conditions as cross-attention context.
 
@@ -330,17 +367,23 @@ class ConditionalDenoiser(nn.Module):
             embedding_mask: ``(B,)``, 1 = present; None = all present.
             class_labels: integer classes ``(B,)`` for a backbone with a class embedding.
             t: the former name of ``timesteps``, still accepted by keyword.
+            spatial_condition: ``(B, K, *spatial)`` on the grid of ``x``, for ``spatial_channels = K``; None = missing.
+            spatial_condition_mask: ``(B,)``, 1 = present; None = all present.
 
         Returns:
             The backbone's raw prediction ``(B, C_out, *spatial)``.
         """
         _check_given("conditions", conditions, self.phenotype_encoder is not None, x)
         _check_given("embedding", embedding, self.embedding_encoder is not None, x)
+        _check_given("spatial_condition", spatial_condition, self.spatial_channels > 0, x)
         cond: dict[str, torch.Tensor | None] = {
             "conditions": conditions,
             "condition_mask": condition_mask,
             "embedding": embedding,
             "embedding_mask": embedding_mask,
         }
-        context = self._context(x.shape[0], x, cond)
+        keep_all = _drop(torch.ones(x.shape[0], dtype=torch.bool, device=x.device), self.drop_all_prob, self.training)
+        context = self._context(x.shape[0], x, cond, keep_all)
+        if self.spatial_channels > 0:
+            x = self._with_spatial(x, spatial_condition, spatial_condition_mask, keep_all)
         return self.backbone(x, select_timesteps(timesteps, t), context=context, class_labels=class_labels)
