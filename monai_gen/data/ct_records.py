@@ -21,8 +21,9 @@ import pydicom
 
 __all__ = ["LABEL_FILE", "NIFTI_SUFFIXES", "ct_records", "add_label_maps", "ct_stem"]
 
-LABEL_FILE = "label_file"
-"""Record / row key of the organ label map file that goes with a CT (None: no label map)."""
+LABEL_FILE = "organ_label_file"
+"""Record / row key of the organ label map file that goes with a CT (None: no label map). Not ``label_file``: MONAI's
+``Spacingd`` takes every key that starts with ``<key>_`` for a meta dictionary of ``<key>`` (here ``label``)."""
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 logger = logging.getLogger(__name__)
 

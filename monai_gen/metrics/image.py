@@ -198,7 +198,8 @@ class MSSSIMDiversity:
 def reconstruction_scores(
     images: torch.Tensor, reconstructions: torch.Tensor, *, data_range: float = 1.0, kernel_size: int = 7
 ) -> dict[str, Any]:
-    """MS-SSIM (1 = identical) and PSNR in dB (inf = identical; higher = better) of ``reconstructions`` of ``images``.
+    """MS-SSIM (1 = identical), PSNR in dB (inf = identical; higher = better) and the mean absolute error (physical
+    units, 0 = identical) of ``reconstructions`` of ``images``.
 
     Args:
         images, reconstructions: ``(N, C, *spatial)`` (2D or 3D) in the same physical units.
@@ -206,7 +207,8 @@ def reconstruction_scores(
         kernel_size: SSIM Gaussian window (pixels).
 
     Returns:
-        ``{"n", "ms_ssim": {"mean", "std"}, "psnr_db": {"mean", "std"}, "scales"}``.
+        ``{"n", "ms_ssim": {"mean", "std"}, "psnr_db": {"mean", "std"}, "mae": {"mean", "std"}, "scales"}`` (``mae``
+        per image, over its voxels).
 
     Raises:
         ValueError: the two differ in shape, or images that are not ``(N, C, *spatial)`` with 2 or 3 spatial axes.
@@ -217,7 +219,8 @@ def reconstruction_scores(
                          f"{tuple(reconstructions.shape)} for {tuple(images.shape)}.")
     ms_ssim = _ms_ssim_metric(images, kernel_size, data_range)(reconstructions, images)
     psnr = PSNRMetric(max_val=data_range, reduction="none")(reconstructions, images)
-    return {"n": int(images.shape[0]), "ms_ssim": _mean_std(ms_ssim), "psnr_db": _mean_std(psnr),
+    mae = (reconstructions - images).abs().flatten(1).mean(dim=1)
+    return {"n": int(images.shape[0]), "ms_ssim": _mean_std(ms_ssim), "psnr_db": _mean_std(psnr), "mae": _mean_std(mae),
             "scales": len(ms_ssim_weights(images.shape[2:], kernel_size))}
 
 
@@ -236,12 +239,15 @@ class AutoencoderReconstruction:
         batch_size: images per call.
         data_range: intensity range of the images in physical units (PSNR's peak; 1.0 for [0, 1]).
         kernel_size: SSIM Gaussian window (pixels).
+        unit: the physical unit of the mean absolute error, for the report (e.g. ``"HU"``).
         name: the section's name.
     """
 
     def __init__(self, encode: Callable[[torch.Tensor], torch.Tensor], decode: Callable[[torch.Tensor], torch.Tensor],
                  *, normalisation: Any = None, device: torch.device | str | None = None, batch_size: int = 16,
-                 data_range: float = 1.0, kernel_size: int = 7, name: str = "autoencoder_reconstruction") -> None:
+                 data_range: float = 1.0, kernel_size: int = 7, unit: str = "",
+                 name: str = "autoencoder_reconstruction") -> None:
+        self.unit = unit
         self.encode, self.decode, self.normalisation = encode, decode, normalisation
         self.device, self.batch_size = torch.device(device or "cpu"), int(batch_size)
         self.data_range, self.kernel_size, self.name = float(data_range), int(kernel_size), name
@@ -261,14 +267,19 @@ class AutoencoderReconstruction:
                                        kernel_size=self.kernel_size)
         return {**scores, "method": f"MS-SSIM (MONAI, {scores['scales']} scales, kernel {self.kernel_size}), "
                                     f"PSNR (peak {self.data_range:g})",
+                "unit": self.unit,
                 "summary": f"autoencoder reconstruction of {scores['n']} real test images: MS-SSIM "
-                           f"{scores['ms_ssim']['mean']:.3f}, PSNR {scores['psnr_db']['mean']:.1f} dB"}
+                           f"{scores['ms_ssim']['mean']:.3f}, PSNR {scores['psnr_db']['mean']:.1f} dB, MAE "
+                           f"{scores['mae']['mean']:.3g} {self.unit}".rstrip()}
 
     def markdown(self, section: Mapping[str, Any]) -> list[str]:
-        ms, psnr = section["ms_ssim"], section["psnr_db"]
-        return ["## Autoencoder reconstruction of the real test images (higher = better)", "",
-                f"Method: {section['method']}.", "", "| n | MS-SSIM | PSNR (dB) |", "| --- | --- | --- |",
-                f"| {section['n']} | {ms['mean']:.4f} ± {ms['std']:.4f} | {psnr['mean']:.2f} ± {psnr['std']:.2f} |"]
+        ms, psnr, unit = section["ms_ssim"], section["psnr_db"], section.get("unit") or "physical units"
+        mae = section.get("mae", {"mean": float("nan"), "std": float("nan")})
+        return ["## Autoencoder reconstruction of the real test images (MS-SSIM, PSNR: higher = better; MAE: lower)",
+                "", f"Method: {section['method']}.", "", f"| n | MS-SSIM | PSNR (dB) | MAE ({unit}) |",
+                "| --- | --- | --- | --- |",
+                f"| {section['n']} | {ms['mean']:.4f} ± {ms['std']:.4f} | {psnr['mean']:.2f} ± {psnr['std']:.2f} "
+                f"| {mae['mean']:.4g} ± {mae['std']:.3g} |"]
 
 
 def _feature_space(features: FeaturesFn, description: str | None) -> str:

@@ -30,14 +30,14 @@ def cohort(shared_data, tmp_path):
 
 def test_records_pair_nifti_and_dicom_cts_with_their_label_maps(cohort):
     records = ct_records(cohort / "ct", labels=cohort / "labels", subjects={"aorta": "subject_b"})
-    assert [(r["subject_id"], ct_stem(r["image"]), r["label_file"] and ct_stem(r["label_file"])) for r in records] == [
+    assert [(r["subject_id"], ct_stem(r["image"]), r["organ_label_file"] and ct_stem(r["organ_label_file"])) for r in records] == [
         ("abdomen", "abdomen", "abdomen_seg"), ("subject_b", "aorta", None), ("thorax", "thorax", "thorax_seg")]
-    assert "label" not in records[1] and records[0]["label"] == records[0]["label_file"]
+    assert "label" not in records[1] and records[0]["label"] == records[0]["organ_label_file"]
     load = Compose([LoadImaged(["image", "label"], reader=DICOMSeriesReader(), image_only=True, allow_missing_keys=True),
                     EnsureChannelFirstd(["image", "label"], allow_missing_keys=True)])
     thorax = load(records[2])  # the DICOM folder and its NIfTI label map through one LoadImaged
     assert thorax["image"].shape == thorax["label"].shape == (1, 512, 512, 20)
-    assert ct_records(cohort / "ct")[0]["label_file"] is None  # no label folder: no label maps
+    assert ct_records(cohort / "ct")[0]["organ_label_file"] is None  # no label folder: no label maps
 
 
 def test_unmatched_label_maps_are_logged_and_bad_folders_fail_naming_the_path(cohort, caplog):

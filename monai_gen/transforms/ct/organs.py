@@ -1,6 +1,6 @@
 """Organ label maps as the spatial condition of a latent CT model.
 
-A request (or a cohort row) names its label map by reference: ``label_file`` (a NIfTI of integer organ labels on the
+A request (or a cohort row) names its label map by reference: ``organ_label_file`` (a NIfTI of integer organ labels on the
 grid of its CT) and, for a training patch, ``patch_start`` (the patch's first voxel in the preprocessed volume, written
 by :class:`~monai_gen.transforms.ct.dictionary.CraniocaudalPatchesd`). :class:`OrganLabelMaps` reads the label map
 through the bundle's own volume preprocessing (the same ``Compose`` the CTs go through, so the label voxels are the CT
@@ -53,7 +53,7 @@ class OrganLabelMaps:
 
     Examples:
         >>> maps = OrganLabelMaps({"liver": [5], "spleen": [1]}, patch_size=(32, 32, 32), compression=4, load=prep)
-        >>> cond = maps([{"label_file": "seg.nii.gz", "patch_start": [10, 20, 0]}, {}])  # doctest: +SKIP
+        >>> cond = maps([{"organ_label_file": "seg.nii.gz", "patch_start": [10, 20, 0]}, {}])  # doctest: +SKIP
         >>> cond["spatial_condition"].shape, cond["spatial_condition_mask"].tolist()  # doctest: +SKIP
         (torch.Size([2, 2, 8, 8, 8]), [1.0, 0.0])
     """

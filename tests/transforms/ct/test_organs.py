@@ -38,17 +38,17 @@ def test_a_patch_by_reference_is_the_preprocessed_label_volume_at_its_start_voxe
     both = preprocess({"image": str(shared_data / CT / "example_ct_sm.nii.gz"), "label": seg})
     volume = maps.volume(seg)
     np.testing.assert_array_equal(volume.numpy(), both["label"].numpy())  # label alone: the same voxels as with its CT
-    patch = maps.patch({"label_file": seg, "patch_start": [40, 30, 4]})
+    patch = maps.patch({"organ_label_file": seg, "patch_start": [40, 30, 4]})
     np.testing.assert_array_equal(patch.numpy(), volume[:, 40:56, 30:46, 4:20].numpy())
     assert maps.patch({"craniocaudal_position": 0.5}) is None  # names no label map
     with pytest.raises(ValueError, match=r"example_seg.nii.gz: a patch of \[16, 16, 16\] voxels at \[85, 30, 4\] does "
                                          r"not fit inside its preprocessed volume of \[92, 76, 23\] voxels"):
-        maps.patch({"label_file": seg, "patch_start": [85, 30, 4]})
+        maps.patch({"organ_label_file": seg, "patch_start": [85, 30, 4]})
 
 
 def test_organ_fractions_are_each_organs_share_of_the_voxels_under_a_latent_voxel(preprocess, seg):
     maps = OrganLabelMaps(ORGANS, patch_size=(16, 16, 16), compression=4, load=preprocess)
-    patch = maps.patch({"label_file": seg, "patch_start": [40, 30, 4]})
+    patch = maps.patch({"organ_label_file": seg, "patch_start": [40, 30, 4]})
     fractions = maps.encode(patch[None])
     assert fractions.shape == (1, 3, 4, 4, 4) and maps.latent_shape == (3, 4, 4, 4)
     liver = (patch[0] == 5).float().reshape(4, 4, 4, 4, 4, 4).mean(dim=(1, 3, 5))
@@ -60,8 +60,8 @@ def test_organ_fractions_are_each_organs_share_of_the_voxels_under_a_latent_voxe
 def test_requests_become_the_spatial_condition_batch_with_a_mask(preprocess, seg, shared_data):
     dicom_seg = str(shared_data / CT / "example_seg_dicom.nii.gz")
     maps = OrganLabelMaps(ORGANS, patch_size=(16, 16, 16), compression=4, load=preprocess)
-    requests = [SampleRequest("a", 0, {"label_file": seg, "patch_start": [40, 30, 4]}), SampleRequest("b", 1, {}),
-                SampleRequest("c", 2, {"label_file": dicom_seg})]  # c: the whole map, centre-cropped to 16^3
+    requests = [SampleRequest("a", 0, {"organ_label_file": seg, "patch_start": [40, 30, 4]}), SampleRequest("b", 1, {}),
+                SampleRequest("c", 2, {"organ_label_file": dicom_seg})]  # c: the whole map, centre-cropped to 16^3
     cond = maps(requests)
     assert cond["spatial_condition"].shape == (3, 3, 4, 4, 4)
     assert cond["spatial_condition_mask"].tolist() == [1.0, 0.0, 1.0]
