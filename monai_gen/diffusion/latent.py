@@ -2,9 +2,16 @@
 
 The diffusion model (and the samplers) see scaled latents ``z`` of shape ``(B, C_z, *spatial / f)``, where ``f`` is
 the autoencoder's compression factor. :class:`LatentSpace` encodes images before training, and decodes sampled
-latents afterwards, optionally tile by tile with MONAI's ``sliding_window_inference`` so that a 3D volume is decoded
-in bounded memory: peak memory is one tile's decoder activations plus the assembled output (which can live on
-another device).
+latents afterwards in one of three ways:
+
+- whole, MONAI's own ``decode_stage_2_outputs``;
+- tile by tile (``tile_size``): peak memory is one tile's decoder activations plus the assembled output (which can
+  live on another device), for any decoder; exact for a purely convolutional one (``vq_autoencoder``'s), approximate
+  for MONAI's ``AutoencoderKL``, whose GroupNorm layers normalise each tile with its own statistics;
+- streamed (``slab_size``, MONAI ``AutoencoderKL`` only): the decoder runs layer by layer over the whole volume, each
+  convolution computed in slabs of output slices along the last axis and each GroupNorm with the whole volume's
+  statistics, so the result equals the full decode to float round-off while peak memory stays about three
+  full-resolution activations (MONAI's full decode holds several more, plus each layer's temporaries).
 
 See:
     Rombach et al. 2022 (LDM; not in shared/papers): rescale KL latents by ``1 / std(z)`` estimated on data.
@@ -17,7 +24,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import torch
+import torch.nn.functional as F
 from monai.data.utils import dense_patch_slices
+from monai.networks.blocks import Convolution, UpSample
+from monai.networks.nets.autoencoderkl import AEKLResBlock
 from monai.utils import ensure_tuple, ensure_tuple_rep, look_up_option
 from torch import nn
 
@@ -139,6 +149,9 @@ class LatentSpace(nn.Module):
             layer).
         tile_device: where each tile is decoded (e.g. the GPU); defaults to the latent's device.
         output_device: where the full output is assembled (e.g. ``"cpu"`` for large volumes).
+        slab_size: decode streamed (see the module docstring): output slices per convolution slab along the last
+            spatial axis (a MONAI ``AutoencoderKL``; not with ``tile_size``). Smaller slabs need less memory for each
+            layer's temporaries, larger ones run with less overhead.
 
     Examples:
         >>> space = LatentSpace(vq_autoencoder(3, 1, channels=(64, 128)), LatentScaler("minmax"), tile_size=32)
@@ -156,6 +169,7 @@ class LatentSpace(nn.Module):
         halo: int = 6,
         tile_device: torch.device | str | None = None,
         output_device: torch.device | str | None = None,
+        slab_size: int | None = None,
     ) -> None:
         super().__init__()
         for name in ("encode", "encode_stage_2_inputs", "decode_stage_2_outputs"):
@@ -171,6 +185,17 @@ class LatentSpace(nn.Module):
                 f"tile_overlap * tile_size must be >= 2 * halo so every voxel lies in some tile's core, got "
                 f"tile_size={tile_size}, tile_overlap={tile_overlap}, halo={halo}."
             )
+        if slab_size is not None:
+            if tile_size is not None:
+                raise ValueError("LatentSpace decodes tiled (tile_size) or streamed (slab_size), not both.")
+            if not (isinstance(slab_size, int) and slab_size >= 1):
+                raise ValueError(f"slab_size must be a positive number of slices, got {slab_size!r}.")
+            blocks = getattr(getattr(autoencoder, "decoder", None), "blocks", None)
+            if not (isinstance(blocks, nn.ModuleList) and isinstance(getattr(autoencoder, "post_quant_conv", None), nn.Module)):
+                raise TypeError(
+                    f"slab_size (streamed decoding) needs a MONAI AutoencoderKL, got {type(autoencoder).__name__}."
+                )
+        self.slab_size = slab_size
         self.autoencoder = autoencoder
         self.scaler = LatentScaler() if scaler is None else scaler
         self.sample_posterior = sample_posterior
@@ -211,11 +236,22 @@ class LatentSpace(nn.Module):
         return self.scaler.fit(self._raw_latent(batch) for batch in batches)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Scaled latents ``(B, C_z, *spatial_z)`` -> images ``(B, C, *spatial_z * f)``, tiled if ``tile_size`` is set."""
+        """Scaled latents ``(B, C_z, *spatial_z)`` -> images ``(B, C, *spatial_z * f)``: tiled if ``tile_size`` is set,
+        streamed (without gradients) if ``slab_size`` is."""
         raw = self.scaler.inverse(z)
+        if self.slab_size is not None:
+            return self._decode_streamed(raw)
         if self.tile_size is None:
             return self.autoencoder.decode_stage_2_outputs(raw)
         return self._decode_tiled(raw)
+
+    @torch.no_grad()
+    def _decode_streamed(self, raw: torch.Tensor) -> torch.Tensor:
+        """MONAI ``AutoencoderKL.decode`` layer by layer: its ``post_quant_conv``, then each decoder block streamed."""
+        x = self.autoencoder.post_quant_conv(raw)
+        for block in self.autoencoder.decoder.blocks:
+            x = _streamed(block, x, self.slab_size)
+        return x
 
     def _decode_tiled(self, raw: torch.Tensor) -> torch.Tensor:
         """Decode overlapping latent tiles one at a time; each output voxel is the mean of the tile cores holding it."""
@@ -237,3 +273,109 @@ class LatentSpace(nn.Module):
             output[(Ellipsis, *out_tile)] += decoded * weights
             count[(Ellipsis, *out_tile)] += weights
         return output / count
+
+
+# --- streamed decoding: MONAI AutoencoderKL's decoder blocks, each convolution in slabs along the last axis ---------
+
+
+def _slabs(size: int, slab: int) -> list[tuple[int, int]]:
+    return [(start, min(start + slab, size)) for start in range(0, size, slab)]
+
+
+def _halo_slice(x: torch.Tensor, start: int, stop: int, halo: int) -> torch.Tensor:
+    """``x[..., start - halo : stop + halo]`` along the last axis, zero-padded where it leaves ``x``."""
+    low, high = max(0, start - halo), min(x.shape[-1], stop + halo)
+    piece = x[..., low:high]
+    return F.pad(piece, (low - (start - halo), stop + halo - high)) if (low, high) != (start - halo, stop + halo) else piece
+
+
+def _conv_padding(conv: nn.Module) -> int | None:
+    """The last axis's padding of a stride-1 'same' zero-padded convolution, or None when it is not one."""
+    kernel, padding = ensure_tuple(conv.kernel_size), ensure_tuple(conv.padding)
+    ok = (
+        isinstance(conv, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) and conv.padding_mode == "zeros"
+        and all(s == 1 for s in ensure_tuple(conv.stride)) and all(d == 1 for d in ensure_tuple(conv.dilation))
+        and not isinstance(conv.padding, str) and all(k == 2 * p + 1 for k, p in zip(kernel, padding, strict=True))
+    )
+    return int(padding[-1]) if ok else None
+
+
+def _conv_streamed(conv: nn.Module, x: torch.Tensor, slab: int, source=None) -> torch.Tensor:
+    """A 'same' convolution of ``x`` (or of ``source(start, stop, halo)``, the input slab it needs) slab by slab."""
+    halo = _conv_padding(conv)
+    size = x.shape[-1] if source is None else source.size
+    out = None
+    convolve = (F.conv1d, F.conv2d, F.conv3d)[conv.weight.dim() - 3]
+    padding = (*ensure_tuple(conv.padding)[:-1], 0)
+    for start, stop in _slabs(size, slab):
+        piece = _halo_slice(x, start, stop, halo) if source is None else source(start, stop, halo)
+        y = convolve(piece, conv.weight, conv.bias, 1, padding, 1, conv.groups)
+        if out is None:
+            out = y.new_empty((*y.shape[:-1], size))
+        out[..., start:stop] = y
+    return out
+
+
+def _group_norm_streamed(norm: nn.GroupNorm, x: torch.Tensor, slab: int, *, silu: bool) -> torch.Tensor:
+    """GroupNorm of ``x`` with the whole tensor's statistics (then SiLU if asked), into a new tensor, slab by slab."""
+    batch, channels, groups = x.shape[0], x.shape[1], norm.num_groups
+    var, mean = torch.var_mean(x.reshape(batch, groups, -1), dim=2, unbiased=False)
+    rstd = torch.rsqrt(var + norm.eps)
+    stat_shape = [batch, groups] + [1] * (x.dim() - 1)
+    affine_shape = [1, channels] + [1] * (x.dim() - 2)
+    out = torch.empty_like(x)
+    for start, stop in _slabs(x.shape[-1], slab):
+        piece = x[..., start:stop]
+        grouped = piece.reshape([batch, groups, channels // groups] + list(piece.shape[2:]))
+        y = ((grouped - mean.reshape(stat_shape)) * rstd.reshape(stat_shape)).reshape(piece.shape)
+        if norm.affine:
+            y = y * norm.weight.reshape(affine_shape) + norm.bias.reshape(affine_shape)
+        out[..., start:stop] = F.silu(y) if silu else y
+    return out
+
+
+def _resblock_streamed(block: AEKLResBlock, x: torch.Tensor, slab: int) -> torch.Tensor:
+    """``AEKLResBlock.forward`` (norm1, SiLU, conv1, norm2, SiLU, conv2, + shortcut) with at most three activations."""
+    h = _conv_streamed(block.conv1.conv, _group_norm_streamed(block.norm1, x, slab, silu=True), slab)
+    h = _conv_streamed(block.conv2.conv, _group_norm_streamed(block.norm2, h, slab, silu=True), slab)
+    if isinstance(block.nin_shortcut, nn.Identity):
+        return h.add_(x)
+    return h.add_(_conv_streamed(block.nin_shortcut.conv, x, slab))
+
+
+class _UpsampledSlabs:
+    """The slabs of ``nearest-upsample(x, 2)`` a following convolution needs, each computed from ``x`` when asked."""
+
+    def __init__(self, x: torch.Tensor) -> None:
+        self.x, self.size = x, 2 * x.shape[-1]
+
+    def __call__(self, start: int, stop: int, halo: int) -> torch.Tensor:
+        low, high = max(0, start - halo), min(self.size, stop + halo)
+        first = low // 2
+        up = F.interpolate(self.x[..., first : (high + 1) // 2], scale_factor=2.0, mode="nearest")
+        return F.pad(up[..., low - 2 * first : high - 2 * first], (low - (start - halo), stop + halo - high))
+
+
+def _is_nearest_upsample(block: nn.Module) -> bool:
+    up = getattr(block, "upsample_non_trainable", None)
+    post = getattr(block, "postconv", None)
+    return (
+        isinstance(block, UpSample) and isinstance(up, nn.Upsample) and up.mode == "nearest"
+        and all(float(f) == 2.0 for f in ensure_tuple(up.scale_factor)) and up.size is None
+        and isinstance(post, Convolution) and _conv_padding(post.conv) is not None
+        and [name for name, _ in block.named_children()] == ["upsample_non_trainable", "postconv"]
+    )
+
+
+def _streamed(block: nn.Module, x: torch.Tensor, slab: int) -> torch.Tensor:
+    """One decoder block, streamed when it is one this module knows; any other block (attention) runs whole."""
+    if isinstance(block, AEKLResBlock):
+        return _resblock_streamed(block, x, slab)
+    if isinstance(block, Convolution) and [n for n, _ in block.named_children()] == ["conv"]:
+        if _conv_padding(block.conv) is not None:
+            return _conv_streamed(block.conv, x, slab)
+    if isinstance(block, nn.GroupNorm):
+        return _group_norm_streamed(block, x, slab, silu=False)
+    if _is_nearest_upsample(block):
+        return _conv_streamed(block.postconv.conv, x, slab, source=_UpsampledSlabs(x))
+    return block(x)
