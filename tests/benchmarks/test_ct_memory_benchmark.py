@@ -1,0 +1,26 @@
+"""The CT decoding memory benchmark runs in its tiny mode, so it cannot rot: each decode in its own child process, the
+streamed decode equal to MONAI's full decode, the tiled one reported beside them (memory and time are printed, never
+asserted: they depend on the machine)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks.ct_memory import MODES, main
+
+
+@pytest.mark.slow
+def test_tiny_ct_memory_benchmark_measures_each_decode_in_its_own_process(tmp_path, capsys):
+    results = main(["--tiny", "--threads", "1", "--output", str(tmp_path / "ct_memory.json")])
+    saved = json.loads((tmp_path / "ct_memory.json").read_text())
+    assert saved == json.loads(json.dumps(results, default=str))
+    for mode in MODES:
+        run = results[mode]
+        assert run["mode"] == mode and run["volume_shape"] == [32, 32, 32] and run["latent_shape"] == [2, 16, 16, 16]
+        assert run["peak_rss_mb"] >= run["baseline_rss_mb"] > 0 and run["seconds"] > 0
+    assert results["streamed_vs_full_hu"]["max"] < 0.5  # exact to float round-off (HU = 1000 x model units)
+    assert results["tiled_vs_full_hu"]["max"] >= results["streamed_vs_full_hu"]["max"]
+    printed = capsys.readouterr().out
+    assert "streamed decode of a 32x32x32 volume" in printed and "tiled vs full" in printed
