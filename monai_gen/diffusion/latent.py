@@ -11,7 +11,8 @@ latents afterwards in one of three ways:
 - streamed (``slab_size``, MONAI ``AutoencoderKL`` only): the decoder runs layer by layer over the whole volume, each
   convolution computed in slabs of output slices along the last axis and each GroupNorm with the whole volume's
   statistics, so the result equals the full decode to float round-off while peak memory stays about three
-  full-resolution activations (MONAI's full decode holds several more, plus each layer's temporaries).
+  full-resolution activations (a block's input and two outputs; MONAI's full decode also holds each normalised
+  activation and the layers' temporaries).
 
 See:
     Rombach et al. 2022 (LDM; not in shared/papers): rescale KL latents by ``1 / std(z)`` estimated on data.
@@ -21,7 +22,7 @@ See:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -282,10 +283,13 @@ def _slabs(size: int, slab: int) -> list[tuple[int, int]]:
     return [(start, min(start + slab, size)) for start in range(0, size, slab)]
 
 
-def _halo_slice(x: torch.Tensor, start: int, stop: int, halo: int) -> torch.Tensor:
-    """``x[..., start - halo : stop + halo]`` along the last axis, zero-padded where it leaves ``x``."""
+def _halo_slice(
+    x: torch.Tensor, start: int, stop: int, halo: int, transform: Callable[[torch.Tensor], torch.Tensor] | None = None
+) -> torch.Tensor:
+    """``transform(x[..., start - halo : stop + halo])`` along the last axis, zero-padded where it leaves ``x`` (after
+    the transform: a convolution pads its input, here the normalised activation, with zeros)."""
     low, high = max(0, start - halo), min(x.shape[-1], stop + halo)
-    piece = x[..., low:high]
+    piece = x[..., low:high] if transform is None else transform(x[..., low:high])
     return F.pad(piece, (low - (start - halo), stop + halo - high)) if (low, high) != (start - halo, stop + halo) else piece
 
 
@@ -316,31 +320,54 @@ def _conv_streamed(conv: nn.Module, x: torch.Tensor, slab: int, source=None) -> 
     return out
 
 
-def _group_norm_streamed(norm: nn.GroupNorm, x: torch.Tensor, slab: int, *, silu: bool) -> torch.Tensor:
-    """GroupNorm of ``x`` with the whole tensor's statistics (then SiLU if asked), into a new tensor, slab by slab."""
-    batch, channels, groups = x.shape[0], x.shape[1], norm.num_groups
-    var, mean = torch.var_mean(x.reshape(batch, groups, -1), dim=2, unbiased=False)
-    rstd = torch.rsqrt(var + norm.eps)
-    stat_shape = [batch, groups] + [1] * (x.dim() - 1)
-    affine_shape = [1, channels] + [1] * (x.dim() - 2)
-    out = torch.empty_like(x)
+class _NormalisedSlabs:
+    """GroupNorm (then SiLU if asked) of ``x`` with the whole tensor's statistics, applied to the slabs asked for, so a
+    following convolution never needs the normalised tensor whole."""
+
+    def __init__(self, norm: nn.GroupNorm, x: torch.Tensor, *, silu: bool) -> None:
+        batch, channels, groups = x.shape[0], x.shape[1], norm.num_groups
+        var, mean = torch.var_mean(x.reshape(batch, groups, -1), dim=2, unbiased=False)
+        stat_shape = [batch, groups] + [1] * (x.dim() - 1)
+        self.mean, self.rstd = mean.reshape(stat_shape), torch.rsqrt(var + norm.eps).reshape(stat_shape)
+        affine_shape = [1, channels] + [1] * (x.dim() - 2)
+        self.weight = norm.weight.reshape(affine_shape) if norm.affine else None
+        self.bias = norm.bias.reshape(affine_shape) if norm.affine else None
+        self.x, self.size, self.groups, self.silu = x, x.shape[-1], groups, silu
+
+    def apply(self, piece: torch.Tensor) -> torch.Tensor:
+        grouped = piece.reshape([piece.shape[0], self.groups, piece.shape[1] // self.groups] + list(piece.shape[2:]))
+        y = ((grouped - self.mean) * self.rstd).reshape(piece.shape)
+        if self.weight is not None:
+            y = y * self.weight + self.bias
+        return F.silu(y) if self.silu else y
+
+    def __call__(self, start: int, stop: int, halo: int) -> torch.Tensor:
+        return _halo_slice(self.x, start, stop, halo, self.apply)
+
+
+def _group_norm_streamed(norm: nn.GroupNorm, x: torch.Tensor, slab: int) -> torch.Tensor:
+    """A GroupNorm block of its own: ``x`` normalised with its whole statistics, into a new tensor, slab by slab."""
+    slabs, out = _NormalisedSlabs(norm, x, silu=False), torch.empty_like(x)
     for start, stop in _slabs(x.shape[-1], slab):
-        piece = x[..., start:stop]
-        grouped = piece.reshape([batch, groups, channels // groups] + list(piece.shape[2:]))
-        y = ((grouped - mean.reshape(stat_shape)) * rstd.reshape(stat_shape)).reshape(piece.shape)
-        if norm.affine:
-            y = y * norm.weight.reshape(affine_shape) + norm.bias.reshape(affine_shape)
-        out[..., start:stop] = F.silu(y) if silu else y
+        out[..., start:stop] = slabs.apply(x[..., start:stop])
     return out
 
 
 def _resblock_streamed(block: AEKLResBlock, x: torch.Tensor, slab: int) -> torch.Tensor:
-    """``AEKLResBlock.forward`` (norm1, SiLU, conv1, norm2, SiLU, conv2, + shortcut) with at most three activations."""
-    h = _conv_streamed(block.conv1.conv, _group_norm_streamed(block.norm1, x, slab, silu=True), slab)
-    h = _conv_streamed(block.conv2.conv, _group_norm_streamed(block.norm2, h, slab, silu=True), slab)
+    """``AEKLResBlock.forward`` (norm1, SiLU, conv1, norm2, SiLU, conv2, + shortcut): each norm fused into the
+    convolution after it, the shortcut added slab by slab, so ``x`` and two activations are all that is alive."""
+    h = _conv_streamed(block.conv1.conv, x, slab, source=_NormalisedSlabs(block.norm1, x, silu=True))
+    out = _conv_streamed(block.conv2.conv, h, slab, source=_NormalisedSlabs(block.norm2, h, silu=True))
+    del h
     if isinstance(block.nin_shortcut, nn.Identity):
-        return h.add_(x)
-    return h.add_(_conv_streamed(block.nin_shortcut.conv, x, slab))
+        return out.add_(x)
+    shortcut = block.nin_shortcut.conv
+    if any(k != 1 for k in ensure_tuple(shortcut.kernel_size)):  # not MONAI's 1x1 shortcut: with its halo
+        return out.add_(_conv_streamed(shortcut, x, slab))
+    convolve = (F.conv1d, F.conv2d, F.conv3d)[shortcut.weight.dim() - 3]
+    for start, stop in _slabs(x.shape[-1], slab):  # a 1x1 convolution: no halo
+        out[..., start:stop] += convolve(x[..., start:stop], shortcut.weight, shortcut.bias)
+    return out
 
 
 class _UpsampledSlabs:
@@ -375,7 +402,7 @@ def _streamed(block: nn.Module, x: torch.Tensor, slab: int) -> torch.Tensor:
         if _conv_padding(block.conv) is not None:
             return _conv_streamed(block.conv, x, slab)
     if isinstance(block, nn.GroupNorm):
-        return _group_norm_streamed(block, x, slab, silu=False)
+        return _group_norm_streamed(block, x, slab)
     if _is_nearest_upsample(block):
         return _conv_streamed(block.postconv.conv, x, slab, source=_UpsampledSlabs(x))
     return block(x)
