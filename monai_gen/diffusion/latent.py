@@ -304,7 +304,9 @@ def _conv_padding(conv: nn.Module) -> int | None:
     return int(padding[-1]) if ok else None
 
 
-def _conv_streamed(conv: nn.Module, x: torch.Tensor, slab: int, source=None) -> torch.Tensor:
+def _conv_streamed(
+    conv: nn.Module, x: torch.Tensor, slab: int, source: Callable[[int, int, int], torch.Tensor] | None = None
+) -> torch.Tensor:
     """A 'same' convolution of ``x`` (or of ``source(start, stop, halo)``, the input slab it needs) slab by slab."""
     halo = _conv_padding(conv)
     size = x.shape[-1] if source is None else source.size
@@ -374,7 +376,7 @@ class _UpsampledSlabs:
     """The slabs of ``nearest-upsample(x, 2)`` a following convolution needs, each computed from ``x`` when asked."""
 
     def __init__(self, x: torch.Tensor) -> None:
-        self.x, self.size = x, 2 * x.shape[-1]
+        self.x, self.size = x, 2 * x.shape[-1]  # the upsampled length of the last axis
 
     def __call__(self, start: int, stop: int, halo: int) -> torch.Tensor:
         low, high = max(0, start - halo), min(self.size, stop + halo)
@@ -396,7 +398,7 @@ def _is_nearest_upsample(block: nn.Module) -> bool:
 
 def _streamed(block: nn.Module, x: torch.Tensor, slab: int) -> torch.Tensor:
     """One decoder block, streamed when it is one this module knows; any other block (attention) runs whole."""
-    if isinstance(block, AEKLResBlock):
+    if isinstance(block, AEKLResBlock) and all(_conv_padding(c.conv) is not None for c in (block.conv1, block.conv2)):
         return _resblock_streamed(block, x, slab)
     if isinstance(block, Convolution) and [n for n, _ in block.named_children()] == ["conv"]:
         if _conv_padding(block.conv) is not None:
