@@ -45,6 +45,7 @@ from monai_gen.engines.sampling import ConditionalSampleGenerator, DiffusionSamp
 from monai_gen.engines.weights import load_tensor, load_weights
 from monai_gen.metrics import pearson_fidelity
 from monai_gen.transforms.conditions import ConditionSet
+from monai_gen.transforms.ecg import CropContextMargin
 from monai_gen.transforms.normalisation import LinearNormalisation
 
 BUNDLE = "ecg_generative_diffusion"
@@ -91,7 +92,8 @@ def load_bundle_model(device: torch.device) -> dict[str, Any]:
         "normalisation": LinearNormalisation(
             float(bundle_component(root, "amplitude_scale_mv")), offset=load_tensor(root / "models/mean_beat.safetensors", "mean_beat")
         ),
-        "shape": (12, int(bundle_component(root, "num_samples_per_beat"))),
+        "shape": tuple(bundle_component(root, "sample_shape")),  # the denoised window, context margin included
+        "crop": CropContextMargin(int(bundle_component(root, "context_margin"))),  # -> the (12, 576) beat
     }
 
 
@@ -118,7 +120,7 @@ def reference_samples(model, rows, seeds, device, steps_to_time: int | None) -> 
     if steps_to_time is None:
         start = time.perf_counter()
         samples = inferer.sample(noise, wrapped, scheduler, verbose=False)
-        return model["normalisation"].inverse(samples.cpu()), time.perf_counter() - start, False
+        return model["crop"](model["normalisation"].inverse(samples.cpu())), time.perf_counter() - start, False
     scheduler.timesteps = scheduler.timesteps[:steps_to_time]
     start = time.perf_counter()
     inferer.sample(noise, wrapped, scheduler, verbose=False)
@@ -146,7 +148,7 @@ def test_conditions(model: dict[str, Any], count: int) -> list[dict[str, Any]]:
         "prepare": bundle_component(root, "prepare_record"),
         "fs": bundle_component(root, "fs"),
         "phenotypes": ConditionSet(bundle_component(root, "condition_specs")).names,
-        "window": {"n_samples": bundle_component(root, "num_samples_per_beat"), "r_index": bundle_component(root, "r_index")},
+        "window": bundle_component(root, "training_window"),
     }
     cache = default_output_dir(root, "benchmark")  # never inside the bundle
     test = load_split_cohort(root / "../../../shared/data/ecg", cache, **preparation).test
@@ -185,7 +187,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results["speedup_samples_per_second"] = results["ours"]["samples_per_second"] / results["reference"]["samples_per_second"]
     if not args.tiny:
         inferer = DiffusionSamplingInferer(model["schedule"], num_steps=args.steps, condition_names=model["conditions"].names)
-        generate = ConditionalSampleGenerator(model["network"], inferer, model["conditions"], model["shape"], device=device, normalisation=model["normalisation"])
+        generate = ConditionalSampleGenerator(model["network"], inferer, model["conditions"], model["shape"], device=device, normalisation=model["normalisation"],
+                                              postprocess=model["crop"])
         ours_beats = generate([SampleRequest(f"b{i}", s, r) for i, (r, s) in enumerate(zip(rows, seeds, strict=True))])
         results["fidelity_r"] = {"ours": fidelity(ours_beats, rows)}
         if reference is not None:

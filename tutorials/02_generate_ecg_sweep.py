@@ -16,6 +16,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+from monai.transforms import Compose
 
 from monai_gen.bundle.ecg_evaluation import measure_beats
 from monai_gen.bundle.registry import bundle_component, find_bundle
@@ -23,7 +24,7 @@ from monai_gen.engines.requests import sweep_requests
 from monai_gen.engines.sampling import ConditionalSampleGenerator, DiffusionSamplingInferer
 from monai_gen.engines.weights import load_tensor, load_weights
 from monai_gen.transforms.conditions import ConditionSet
-from monai_gen.transforms.ecg import DeriveLimbLeads
+from monai_gen.transforms.ecg import CropContextMargin, DeriveLimbLeads
 from monai_gen.transforms.normalisation import LinearNormalisation
 from monai_gen.visualize import plot_signal_sweep
 
@@ -44,12 +45,14 @@ def main(argv: list[str] | None = None) -> dict:
     inferer = DiffusionSamplingInferer(bundle_component(root, "schedule"), num_steps=args.steps,
                                        condition_names=conditions.names)
     generate = ConditionalSampleGenerator(
-        network, inferer, conditions, (12, int(bundle_component(root, "num_samples_per_beat"))),
+        # the network denoises a window `context_margin` samples wider on each side than the beat it returns
+        network, inferer, conditions, bundle_component(root, "sample_shape"),
         # the model works on (beat - mean beat) / amplitude scale; the same normalisation as training, inverted
         normalisation=LinearNormalisation(
             float(bundle_component(root, "amplitude_scale_mv")), offset=load_tensor(root / "models/mean_beat.safetensors", "mean_beat")
         ),
-        postprocess=DeriveLimbLeads(),  # III, aVR, aVL, aVF from I and II, as an electrocardiograph does
+        # crop that margin off, then III, aVR, aVL, aVF from I and II, as an electrocardiograph does
+        postprocess=Compose([CropContextMargin(int(bundle_component(root, "context_margin"))), DeriveLimbLeads()]),
     )
 
     # %% 2. A counterfactual sweep: every row the same seeds and other phenotypes, only the heart rate moves.

@@ -31,13 +31,13 @@ class ExploreRequest:
     Args:
         conditions: the set phenotypes under their condition names with canonical values (unset ones are absent).
         seed: the noise seed.
-        guidance_scale: classifier-free guidance scale (1 = none).
+        guidance_scale: classifier-free guidance scale (1 = none); None keeps the bundle's default.
         steps: sampler steps; None keeps the bundle's default.
     """
 
     conditions: Mapping[str, Any] = field(default_factory=dict)
     seed: int = 0
-    guidance_scale: float = 1.0
+    guidance_scale: float | None = None
     steps: int | None = None
 
 
@@ -93,7 +93,8 @@ def parse_request(payload: Mapping[str, Any], conditions: ConditionSet) -> Explo
         raise ValueError(f"conditions must be an object {{name: value}}, got {given!r}.")
     values = checked_values(conditions, {str(k): (None if v == "" else v) for k, v in given.items()})
     seed = _number(payload.get("seed", 0), "seed", int, 0, MAX_SEED)
-    scale = _number(payload.get("guidance_scale", 1.0), "guidance_scale", float, 0.0, MAX_GUIDANCE_SCALE)
+    scale = payload.get("guidance_scale")
+    scale = None if scale in (None, "") else _number(scale, "guidance_scale", float, 0.0, MAX_GUIDANCE_SCALE)
     steps = payload.get("steps")
     steps = None if steps in (None, "") else _number(steps, "steps", int, 1, MAX_STEPS)
     return ExploreRequest(values, seed, scale, steps)

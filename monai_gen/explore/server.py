@@ -155,7 +155,7 @@ class ExplorerApp:
         explored, figure = self._run(f"sample {session.root}", generate_and_draw)
         return {
             "sample_id": explored.sample_id, "figure": _data_url(figure), "requested": dict(request.conditions),
-            "measured": explored.measured, "seed": request.seed, "guidance_scale": request.guidance_scale,
+            "measured": explored.measured, "seed": request.seed, "guidance_scale": session.guidance_of(request),
             "steps": request.steps or session.default_steps, "seconds": round(explored.seconds, 3),
             "warnings": _extrapolation_warnings(session.conditions, request.conditions),
         }

@@ -171,9 +171,13 @@ class ExplorerSession:
         stem = Path(output_dir) / f"{self.info.name}_{sample_id}"
         return [Path(f) for f in writer(explored.sample, stem, provenance)]
 
+    def guidance_of(self, request: ExploreRequest) -> float:
+        """The guidance scale ``request`` is generated with: its own, or the bundle's default."""
+        return self.default_guidance if request.guidance_scale is None else float(request.guidance_scale)
+
     def _use_settings(self, request: ExploreRequest) -> None:
         """Point the kept generator at an inferer for the request's steps and guidance (built once per pair)."""
-        key = (request.steps or self.default_steps, float(request.guidance_scale))
+        key = (request.steps or self.default_steps, self.guidance_of(request))
         self._set_ids({"num_inference_steps": key[0], "guidance_scale": key[1]})
         if key not in self._inferers:
             self._inferers[key] = self.parser.get_parsed_content("inferer")

@@ -34,25 +34,17 @@ def test_network_input_output_as_declared_in_metadata():
 
 def test_shipped_weights_generate_finite_beats_for_conditions():
     from monai_gen.engines.requests import requests_from_rows
-    from monai_gen.engines.sampling import ConditionalSampleGenerator, DiffusionSamplingInferer
-    from monai_gen.engines.weights import load_tensor, load_weights
     from monai_gen.metrics.ecg import qrs_alignment
-    from monai_gen.transforms.conditions import ConditionSet
-    from monai_gen.transforms.normalisation import LinearNormalisation
 
-    network = load_weights(bundle_component(BUNDLE, "network_def"), BUNDLE / "models/model.safetensors")
-    conditions = ConditionSet.load(BUNDLE / "models/conditions.json")
-    assert conditions.names == ["heart_rate", "qrs", "qt", "age", "sex"]
+    generate = bundle_component(BUNDLE, "sample_generator")  # the configs' own: window, mean, margin crop, leads
+    conditions = generate.conditions
+    assert conditions.names == ["heart_rate", "qrs", "qt", "age", "sex", "lvh", "left_axis_deviation",
+                                "atrial_fibrillation"]
     assert all(conditions[n].observed_range is not None for n in ("heart_rate", "qrs", "qt", "age"))
-    inferer = DiffusionSamplingInferer(bundle_component(BUNDLE, "schedule"), num_steps=8, condition_names=conditions.names)
-    mean_beat = load_tensor(BUNDLE / "models/mean_beat.safetensors", "mean_beat")
-    generate = ConditionalSampleGenerator(
-        network, inferer, conditions, (12, 576),
-        normalisation=LinearNormalisation(bundle_component(BUNDLE, "amplitude_scale_mv"), offset=mean_beat),
-    )
-    rows = [{"heart_rate": 60, "sex": "female"}, {"heart_rate": 110, "qt": 320}, {"heart_rate": 75}, {"age": 40}]
+    rows = [{"heart_rate": 60, "sex": "female"}, {"heart_rate": 110, "qt": 320}, {"lvh": "yes"},
+            {"age": 40, "atrial_fibrillation": "yes"}]
     beats = generate(requests_from_rows(rows))
-    assert beats.shape == (4, 12, 576) and torch.isfinite(beats).all()
+    assert beats.shape == (4, 12, 576) and torch.isfinite(beats).all()  # the 32-sample margins cropped off
     assert 0.2 < float(beats.abs().amax(dim=(1, 2)).min()) < 8.0  # QRS of a plausible size in mV
     aligned = qrs_alignment(beats.numpy(), 500.0, r_index=200) >= 0.5  # the QRS at sample 200, like the training beats
     assert aligned.sum() >= 3, aligned
@@ -99,7 +91,8 @@ def test_train_infer_evaluate_smoke(small_ecg_folder, tmp_path):
     })
     report = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
     fidelity = {**report["measured_fidelity"]["conditions"], **report["probe_fidelity"]["conditions"]}
-    assert report["n_synthetic"] == 4 and set(fidelity) == {"qrs", "qt", "heart_rate", "age", "sex"}
+    assert report["n_synthetic"] == 4 and set(fidelity) == {
+        "qrs", "qt", "heart_rate", "age", "sex", "lvh", "left_axis_deviation", "atrial_fibrillation"}
     assert report["limb_lead_residual"]["synthetic_median"] < 1e-6
 
 

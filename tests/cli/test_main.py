@@ -26,7 +26,8 @@ def test_bundles_lists_conditions_with_units_and_ranges(run_cli):
 
 def test_generate_help_documents_the_bundle_phenotypes(run_cli):
     code, text = run_cli(["generate", "ecg_generative_diffusion", "--help"])
-    assert code == 0 and "--qt MS" in text and "valid 200-700 ms" in text
+    text = " ".join(text.split())  # argparse wraps the help text
+    assert code == 0 and "--qt MS" in text and "valid 200-700 ms" in text and "--lvh {no,yes}" in text
 
 
 @pytest.mark.parametrize(

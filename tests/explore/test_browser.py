@@ -83,7 +83,10 @@ def test_slider_redraws_and_measured_heart_rate_follows(browser, explorer, tmp_p
 
     _, url = explorer
     browser.get(url)
-    first = _wait(browser, _shown, "the first sample was not shown")
+    opening = _wait(browser, _shown, "the first sample was not shown")
+    browser.find_element("id", "next-seed").click()  # seed 1: seed 0's beat at 120 bpm reads 91 bpm
+    first = _wait(browser, lambda b: (s := _shown(b)) and s["sample_id"] != opening["sample_id"] and s,
+                  "the sample of seed 1 was not shown")
     start_rate = float(first["requested"]["heart_rate"])
     slider = browser.find_element("id", "c-heart_rate")
     assert slider.get_attribute("type") == "range" and float(slider.get_attribute("step")) == 1.0

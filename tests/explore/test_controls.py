@@ -35,6 +35,7 @@ def test_parse_request_canonicalises_and_leaves_unset_conditions_out(conditions)
     assert dict(request.conditions) == {"heart_rate": 120.0, "qt": 380.0, "sex": "female"}
     assert (request.seed, request.guidance_scale, request.steps) == (7, 2.5, 10)
     assert parse_request({}, conditions).steps is None  # the bundle's default
+    assert parse_request({"guidance_scale": ""}, conditions).guidance_scale is None  # likewise
 
 
 @pytest.mark.parametrize(
