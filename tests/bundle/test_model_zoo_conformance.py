@@ -141,11 +141,22 @@ def _small_ixi_folder(shared_data: Path, folder: Path) -> Path:
 
 
 _BRAIN_AUTOENCODER = REPO / "bundles" / "brain_mri_generative_diffusion" / "models" / "autoencoder.safetensors"
+_CARDIAC_AUTOENCODER = REPO / "bundles" / "cardiac_mri_generative_diffusion" / "models" / "autoencoder.safetensors"
+
+
+def _acdc_folder(shared: Path, folder: Path) -> Path:
+    return shared / "cardiac_mri" / "acdc_subset"  # read only; the cohort cache goes to the run's output folder
+
+
 TRAIN_DATA = {
     "ecg_generative_diffusion": (_small_ecg_folder, {"max_beats_per_record": 2, "batch_size": 4}),
     # its last stage (train_diffusion) needs stage 1's autoencoder: the shipped one
     "brain_mri_generative_diffusion": (
         _small_ixi_folder, {"slice_indices": [50, 70], "batch_size": 4, "autoencoder_file": str(_BRAIN_AUTOENCODER)}
+    ),
+    "cardiac_mri_generative_diffusion": (
+        _acdc_folder, {"patients": ["patient001", "patient002", "patient061", "patient062"], "slice_indices": [3],
+                       "batch_size": 4, "autoencoder_file": str(_CARDIAC_AUTOENCODER)}
     ),
 }
 """Per bundle: a small real training set (a function of the shared data folder and a new folder) and overrides."""
