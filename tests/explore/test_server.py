@@ -7,6 +7,7 @@ import base64
 import json
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from .conftest import call
 pytestmark = pytest.mark.slow  # the package's server loads the shipped network once (about 10 s)
 
 PNG = b"\x89PNG\r\n\x1a\n"
+CONFIG_ONLY_BUNDLE = Path(__file__).resolve().parents[1] / "bundle" / "tiny_cardiac_bundle"  # ships no weights
 
 
 def _png(data_url: str) -> bytes:
@@ -58,7 +60,7 @@ def test_sample_follows_the_requested_heart_rate(explorer):
     [
         ({"conditions": {"qt": 900}}, r"condition 'qt' = 900 ms is outside its valid range [200, 700]."),
         ({"bundle": "no_such_bundle"}, "no bundle 'no_such_bundle'"),
-        ({"bundle": "cardiac_mri_generative_diffusion"}, "does not exist; train the model first"),
+        ({"bundle": str(CONFIG_ONLY_BUNDLE)}, "does not exist; train the model first"),
         ({"steps": 0}, "steps must be from 1 to 200"),
     ],
 )
