@@ -79,11 +79,14 @@ def test_bundle_trains_each_stage_generates_and_evaluates_from_its_configs(cohor
     report_dir = tmp_path / "evaluation"
     run_bundle_workflow(BUNDLE, "evaluate", {
         **data, "models_dir": str(models), "output_dir": str(report_dir), "num_inference_steps": 2,
-        "probe_components": 4, "pca_components": 4, "diversity_pairs": 8,
+        "probe_components": 4, "pca_components": 4, "diversity_pairs": 8, "sweep_seeds": 2,
     })
     report = json.loads((report_dir / "evaluation.json").read_text())
     assert report["n_synthetic"] == report["n_test_items"] == 6 and report["test_subjects"] == 2
     assert set(report["probe_fidelity"]["conditions"]) == {"age", "slice_position", "sex"}
+    sweeps = report["probe_sweep_fidelity"]["conditions"]  # counterfactual: one condition swept, the others unset
+    assert set(sweeps) == {"age", "slice_position"} and sweeps["slice_position"]["values"][0] == 0.15
+    assert report["category_sweep_fidelity"]["conditions"]["sex"]["categories"] == ["F", "M"]
     assert np.isfinite(report["realism"]["synthetic_vs_test"]["frechet_distance"])
     assert 0 < report["autoencoder_reconstruction"]["ms_ssim"]["mean"] < 1
     # the extractor the training run wrote was reused (same cohort and settings), not retrained
