@@ -323,6 +323,7 @@ def split_by_subject(
     seed: int = 0,
     stratify_by: str | None = None,
     single_subject_strata: str = "test",
+    test_subjects: Sequence[str] | None = None,
 ) -> CohortSplit:
     """Train / validation / test cohorts with disjoint subjects: a fixed-seed shuffle of the subject ids, taken per
     stratum of ``stratify_by`` (e.g. ``"source"``) when given, so every stratum is represented in each split.
@@ -332,8 +333,13 @@ def split_by_subject(
     e.g. an ACDC group with one usable patient). With two subjects per stratum and ``test_fraction=0.5`` this is
     "train on one subject of each group, test on the other".
 
+    ``test_subjects`` names the held-out subjects instead (e.g. the one subject of a small cohort whose volumes suit
+    evaluation); ``test_fraction``, ``stratify_by`` and ``single_subject_strata`` then play no part, and a validation
+    split, if asked, is drawn from the rest.
+
     Raises:
-        ValueError: fractions outside [0, 1) or summing to 1 or more, fewer subjects than splits.
+        ValueError: fractions outside [0, 1) or summing to 1 or more, fewer subjects than splits, a ``test_subjects``
+            entry that is not a subject of the cohort, or ``test_subjects`` that leave no training subject.
     """
     if not (0 < test_fraction < 1 and 0 <= validation_fraction < 1 and test_fraction + validation_fraction < 1):
         raise ValueError(f"need 0 < test_fraction, 0 <= validation_fraction and a sum < 1, got {test_fraction}, {validation_fraction}.")
@@ -351,6 +357,20 @@ def split_by_subject(
     for subject in subjects:
         strata.setdefault(first_row[subject].get(stratify_by) if stratify_by else None, []).append(subject)
     rng, test, validation = np.random.default_rng(seed), set(), set()
+    if test_subjects is not None:
+        test = {str(s) for s in test_subjects}
+        unknown = sorted(test - set(subjects))
+        if unknown or not test or len(test) >= len(subjects):
+            raise ValueError(
+                f"test_subjects {sorted(test)} must name some but not all of the cohort's subjects {subjects}"
+                + (f"; not in the cohort: {unknown}" if unknown else "") + "."
+            )
+        rest = [s for s in subjects if s not in test]
+        n_val = int(round(validation_fraction * len(subjects))) if validation_fraction else 0
+        validation = {rest[i] for i in rng.permutation(len(rest))[:n_val]}
+        if len(validation) >= len(rest):
+            raise ValueError(f"a validation split of {n_val} subjects leaves no training subject of {rest}.")
+        strata = {}
     for members in strata.values():
         shuffled = [members[i] for i in rng.permutation(len(members))]
         if len(shuffled) == 1 and single_subject_strata == "train":

@@ -69,6 +69,17 @@ def test_split_is_by_record_and_reproducible(small_cohort):
         split_by_subject(small_cohort, test_fraction=1.5)
 
 
+def test_split_holds_out_the_named_subjects(small_cohort):
+    subjects = small_cohort.subjects()
+    train, validation, test = split_by_subject(small_cohort, test_subjects=subjects[-1:], validation_fraction=0.25)
+    assert test.subjects() == subjects[-1:] and len(validation.subjects()) == 1
+    assert sorted(train.subjects() + validation.subjects() + test.subjects()) == subjects
+    with pytest.raises(ValueError, match=r"not in the cohort: \['nobody'\]"):
+        split_by_subject(small_cohort, test_subjects=["nobody"])
+    with pytest.raises(ValueError, match="some but not all"):
+        split_by_subject(small_cohort, test_subjects=subjects)
+
+
 def test_condition_statistics_are_fitted_once_per_record(small_cohort):
     specs = [{"name": "heart_rate", "unit": "bpm", "valid_range": [30, 200]}]
     fitted = fit_conditions(specs, small_cohort)["heart_rate"]
