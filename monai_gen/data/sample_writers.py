@@ -63,21 +63,29 @@ class NiftiSampleWriter:
     Args:
         spacing_mm: voxel size along each spatial axis (mm); the affine is then ``diag(spacing, 1)`` (RAS). A 2D
             sample (written as a one-slice volume ``(x, y, 1)``) may take one more entry, the thickness of the slice,
-            so viewers show its true voxel size. None keeps the sample's own affine (a MetaTensor)
+            so viewers show its true voxel size. None takes ``affine``, else the sample's own affine (a MetaTensor)
             or the identity.
         output_dtype: data type stored in the file.
+        affine: voxel-to-RAS affine ``(4, 4)`` in mm (e.g. that of the segmentation a CT was generated for), instead
+            of ``spacing_mm``.
 
     Raises:
-        ValueError: at writing, ``spacing_mm`` not matching the sample's spatial dimensions.
+        ValueError: both ``affine`` and ``spacing_mm`` given; at writing, ``spacing_mm`` not matching the sample's
+            spatial dimensions.
     """
 
-    def __init__(self, spacing_mm: Sequence[float] | None = None, output_dtype: Any = np.float32) -> None:
+    def __init__(
+        self, spacing_mm: Sequence[float] | None = None, output_dtype: Any = np.float32, affine: Any = None
+    ) -> None:
+        if affine is not None and spacing_mm is not None:
+            raise ValueError("NiftiSampleWriter takes an affine or spacing_mm, not both.")
         self.spacing_mm = None if spacing_mm is None else [float(s) for s in spacing_mm]
-        self.output_dtype = output_dtype
+        self.output_dtype, self.affine = output_dtype, affine
 
     def __call__(self, sample: torch.Tensor, stem: Path, provenance: Mapping[str, Any]) -> list[Path]:
+        affine = _spacing_affine(sample, self.spacing_mm, stem)
         return write_nifti(
-            sample, Path(f"{stem}.nii.gz"), affine=_spacing_affine(sample, self.spacing_mm, stem),
+            sample, Path(f"{stem}.nii.gz"), affine=self.affine if affine is None else affine,
             output_dtype=self.output_dtype, provenance=provenance,
             description=synthetic_description(provenance),
         )

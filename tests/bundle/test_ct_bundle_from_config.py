@@ -19,6 +19,7 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
+from nibabel.affines import apply_affine
 from safetensors import safe_open
 
 from monai_gen.bundle.registry import run_bundle_workflow, training_stages
@@ -110,6 +111,10 @@ def test_tiny_ct_bundle_trains_generates_and_evaluates_from_config(ct_folder, sh
     for_labels = _check_generated(tmp_path / "for_labels")
     assert np.abs(for_labels - plain).max() > 0.05  # the label map reached the denoiser (same seed: equal otherwise)
     assert json.loads((tmp_path / "for_labels" / "ct_0.json").read_text())["label_map"] == segmentation
+    seg, placed = nib.load(segmentation), nib.load(tmp_path / "for_labels" / "ct_0.nii.gz")
+    centre = [apply_affine(img.affine, (np.array(img.shape) - 1) / 2) for img in (seg, placed)]
+    assert np.abs(centre[0] - centre[1]).max() <= 4.0  # the CT lies on its segmentation, to a voxel at 4 mm
+    assert np.abs(centre[0] - apply_affine(nib.load(out / "ct_0.nii.gz").affine, [7.5] * 3)).max() > 50  # plain: origin
 
     report_dir = tmp_path / "evaluation"
     run_bundle_workflow(BUNDLE, "evaluate", {
@@ -118,7 +123,7 @@ def test_tiny_ct_bundle_trains_generates_and_evaluates_from_config(ct_folder, sh
     })
     report = json.loads((report_dir / "evaluation.json").read_text())
     assert report["measures"] == ["probe_fidelity", "distribution", "memorisation", "diversity",
-                                  "autoencoder_reconstruction", "organ_hu_histograms"]
+                                  "autoencoder_reconstruction", "organ_hu_histograms", "mask_adherence", "slice_frechet"]
     assert report["n_synthetic"] == report["n_test_items"] == 3 and report["test_subjects"] == 1
     assert np.isfinite(report["probe_fidelity"]["conditions"]["craniocaudal_position"]["real"]["value"])
     reconstruction = report["autoencoder_reconstruction"]
@@ -126,5 +131,13 @@ def test_tiny_ct_bundle_trains_generates_and_evaluates_from_config(ct_folder, sh
     organs = report["organ_hu_histograms"]["organs"]
     assert "liver" in organs and organs["liver"]["wasserstein_hu"]["synthetic_vs_test"] >= 0
     assert organs["liver"]["n_voxels"]["synthetic"] == organs["liver"]["n_voxels"]["test"] > 0  # the test masks
-    assert "## Organ HU distributions" in (report_dir / "evaluation.md").read_text()
+    adherence = report["mask_adherence"]
+    assert "liver" in adherence["organs"] and 0 <= adherence["organs"]["liver"]["adherence"]["synthetic"] <= 1
+    assert 0.0 < adherence["overall"]["test"] <= 1.0  # real test voxels in the training subjects' organ ranges
+    frechet = report["slice_frechet"]["frechet_distance"]
+    assert list(frechet) == ["axial", "coronal", "sagittal", "mean"] and frechet["axial"]["n_slices"] == 3 * 8
+    assert frechet["mean"]["synthetic_vs_test"] >= 0 and frechet["mean"]["train_vs_test"] > 0
+    assert (report_dir / "slice_feature_extractor.safetensors").is_file()  # trained on the training patches' slices
+    markdown = (report_dir / "evaluation.md").read_text()
+    assert all(title in markdown for title in ("## Organ HU distributions", "## Mask adherence", "## 2.5D realism"))
     assert tree_digest(BUNDLE) == before  # nothing written into the bundle

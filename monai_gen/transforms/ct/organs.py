@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from monai.data import MetaTensor
 from monai.networks.layers.factories import Pool
 from monai.transforms import ResizeWithPadOrCrop
 
@@ -83,6 +84,7 @@ class OrganLabelMaps:
         self.load, self.label_key, self.file_key, self.start_key = load, label_key, file_key, start_key
         self.label_file, self.cache_size = label_file, int(cache_size)
         self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._affines: dict[str, np.ndarray] = {}
 
     def _check_organs(self) -> None:
         if not self.organs:
@@ -138,10 +140,26 @@ class OrganLabelMaps:
         if values.min() < 0 or not np.array_equal(values, np.round(values)):
             raise ValueError(f"label map {file}: labels must be whole non-negative numbers (resampled with 'nearest').")
         volume = torch.as_tensor(values.astype(np.int64))
+        self._affines[file] = np.asarray(getattr(labels, "affine", torch.eye(4)), dtype=np.float64)
         self._cache[file] = volume
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
         return volume
+
+    def affine(self, file: str | None = None) -> np.ndarray:
+        """The voxel-to-world (RAS, mm) affine ``(4, 4)`` of the volume generated for ``file`` (default: ``label_file``):
+        the preprocessed label map centre-cropped / padded to ``patch_size``, as :meth:`patch` cuts it without a start,
+        so a CT generated for a segmentation overlays it in a viewer.
+
+        Raises:
+            ValueError: no file given and no ``label_file``.
+        """
+        file = file or self.label_file
+        if file is None:
+            raise ValueError("OrganLabelMaps.affine: no label map given and no label_file set.")
+        volume = self.volume(file)
+        placed = ResizeWithPadOrCrop(self.patch_size)(MetaTensor(volume.float(), affine=self._affines[str(file)]))
+        return np.asarray(placed.affine, dtype=np.float64)
 
     def patch(self, row: Mapping[str, Any]) -> torch.Tensor | None:
         """The label patch ``(1, *patch_size)`` a row / request refers to, or None when it names no label map.
