@@ -1,33 +1,15 @@
-"""OrganHUHistograms and hu_wasserstein on real CT patches with TotalSegmentator's organ labels: one subject's patches
-(the abdominal NIfTI) for training, another's (the DICOM series) for testing; a perfect generator, one that is 100 HU
-too bright, and one that makes air, each scored as it must be."""
+"""OrganHUHistograms, MaskAdherence and hu_wasserstein on real CT patches with TotalSegmentator's organ labels: one
+subject's patches (the abdominal NIfTI) for training, another's (the DICOM series) for testing; a perfect generator,
+one that is 100 or 300 HU too bright, and one that makes air, each scored as it must be."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from monai.transforms import (
-    Compose,
-    EnsureChannelFirstd,
-    LoadImaged,
-    Orientationd,
-    RandSpatialCropSamplesd,
-    ScaleIntensityRanged,
-    Spacingd,
-    SpatialPadd,
-)
 
-from monai_gen.data.dicom_series import DICOMSeriesReader
-from monai_gen.engines.cohort import build_cohort
-from monai_gen.metrics.ct import OrganHUHistograms, hu_wasserstein
+from monai_gen.metrics.ct import MaskAdherence, OrganHUHistograms, hu_wasserstein
 from monai_gen.metrics.evaluation import EvaluationData
-from monai_gen.transforms.ct import CraniocaudalPatchesd, OrganLabelMaps
-
-CT = "ct/totalsegmentator"
-KEYS = ["image", "label"]
-PATCH = (32, 32, 32)
-ORGANS = {"liver": [5], "spleen": [1], "vertebra": list(range(25, 51)), "adrenal": [8, 9]}
 
 
 def test_wasserstein_of_a_shift_is_the_shift_and_of_the_same_values_zero():
@@ -40,27 +22,8 @@ def test_wasserstein_of_a_shift_is_the_shift_and_of_the_same_values_zero():
 
 
 @pytest.fixture(scope="module")
-def cohorts(shared_data):
-    volume = Compose([
-        LoadImaged(KEYS, reader=DICOMSeriesReader(), image_only=True, allow_missing_keys=True),
-        EnsureChannelFirstd(KEYS, allow_missing_keys=True),
-        Orientationd(KEYS, "RAS", labels=None, allow_missing_keys=True),
-        Spacingd(KEYS, (4.0, 4.0, 4.0), mode=["bilinear", "nearest"], allow_missing_keys=True),
-        ScaleIntensityRanged("image", -1000, 1000, -1000, 1000, clip=True, allow_missing_keys=True),
-        SpatialPadd("image", PATCH, value=-1000, allow_missing_keys=True),
-        SpatialPadd("label", PATCH, allow_missing_keys=True),
-    ])
-    patches = Compose([volume, CraniocaudalPatchesd("image", RandSpatialCropSamplesd(
-        KEYS, PATCH, num_samples=4, random_size=False))]).set_random_state(0)
-    source = shared_data / CT
-    train = build_cohort([{"image": str(source / "example_ct_sm.nii.gz"), "label": str(source / "example_seg.nii.gz"),
-                           "organ_label_file": str(source / "example_seg.nii.gz"), "subject_id": "a"}],
-                         patches, fields=["organ_label_file", "patch_start"])
-    test = build_cohort([{"image": str(source / "example_ct_dicom"), "label": str(source / "example_seg_dicom.nii.gz"),
-                          "organ_label_file": str(source / "example_seg_dicom.nii.gz"), "subject_id": "c"}],
-                        patches, fields=["organ_label_file", "patch_start"])
-    labels = OrganLabelMaps(ORGANS, patch_size=PATCH, compression=4, load=volume)
-    return train, test, labels
+def cohorts(ct_patch_cohorts):
+    return ct_patch_cohorts((32, 32, 32), 4)
 
 
 def _data(synthetic, train, test):
@@ -77,9 +40,6 @@ def test_a_perfect_generator_scores_zero_and_the_real_reference_is_positive(coho
     # two subjects' livers differ: about 47 HU in the abdominal CT, 74 HU in the contrast-enhanced DICOM series
     assert liver["wasserstein_hu"]["train_vs_test"] > 15 and liver["mean_hu"]["train"] < liver["mean_hu"]["test"] - 15
     assert 60 < liver["mean_hu"]["test"] < 120 and liver["n_voxels"]["synthetic"] == liver["n_voxels"]["test"]
-    assert liver["adherence"]["synthetic"] == liver["adherence"]["test"] < 0.5  # outside the other subject's range
-    own = measure(_data(test.items.clone(), test, test))["organs"]["liver"]  # the range of the test subject itself
-    assert own["adherence"]["test"] == pytest.approx(0.9, abs=0.02)  # its 5th to 95th percentile
     assert "adrenal" in section["not_scored"]  # a few voxels at 4 mm: not scored
     assert section["summary"].startswith("organ HU Wasserstein-1, synthetic vs test: liver 0 HU")
     lines = measure.markdown(section)
@@ -93,4 +53,54 @@ def test_a_too_bright_generator_is_off_by_its_shift_and_one_making_air_leaves_th
     assert brighter["wasserstein_hu"]["synthetic_vs_test"] == pytest.approx(100, abs=5)
     assert brighter["mean_hu"]["synthetic"] == pytest.approx(brighter["mean_hu"]["test"] + 100, abs=1e-3)
     air = measure(_data(torch.full_like(test.items, -1000.0), train, test))["organs"]
-    assert air["liver"]["adherence"]["synthetic"] == 0.0 and air["liver"]["wasserstein_hu"]["synthetic_vs_test"] > 1000
+    assert air["liver"]["wasserstein_hu"]["synthetic_vs_test"] > 1000
+
+
+def test_mask_adherence_of_real_test_volumes_is_the_real_score_and_a_range_holds_its_percentiles(cohorts):
+    train, test, labels = cohorts
+    measure = MaskAdherence(labels, min_voxels=20)
+    section = measure(_data(test.items.clone(), train, test))
+    liver = section["organs"]["liver"]
+    assert liver["adherence"]["synthetic"] == liver["adherence"]["test"]  # the same voxels in the same masks
+    assert liver["n_voxels"]["synthetic"] == liver["n_voxels"]["test"] > 20 and liver["n_voxels"]["train"] > 1000
+    # the range is the abdominal CT's (liver ~47 HU); the contrast-enhanced DICOM liver (~74 HU) mostly lies above it
+    low, high = liver["real_range_hu"]
+    assert low < 47 < high and liver["adherence"]["test"] < 0.5
+    assert section["overall"]["synthetic"] == section["overall"]["test"]
+    assert section["per_sample"]["synthetic"] == section["per_sample"]["test"] and section["per_sample"]["n"] >= 1
+    assert "adrenal" in section["not_scored"] and "adrenal" not in section["organs"]  # a few voxels at 4 mm
+    # against its own subject's range, 90 % of an organ's voxels lie between its 5th and 95th percentiles
+    own = measure(_data(test.items.clone(), test, test))
+    for name, organ in own["organs"].items():
+        assert organ["adherence"]["test"] == pytest.approx(0.9, abs=0.03), name
+    assert own["overall"]["test"] == pytest.approx(0.9, abs=0.03)
+    assert own["summary"].startswith("mask adherence: synthetic 0.9") and "(real test 0.9" in own["summary"]
+    lines = measure.markdown(own)
+    assert lines[0].startswith("## Mask adherence") and any(line.startswith("| liver |") for line in lines)
+
+
+def test_mask_adherence_drops_for_organs_300_hu_too_bright_and_for_air(cohorts):
+    train, test, labels = cohorts
+    measure = MaskAdherence(labels, min_voxels=20)
+    reference = measure(_data(test.items.clone(), test, test))
+    masks = torch.cat([labels.organ_masks(labels.patch(row)[None]).amax(dim=1, keepdim=True) for row in test.rows])
+    brighter = measure(_data(test.items + 300.0 * masks, test, test))  # only the organs' voxels shifted
+    adherence = {name: organ["adherence"] for name, organ in brighter["organs"].items()}
+    assert {name: a["test"] for name, a in adherence.items()} == {
+        name: organ["adherence"]["test"] for name, organ in reference["organs"].items()}  # the real score stays
+    # soft tissue spans a few tens of HU, so +300 HU leaves it; bone spans hundreds, so half of it stays in range
+    assert adherence["liver"]["synthetic"] < 0.05 and adherence["spleen"]["synthetic"] < 0.05
+    assert adherence["vertebra"]["synthetic"] < 0.7 * adherence["vertebra"]["test"]
+    assert brighter["overall"]["synthetic"] < 0.5 * brighter["overall"]["test"]
+    air = measure(_data(torch.full_like(test.items, -1000.0), test, test))
+    assert all(o["adherence"]["synthetic"] == 0.0 for o in air["organs"].values())
+
+
+def test_mask_adherence_scores_no_organ_without_enough_real_voxels_and_refuses_bad_percentiles(cohorts):
+    train, test, labels = cohorts
+    section = MaskAdherence(labels, min_voxels=10**6)(_data(test.items.clone(), train, test))
+    assert section["organs"] == {} and section["not_scored"] == labels.names and section["overall"]["synthetic"] is None
+    assert section["summary"] == "mask adherence: no organ scored"
+    assert MaskAdherence(labels).markdown(section)[-1].startswith("Not scored (fewer than the minimum")
+    with pytest.raises(ValueError, match="percentiles must be"):
+        MaskAdherence(labels, percentiles=(95, 5))
