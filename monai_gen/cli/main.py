@@ -96,6 +96,17 @@ def build_parser(conditions: ConditionSet | None = None) -> argparse.ArgumentPar
     generate.add_argument(
         "--cine-frames", type=_positive_int, default=None, help="frames of the --cine (default: the bundle's cine_frames)"
     )
+    generate.add_argument(
+        "--label-map", type=Path, default=None, metavar="FILE",
+        help="3D bundles with organ conditioning (e.g. the CT bundle): generate a volume for this segmentation (a "
+        "NIfTI label map in the bundle's label scheme, resampled to the bundle's spacing and centre-cropped / padded "
+        "to the volume size)",
+    )
+    generate.add_argument(
+        "--volume-size", type=_positive_int, nargs=3, default=None, metavar=("X", "Y", "Z"),
+        help="3D bundles: voxels of the generated volume (default: the training patch size; each a multiple of the "
+        "autoencoder's compression, e.g. 128 128 128)",
+    )
     generate.set_defaults(handler=_generate)
 
     sweep = commands.add_parser(
@@ -379,7 +390,34 @@ def _generate(args: argparse.Namespace) -> int:
         overrides["num_samples"] = args.num_samples
     if args.cine or args.cine_frames is not None:
         overrides.update(_cine_overrides(args, info.conditions))
+    overrides.update(_volume_overrides(args, info.root))
     return _run_generation(info, overrides, args)
+
+
+def _volume_overrides(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    """``--label-map`` / ``--volume-size`` as inference overrides, refused by a bundle whose configs lack them."""
+    import json
+
+    wanted = {"label_map": args.label_map, "volume_size": args.volume_size}
+    wanted = {k: v for k, v in wanted.items() if v is not None}
+    if not wanted:
+        return {}
+    config: dict[str, Any] = {}
+    for name in ("common.json", "inference.json"):
+        file = root / "configs" / name
+        if file.is_file():
+            config.update(json.loads(file.read_text(encoding="utf-8")))
+    for key in wanted:
+        if key not in config:
+            flag = "--" + key.replace("_", "-")
+            raise ValueError(f"{flag}: {root.name} has no {key!r} option (only 3D bundles with organ conditioning do).")
+    if args.label_map is not None:
+        if not args.label_map.is_file():
+            raise FileNotFoundError(f"--label-map {args.label_map}: no such file.")
+        wanted["label_map"] = str(args.label_map.resolve())
+    if args.volume_size is not None:
+        wanted["volume_size"] = list(args.volume_size)
+    return wanted
 
 
 def _inference_cine_frames(root: Path) -> int:

@@ -106,6 +106,8 @@ def test_tiny_ct_bundle_trains_generates_and_evaluates_from_config(ct_folder, sh
     request = {**data, "models_dir": str(models), "num_inference_steps": 2, "craniocaudal_position": 0.5, "progress": False}
     run_bundle_workflow(BUNDLE, "inference", {**request, "output_dir": str(out)})
     plain = _check_generated(out)
+    run_bundle_workflow(BUNDLE, "inference", {**request, "output_dir": str(tmp_path / "bigger"), "volume_size": [32, 16, 24]})
+    assert nib.load(tmp_path / "bigger" / "ct_0.nii.gz").shape == (32, 16, 24)  # any multiple of the compression
     segmentation = str(shared_data / CT / "example_seg_dicom.nii.gz")  # a CT for this segmentation, same seed
     run_bundle_workflow(BUNDLE, "inference", {**request, "output_dir": str(tmp_path / "for_labels"), "label_map": segmentation})
     for_labels = _check_generated(tmp_path / "for_labels")
