@@ -6,7 +6,8 @@ both read by probes trained on the real training items, and the memory each part
   sampling, decoding, writing and previews), and its ``sample_generator`` alone (sampling + decoding);
 - the **reference**: MONAI ``LatentDiffusionInferer.sample`` with a 1000-step ``DDPMScheduler`` carrying the bundle's
   own noise levels (:func:`benchmarks.generation.reference_scheduler`), on the same denoiser, autoencoder, latent
-  scale, conditions and initial noise;
+  scale, conditions, initial noise and any per-request network inputs the bundle's generator adds (its
+  ``spatial_condition``, e.g. the CT bundle's organ channels);
 - **fidelity**: :class:`monai_gen.metrics.evaluation.ProbeFidelity` (PCA + linear probe per condition, fitted on the
   real training items) scores both pipelines' images against the requested conditions, beside the real items whose
   conditions were requested (the ceiling when those items are held out);
@@ -35,6 +36,7 @@ import numpy as np
 import torch
 from monai.bundle import ConfigParser
 from monai.inferers import LatentDiffusionInferer
+from torch import nn
 
 from benchmarks.generation import REFERENCE_STEPS, MonaiCallingConvention, reference_scheduler
 from monai_gen.bundle.registry import find_bundle, run_bundle_workflow, workflow_config_names
@@ -53,10 +55,13 @@ __all__ = [
     "condition_rows",
     "probes_for",
     "sample_ours",
+    "generator_inputs",
+    "reference_network",
     "sample_reference",
     "time_inference",
     "probe_fidelity",
     "memory_figures",
+    "environment",
     "benchmark",
     "add_common_arguments",
     "write_results",
@@ -197,11 +202,49 @@ def sample_ours(
     return images, time.perf_counter() - start
 
 
+class _WithInputs(nn.Module):
+    """``network(x, t, **kwargs)`` called with fixed extra inputs (``inputs``) beside the ones it is given."""
+
+    def __init__(self, network: nn.Module, inputs: Mapping[str, torch.Tensor]) -> None:
+        super().__init__()
+        self.network, self.inputs = network, dict(inputs)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        return self.network(x, t, **kwargs, **self.inputs)
+
+
+def generator_inputs(
+    bundle: ImageBundle, rows: Sequence[Mapping[str, Any]], seeds: Sequence[int]
+) -> dict[str, torch.Tensor]:
+    """The network inputs the bundle's ``sample_generator`` adds for these requests beside the encoded conditions, on
+    the bundle's device: those of its ``spatial_condition`` (e.g. the CT bundle's
+    :class:`~monai_gen.transforms.ct.OrganLabelMaps`: ``spatial_condition`` ``(N, K, *latent)`` and
+    ``spatial_condition_mask`` ``(N,)``, zeros and 0 for a request without a label map), as
+    :class:`~monai_gen.engines.sampling.ConditionalSampleGenerator` computes them; ``{}`` when it has none."""
+    spatial = getattr(bundle.sample_generator, "spatial_condition", None)
+    if spatial is None:
+        return {}
+    return {k: torch.as_tensor(v).to(bundle.device) for k, v in spatial(_requests(rows, seeds)).items()}
+
+
+def reference_network(
+    bundle: ImageBundle, rows: Sequence[Mapping[str, Any]], seeds: Sequence[int]
+) -> nn.Module:
+    """The bundle's network called as MONAI's inferers call a ``DiffusionModelUNet`` (``forward(x, timesteps,
+    context)``, :class:`benchmarks.generation.MonaiCallingConvention`) with the encoded conditions of ``rows`` and the
+    generator's other inputs for them (:func:`generator_inputs`) fixed: what every reference step evaluates."""
+    values, mask = bundle.conditions.encode_rows(list(rows))
+    extra = generator_inputs(bundle, rows, seeds)
+    network = _WithInputs(bundle.network, extra) if extra else bundle.network
+    return MonaiCallingConvention(network, values.to(bundle.device), mask.to(bundle.device))
+
+
 def sample_reference(
     bundle: ImageBundle, rows: Sequence[Mapping[str, Any]], seeds: Sequence[int], *, steps_to_time: int | None = None
 ) -> tuple[torch.Tensor | None, float]:
     """MONAI ``LatentDiffusionInferer`` + 1000-step ``DDPMScheduler`` on the bundle's networks, from the same initial
-    noise as :func:`sample_ours`: (images on the CPU in physical units, seconds).
+    noise and network inputs (:func:`reference_network`) as :func:`sample_ours`: (images on the CPU in physical
+    units, seconds).
 
     With ``steps_to_time`` only that many steps are run and the seconds extrapolated to 1000 (no images returned).
 
@@ -214,8 +257,7 @@ def sample_reference(
             f"{bundle.name}: LatentDiffusionInferer applies a latent scale only, but the latent scaler has shift "
             f"{float(scaler.shift)}."
         )
-    values, mask = bundle.conditions.encode_rows(list(rows))
-    wrapped = MonaiCallingConvention(bundle.network, values.to(bundle.device), mask.to(bundle.device))
+    wrapped = reference_network(bundle, rows, seeds)
     scheduler = reference_scheduler(bundle.schedule)
     inferer = LatentDiffusionInferer(scheduler, scale_factor=float(scaler.scale))
     noise = sample_noise((len(seeds), *bundle.shape), generator=per_sample_generators(seeds), device=bundle.device)
@@ -289,7 +331,8 @@ def memory_figures(device: torch.device) -> dict[str, float]:
     return figures
 
 
-def _environment(bundle: ImageBundle, threads: int) -> dict[str, Any]:
+def environment(bundle: ImageBundle, threads: int) -> dict[str, Any]:
+    """Versions, threads, CPU, the bundle and its device (and the GPU's name on CUDA)."""
     env = {"torch": torch.__version__, "monai": monai.__version__, "threads": threads, "cpu": platform.processor(),
            "device": str(bundle.device), "bundle": bundle.name}
     if bundle.device.type == "cuda":
@@ -318,7 +361,7 @@ def benchmark(
     and extrapolated when given, else run in full); then, with ``fidelity`` and full reference images, the probes.
     """
     memory_figures(bundle.device)  # resets the GPU peak: each part's figure below is its own
-    results: dict[str, Any] = {**_environment(bundle, threads), f"{unit}s": len(rows),
+    results: dict[str, Any] = {**environment(bundle, threads), f"{unit}s": len(rows),
                                "reference_steps": REFERENCE_STEPS, "conditions_from": conditions_from}
     n_end = min(len(rows), end_to_end)
     runs = [{**row, "num_samples": 1, "seed": seed} for row, seed in zip(rows[:n_end], seeds[:n_end], strict=True)]
