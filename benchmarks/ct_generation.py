@@ -18,6 +18,7 @@ parts every image bundle's benchmark shares):
   on the same denoiser, autoencoder, latent scale, initial noise and denoiser inputs (the craniocaudal position, and the
   organ channels the generator adds: zeros with presence 0 for requests without a label map, as here); each
   pipeline's decoding of such a batch is also timed alone, so the speedup is given with and without it;
+  ``--fewer-steps K`` adds ours at ``K`` steps (``ours_fewer_steps``), timed and scored beside the others;
 - **quality of both**: the craniocaudal-position R read by a linear probe trained on the real training patches
   (:class:`~monai_gen.metrics.evaluation.ProbeFidelity`), Fréchet distance and linear MMD in a PCA space of the real
   training patches (:class:`~monai_gen.metrics.evaluation.DistributionDistances`) and the Wasserstein-1 distance in HU
@@ -222,29 +223,46 @@ def decode_seconds(bundle: ImageBundle, count: int) -> dict[str, float]:
     return seconds
 
 
+def with_steps(bundle: ImageBundle, steps: int) -> ImageBundle:
+    """The same bundle (weights, cohort cache, overrides) parsed again with ``num_inference_steps = steps``."""
+    return load_image_bundle(bundle.root, cache_dir=Path(bundle.overrides["cache_dir"]),
+                             overrides={**bundle.overrides, "num_inference_steps": int(steps)})
+
+
+def _time_ours(bundle: ImageBundle, rows: Sequence[Mapping[str, Any]], seeds: Sequence[int]
+               ) -> tuple[torch.Tensor, dict[str, Any]]:
+    images, seconds = sample_ours(bundle, rows, seeds)
+    return images, {"num_inference_steps": int(bundle.option("num_inference_steps")),
+                    "sampling_seconds_per_patch": seconds / len(rows),
+                    **{f"sampling_{k}": v for k, v in memory_figures(bundle.device).items()}}
+
+
 def sampling_comparison(
     bundle: ImageBundle, setup: ProbeSetup, rows: Sequence[Mapping[str, Any]], seeds: Sequence[int], *,
-    reference_steps: int | None, pca_components: int,
+    reference_steps: int | None, pca_components: int, fewer_steps: int | None = None,
 ) -> dict[str, Any]:
-    """Ours and the 1000-step reference on the same patch-size batch: seconds per patch, memory, speedup (also without
-    each pipeline's decoding, timed apart by :func:`decode_seconds`) and, when the reference ran all its steps, the
-    quality of both."""
-    ours, seconds = sample_ours(bundle, rows, seeds)
-    results: dict[str, Any] = {"ours": {"sampling_seconds_per_patch": seconds / len(rows),
-                                        **{f"sampling_{k}": v for k, v in memory_figures(bundle.device).items()}}}
+    """Ours (and, with ``fewer_steps``, ours at that step count: ``ours_fewer_steps``) and the 1000-step reference on
+    the same patch-size batch: seconds per patch, memory, speedups (also without each pipeline's decoding, timed
+    apart by :func:`decode_seconds`) and, when the reference ran all its steps, the quality of each."""
+    pipelines, results = {}, {}
+    variants = {"ours": bundle} | ({"ours_fewer_steps": with_steps(bundle, fewer_steps)} if fewer_steps else {})
+    for name, variant in variants.items():
+        pipelines[name], results[name] = _time_ours(variant, rows, seeds)
     reference, seconds = sample_reference(bundle, rows, seeds, steps_to_time=reference_steps)
     results["reference"] = {"sampling_seconds_per_patch": seconds / len(rows),
                             **{f"sampling_{k}": v for k, v in memory_figures(bundle.device).items()},
                             "extrapolated_from_steps": reference_steps}
-    results["speedup_sampling"] = (results["reference"]["sampling_seconds_per_patch"]
-                                   / results["ours"]["sampling_seconds_per_patch"])
+    per_patch = results["reference"]["sampling_seconds_per_patch"]
+    for name in variants:
+        suffix = name.removeprefix("ours")
+        results[f"speedup_sampling{suffix}"] = per_patch / results[name]["sampling_seconds_per_patch"]
     for name, seconds in decode_seconds(bundle, len(rows)).items():
         results[name]["decode_seconds_per_patch"] = seconds
     results["speedup_without_decoding"] = (
-        (results["reference"]["sampling_seconds_per_patch"] - results["reference"]["decode_seconds_per_patch"])
+        (per_patch - results["reference"]["decode_seconds_per_patch"])
         / (results["ours"]["sampling_seconds_per_patch"] - results["ours"]["decode_seconds_per_patch"]))
     if reference is not None:
-        pipelines = {"ours": ours, "reference": reference}
+        pipelines["reference"] = reference
         results["fidelity"] = probe_fidelity(setup, pipelines, rows)
         results["distribution"] = distribution_scores(setup, pipelines, n_components=pca_components,
                                                       hu_window=bundle.option("hu_window"), seed=seeds[0])
@@ -282,7 +300,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                        source.subset(picked))
     results.update(patches=len(rows), patch_size=_patch_size(bundle), conditions_from=args.conditions_from)
     results.update(sampling_comparison(bundle, setup, rows, seeds, reference_steps=args.reference_steps,
-                                       pca_components=args.pca_components))
+                                       pca_components=args.pca_components, fewer_steps=args.fewer_steps))
     results["speedup_end_to_end"] = (results["reference"]["sampling_seconds_per_patch"]
                                      / results["end_to_end"][1]["seconds_per_volume"])
     return results
@@ -298,6 +316,10 @@ def _print_summary(results: Mapping[str, Any]) -> None:
           f"{ours['sampling_seconds_per_patch']:.2f} s, reference {ref['sampling_seconds_per_patch']:.1f} s, "
           f"{results['speedup_sampling']:.1f}x ({results['speedup_without_decoding']:.1f}x without decoding: "
           f"{ours['decode_seconds_per_patch']:.2f} s vs {ref['decode_seconds_per_patch']:.2f} s per patch)")
+    if "ours_fewer_steps" in results:
+        fast = results["ours_fewer_steps"]
+        print(f"ours at {fast['num_inference_steps']} steps: {fast['sampling_seconds_per_patch']:.2f} s per patch, "
+              f"{results['speedup_sampling_fewer_steps']:.1f}x")
     for name, scores in results.get("fidelity", {}).items():
         dist = results["distribution"].get(name if name != "real" else "real_train", {})
         print(f"quality {name}: craniocaudal R {scores['craniocaudal_position_r']:.2f}, Fréchet "
@@ -313,6 +335,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--compare-full-decode", action="store_true",
                         help="also run the large volume decoded whole (decode_slab_size null)")
     parser.add_argument("--patches", type=int, default=16, help="patch-size requests sampled by both pipelines")
+    parser.add_argument("--fewer-steps", type=int, default=None,
+                        help="also sample and score ours at this many steps (e.g. the count a speedup target needs)")
     parser.add_argument("--reference-steps", type=int, default=None,
                         help="time the reference over this many steps and extrapolate (then its quality is not "
                         "measured); default: all 1000")
@@ -345,6 +369,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for name in ("patches", "volume_size", "probe_components", "pca_components", "threads"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}.")
+    if args.fewer_steps is not None and args.fewer_steps < 2:
+        parser.error(f"--fewer-steps must be at least 2 (DPM-Solver++(2M) takes two), got {args.fewer_steps}.")
     if args.reference_steps is not None and not 1 <= args.reference_steps <= REFERENCE_STEPS:
         parser.error(f"--reference-steps must be in [1, {REFERENCE_STEPS}], got {args.reference_steps}.")
     if args.tiny:

@@ -28,12 +28,12 @@ def _files(folder):
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    """``(folder, results)`` of one ``--tiny --compare-full-decode`` run in a fresh working folder."""
+    """``(folder, results)`` of one ``--tiny --compare-full-decode --fewer-steps 10`` run in a fresh working folder."""
     folder = tmp_path_factory.mktemp("tiny_ct_benchmark")
     bundle_files = _files(TINY_BUNDLE)
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(folder)  # every default folder (runs/...) lands here
-        results = main(["--tiny", "--compare-full-decode", "--cache-dir", str(folder / "cache"),
+        results = main(["--tiny", "--compare-full-decode", "--fewer-steps", "10", "--cache-dir", str(folder / "cache"),
                         "--output", str(folder / "bench.json")])
     assert _files(TINY_BUNDLE) == bundle_files  # trained and written outside the bundle
     return folder, results
@@ -84,17 +84,21 @@ def test_the_sampler_is_faster_than_the_reference_and_both_are_scored(tiny_run):
     assert 0 < ours["decode_seconds_per_patch"] < ours["sampling_seconds_per_patch"]
     assert 0 < reference["decode_seconds_per_patch"] < reference["sampling_seconds_per_patch"]
     assert results["speedup_without_decoding"] > 5
+    fast = results["ours_fewer_steps"]
+    assert (ours["num_inference_steps"], fast["num_inference_steps"]) == (25, 10)
+    assert results["speedup_sampling_fewer_steps"] == pytest.approx(
+        reference["sampling_seconds_per_patch"] / fast["sampling_seconds_per_patch"])
 
     fidelity = results["fidelity"]
-    assert set(fidelity) == {"ours", "reference", "real"} and all(set(f) == {"craniocaudal_position_r"}
+    assert set(fidelity) == {"ours", "ours_fewer_steps", "reference", "real"} and all(set(f) == {"craniocaudal_position_r"}
                                                                    for f in fidelity.values())
     # the probe, trained on the real training patches, reads those patches' own positions back (in sample; 0.79 with
     # the tiny cohort's 9 training patches and 4 PCA components: it does not depend on the trained weights)
     assert fidelity["real"]["craniocaudal_position_r"] > 0.5
-    assert all(-1 <= fidelity[p]["craniocaudal_position_r"] <= 1 for p in ("ours", "reference"))
+    assert all(-1 <= fidelity[p]["craniocaudal_position_r"] <= 1 for p in ("ours", "ours_fewer_steps", "reference"))
     distribution = results["distribution"]
-    assert list(distribution) == ["feature_space", "ours", "reference", "real_train"]
-    for name in ("ours", "reference", "real_train"):
+    assert list(distribution) == ["feature_space", "ours", "ours_fewer_steps", "reference", "real_train"]
+    for name in ("ours", "ours_fewer_steps", "reference", "real_train"):
         scores = distribution[name]
         assert scores["frechet"] > 0 and math.isfinite(scores["mmd"]) and 0 < scores["hu_wasserstein"] <= 2000
 
@@ -159,6 +163,7 @@ def test_missing_weights_name_the_file_and_the_option(tmp_path, monkeypatch):
 @pytest.mark.parametrize("argv, message", [
     (["--patches", "0"], "--patches must be at least 1, got 0"),
     (["--volume-size", "0"], "--volume-size must be at least 1, got 0"),
+    (["--fewer-steps", "1"], "--fewer-steps must be at least 2"),
     (["--reference-steps", "1001"], "--reference-steps must be in [1, 1000], got 1001"),
     (["--conditions-from", "validation"], "invalid choice: 'validation'"),
 ])
