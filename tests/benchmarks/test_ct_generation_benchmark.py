@@ -97,10 +97,12 @@ def test_the_sampler_is_faster_than_the_reference_and_both_are_scored(tiny_run):
     assert fidelity["real"]["craniocaudal_position_r"] > 0.5
     assert all(-1 <= fidelity[p]["craniocaudal_position_r"] <= 1 for p in ("ours", "ours_fewer_steps", "reference"))
     distribution = results["distribution"]
-    assert list(distribution) == ["feature_space", "ours", "ours_fewer_steps", "reference", "real_train"]
+    assert list(distribution) == ["feature_space", "ours", "ours_fewer_steps", "reference", "real_train",
+                                  "ours_vs_reference"]
     for name in ("ours", "ours_fewer_steps", "reference", "real_train"):
         scores = distribution[name]
         assert scores["frechet"] > 0 and math.isfinite(scores["mmd"]) and 0 < scores["hu_wasserstein"] <= 2000
+    assert 0 < distribution["ours_vs_reference"]["hu_wasserstein"] <= 2000  # different noise paths, same model
 
 
 @pytest.mark.slow
