@@ -159,14 +159,16 @@ class ConditionalSampleGenerator:
                 f"{self.sample_shape}: {error}"
             ) from error
 
-    def __call__(self, requests: Sequence[SampleRequest]) -> torch.Tensor:
+    def __call__(self, requests: Sequence[SampleRequest], *, callback: Callable[..., None] | None = None) -> torch.Tensor:
+        """Samples ``(B, *shape)`` in physical units for ``requests``; ``callback(step, total, x)`` after every sampler
+        step (the sampler's own hook: it sees the model-space batch and changes nothing), before decoding."""
         values, mask = self.conditions.encode_rows([r.conditions for r in requests], source="generation request")
         generators = per_sample_generators([r.seed for r in requests])
         noise = sample_noise((len(requests), *self.sample_shape), generator=generators, device=self.device)
         extra = {} if self.spatial_condition is None else self.spatial_condition(requests)
         samples = self.inferer(
             noise, self.network, generator=generators,
-            conditions=values.to(self.device), condition_mask=mask.to(self.device),
+            conditions=values.to(self.device), condition_mask=mask.to(self.device), callback=callback,
             **{k: torch.as_tensor(v).to(self.device) for k, v in extra.items()},
         )
         if self.decoder is not None:

@@ -2,8 +2,8 @@
 
 :func:`control_specs` describes one control per condition (a slider over the valid range with its unit and trained
 range for a continuous or periodic one, a choice for a categorical one; every control can be "unspecified", the
-network's null token) plus the generation knobs (seed, guidance scale, sampler steps). :func:`parse_request` checks a
-page's JSON with :func:`monai_gen.engines.requests.checked_values`, so a typed value outside its range gets the
+network's null token) plus the generation knobs (seed, guidance scale, sampler steps) and, for a bundle that makes
+cines, the cine's frame count. :func:`parse_request` checks a page's JSON with :func:`monai_gen.engines.requests.checked_values`, so a typed value outside its range gets the
 library's own one-line message.
 """
 
@@ -16,12 +16,15 @@ from typing import Any
 
 from monai_gen.transforms.conditions import ConditionSet, ConditionSpec
 
-__all__ = ["MAX_STEPS", "MAX_GUIDANCE_SCALE", "MAX_SEED", "ExploreRequest", "control_specs", "parse_request"]
+__all__ = ["MAX_STEPS", "MAX_GUIDANCE_SCALE", "MAX_SEED", "MAX_CINE_FRAMES", "ExploreRequest", "control_specs",
+           "parse_request"]
 
 MAX_STEPS = 200
 """Most sampler steps the page may ask for (a slider position should redraw in seconds, not minutes)."""
 MAX_GUIDANCE_SCALE = 20.0
 MAX_SEED = 2**31 - 1
+MAX_CINE_FRAMES = 64
+"""Most frames the page may ask a cine for (ACDC cines have 12-35 frames; each costs one sample's generation)."""
 
 
 @dataclass(frozen=True)
@@ -33,12 +36,14 @@ class ExploreRequest:
         seed: the noise seed.
         guidance_scale: classifier-free guidance scale (1 = none); None keeps the bundle's default.
         steps: sampler steps; None keeps the bundle's default.
+        cine_frames: a cine of this many frames over the bundle's periodic condition (one seed); None: one sample.
     """
 
     conditions: Mapping[str, Any] = field(default_factory=dict)
     seed: int = 0
     guidance_scale: float | None = None
     steps: int | None = None
+    cine_frames: int | None = None
 
 
 def control_specs(conditions: ConditionSet, *, default_steps: int, default_guidance: float) -> dict[str, Any]:
@@ -78,11 +83,11 @@ def _slider_step(span: float) -> float:
 
 
 def parse_request(payload: Mapping[str, Any], conditions: ConditionSet) -> ExploreRequest:
-    """Check the page's JSON ``{"conditions": {name: value or null}, "seed", "guidance_scale", "steps"}``.
+    """Check the page's JSON ``{"conditions": {name: value or null}, "seed", "guidance_scale", "steps", "cine_frames"}``.
 
     Raises:
         ValueError: an unknown condition, a value out of its valid range or an unknown category (the library's
-            message), a seed, guidance scale or step count that is not a number in its range.
+            message), a seed, guidance scale, step or frame count that is not a number in its range.
     """
     from monai_gen.engines.requests import checked_values
 
@@ -97,7 +102,9 @@ def parse_request(payload: Mapping[str, Any], conditions: ConditionSet) -> Explo
     scale = None if scale in (None, "") else _number(scale, "guidance_scale", float, 0.0, MAX_GUIDANCE_SCALE)
     steps = payload.get("steps")
     steps = None if steps in (None, "") else _number(steps, "steps", int, 1, MAX_STEPS)
-    return ExploreRequest(values, seed, scale, steps)
+    frames = payload.get("cine_frames")
+    frames = None if frames in (None, "") else _number(frames, "cine_frames", int, 2, MAX_CINE_FRAMES)
+    return ExploreRequest(values, seed, scale, steps, frames)
 
 
 def _number(value: Any, name: str, kind: type, low: float, high: float) -> Any:

@@ -4,6 +4,9 @@ A slider dragged across its range sends a request per position; generating every
 behind. :class:`LatestJobQueue` runs one job at a time on its own thread and keeps at most one *waiting* job per
 ``kind`` (``"sample"``, ``"sweep"``...): a new job of a kind replaces the waiting one, whose caller is told it was
 superseded, so after the slider stops the page gets the sample of its last position, one generation later.
+
+While a job runs it may :meth:`LatestJobQueue.report` its progress (e.g. the sampler's steps); :meth:`~LatestJobQueue.
+progress` tells a caller where its ticket stands: its place in the line while it waits, its step while it runs.
 """
 
 from __future__ import annotations
@@ -30,10 +33,12 @@ class Ticket:
     Attributes:
         kind: the job's kind (one waiting slot per kind).
         state: ``"waiting"``, ``"running"``, ``"done"``, ``"failed"`` or ``"superseded"``.
+        step, total, stage: the progress the job last reported (``step`` of ``total``, e.g. ``"sampling"``).
     """
 
     def __init__(self, kind: str, work: Callable[[], Any]) -> None:
         self.kind, self.work, self.state = kind, work, "waiting"
+        self.step, self.total, self.stage = 0, 0, ""
         self._done = threading.Event()
         self._value: Any = None
         self._error: BaseException | None = None
@@ -94,6 +99,24 @@ class LatestJobQueue:
             self._lock.notify()
         return ticket
 
+    def report(self, step: int, total: int, stage: str = "") -> None:
+        """Record the running job's progress: ``step`` of ``total`` in ``stage``. Called from inside a job (jobs run
+        one at a time on the worker thread, so the running one is the caller); does nothing outside a job."""
+        with self._lock:
+            if self._running is not None:
+                self._running.step, self._running.total, self._running.stage = int(step), int(total), str(stage)
+
+    def progress(self, ticket: Ticket) -> dict[str, Any]:
+        """Where ``ticket`` stands: ``{"state", "ahead", "step", "total", "stage"}``; ``ahead`` is the number of jobs
+        that run before it (the running one and those waiting in older slots), 0 once it runs."""
+        with self._lock:
+            ahead = 0
+            if ticket.state == "waiting":
+                older = list(self._waiting.values())
+                ahead = (self._running is not None) + (older.index(ticket) if ticket in older else 0)
+            return {"state": ticket.state, "ahead": ahead, "step": ticket.step, "total": ticket.total,
+                    "stage": ticket.stage}
+
     @property
     def busy(self) -> bool:
         """Whether a job is running or waiting."""
@@ -119,12 +142,11 @@ class LatestJobQueue:
                     return
                 _, ticket = self._waiting.popitem(last=False)
                 ticket.state, self._running = "running", ticket
+            value, error = None, None
             try:
                 value = ticket.work()
-            except Exception as error:  # reported to the caller, who turns it into a message
-                ticket._finish("failed", error=error)
-            else:
-                ticket._finish("done", value)
-            finally:
-                with self._lock:
-                    self._running = None
+            except Exception as failure:  # reported to the caller, who turns it into a message
+                error = failure
+            with self._lock:  # no longer running before its caller hears of it (a late report() then changes nothing)
+                self._running = None
+            ticket._finish("done" if error is None else "failed", value, error)

@@ -4,10 +4,14 @@ Standard library only (``http.server``): the page (``page.html``, no script, sty
 
 - ``GET  /api/bundles`` the bundles on the search path; ``GET /api/controls?bundle=NAME`` one bundle's controls
   (the bundle is loaded on first use and kept);
-- ``POST /api/sample`` ``{bundle, conditions, seed, guidance_scale, steps}`` -> the sample's figure (base64 PNG), the
-  requested and measured values and extrapolation warnings; a request replaced in the queue by a newer one answers
+- ``POST /api/sample`` ``{bundle, conditions, seed, guidance_scale, steps, cine_frames, window, token}`` -> the
+  sample's figures (base64 PNG; a cine's looping GIF; a CT's axial, coronal and sagittal planes), the requested and
+  measured values and extrapolation warnings; a request replaced in the queue by a newer one answers
   ``{"superseded": true}`` (HTTP 409);
-- ``GET  /api/figure?bundle=&id=&low=&high=`` a kept sample redrawn at another intensity window (image bundles);
+- ``GET  /api/progress?token=`` where the sample request sent with that ``token`` stands: its place in the queue while
+  it waits (``ahead``), the sampler's ``step`` of ``total`` while it runs;
+- ``GET  /api/figure?bundle=&id=&low=&high=&plane=&index=`` a kept sample redrawn at another intensity window (image
+  bundles), a CT plane through another slice;
 - ``POST /api/sweep`` the bundle's sweep strip; ``POST /api/export`` the sample written by the bundle's writer;
   ``POST /api/neighbour`` its nearest real training item (or the reference set's build status).
 
@@ -25,6 +29,7 @@ import json
 import logging
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -44,6 +49,8 @@ LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 _USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, KeyError, TypeError)
 _MAX_BODY = 1 << 20
 _JOB_TIMEOUT_S = 600.0
+_KEPT_TICKETS = 64  # sample requests whose progress the page may still ask for
+_IMAGE_TYPES = {b"\x89PNG": "image/png", b"GIF8": "image/gif"}
 
 
 def check_loopback_host(host: str) -> str:
@@ -91,6 +98,7 @@ class ExplorerApp:
         self.queue = LatestJobQueue()
         self._sessions: dict[str, Any] = {}
         self._references: dict[str, Any] = {}
+        self._tickets: OrderedDict[str, Any] = OrderedDict()
         self._lock = threading.Lock()
         self._job_numbers = itertools.count()
 
@@ -123,12 +131,27 @@ class ExplorerApp:
         with self._lock:
             return self._sessions.setdefault(root, session)
 
-    def _run(self, kind: str, work: Callable[[], Any], *, replaceable: bool = True) -> Any:
+    def _run(self, kind: str, work: Callable[[], Any], *, replaceable: bool = True, token: str | None = None) -> Any:
         """Run ``work`` on the queue; a ``replaceable`` job (a slider's sample, a sweep, a redraw) waiting there is
-        superseded by a newer one of its kind, any other (a load, an export) runs whatever follows it."""
+        superseded by a newer one of its kind, any other (a load, an export) runs whatever follows it. A ``token``
+        names the job for :meth:`progress`."""
         if not replaceable:
             kind = f"{kind} #{next(self._job_numbers)}"
-        return self.queue.submit(kind, work).result(timeout=_JOB_TIMEOUT_S)
+        ticket = self.queue.submit(kind, work)
+        if token:
+            with self._lock:
+                self._tickets[token] = ticket
+                while len(self._tickets) > _KEPT_TICKETS:
+                    self._tickets.popitem(last=False)
+        return ticket.result(timeout=_JOB_TIMEOUT_S)
+
+    def progress(self, query: dict[str, str]) -> dict[str, Any]:
+        """Where the request sent with ``token`` stands (``state`` ``"unknown"`` before the server has it)."""
+        with self._lock:
+            ticket = self._tickets.get(query.get("token", ""))
+        if ticket is None:
+            return {"state": "unknown", "ahead": 0, "step": 0, "total": 0, "stage": ""}
+        return self.queue.progress(ticket)
 
     def bundles(self) -> dict[str, Any]:
         from monai_gen.bundle.registry import find_bundle, list_bundles, read_bundle_info
@@ -148,24 +171,32 @@ class ExplorerApp:
         request = parse_request(payload, session.conditions)
         window = _window(payload.get("window"))
 
-        def generate_and_draw() -> tuple[Any, bytes]:  # one job: a newer request never discards a finished sample
-            explored = session.generate(request)
-            return explored, session.view.figure(explored.sample, caption=_caption(request), window=window)
+        def generate_and_draw() -> tuple[Any, dict[str, bytes]]:  # one job: a newer request never discards a sample
+            explored = session.generate(request, progress=self.queue.report)
+            self.queue.report(1, 1, "drawing")
+            return explored, _figures(session.view, explored, window)
 
-        explored, figure = self._run(f"sample {session.root}", generate_and_draw)
-        return {
-            "sample_id": explored.sample_id, "figure": _data_url(figure), "requested": dict(request.conditions),
+        explored, figures = self._run(f"sample {session.root}", generate_and_draw, token=str(payload.get("token") or ""))
+        answer = {
+            "sample_id": explored.sample_id, "figure": _data_url(next(iter(figures.values()))),
+            "figures": {name: _data_url(f) for name, f in figures.items()}, "requested": dict(request.conditions),
             "measured": explored.measured, "seed": request.seed, "guidance_scale": session.guidance_of(request),
             "steps": request.steps or session.default_steps, "seconds": round(explored.seconds, 3),
             "warnings": _extrapolation_warnings(session.conditions, request.conditions),
         }
+        if explored.frames is not None:
+            answer.update(cine_frames=int(explored.frames.shape[0]), frame_time_ms=explored.frame_time_ms)
+        if session.view.planes:
+            answer["plane_sizes"] = session.view.plane_sizes(explored.sample)
+        return answer
 
     def figure(self, query: dict[str, str]) -> bytes:
         session = self.session(query.get("bundle"))
         explored = session.sample(query.get("id", ""))
         window = _window([query.get("low"), query.get("high")]) if "low" in query or "high" in query else None
-        return self._run(f"figure {session.root}", lambda: session.view.figure(
-            explored.sample, caption=_caption(explored.request), window=window))
+        placed = _placement(session.view, query)
+        return self._run(f"figure {session.root} {placed.get('plane', '')}",
+                         lambda: _figures(session.view, explored, window, **placed)[placed.get("plane", _FIRST)])
 
     def sweep(self, payload: dict[str, Any]) -> dict[str, Any]:
         session = self.session(payload.get("bundle"))
@@ -213,13 +244,47 @@ class ExplorerApp:
             return self._references[key]
 
 
+_FIRST = ""  # the key of a view's one figure in _figures (a CT view has one per plane)
+
+
+def _figures(view: Any, explored: Any, window: tuple[float, float] | None, *, plane: str | None = None,
+             index: int | None = None) -> dict[str, bytes]:
+    """The pictures of a kept sample: a cine's GIF, a CT's planes (only ``plane`` when given, through ``index``), or
+    the view's one figure."""
+    caption = _caption(explored.request)
+    if explored.frames is not None:
+        return {_FIRST: view.cine_figure(explored.frames, frame_time_ms=explored.frame_time_ms, window=window)}
+    if view.planes:
+        return {p: view.figure(explored.sample, caption=caption, window=window, plane=p, index=index if p == plane else None)
+                for p in ((plane,) if plane else view.planes)}
+    return {_FIRST: view.figure(explored.sample, caption=caption, window=window)}
+
+
+def _placement(view: Any, query: dict[str, str]) -> dict[str, Any]:
+    """``{"plane", "index"}`` of a figure request, checked against the view's planes (a view with planes: the first
+    one when none is named)."""
+    if not query.get("plane"):
+        if query.get("index"):
+            raise ValueError("index: a slice index needs its plane (plane=axial, coronal or sagittal).")
+        return {"plane": view.planes[0]} if view.planes else {}
+    if query["plane"] not in view.planes:
+        raise ValueError(f"plane {query['plane']!r}: this bundle's view has "
+                         f"{'the planes ' + ', '.join(view.planes) if view.planes else 'no planes'}.")
+    index = query.get("index")
+    return {"plane": query["plane"], "index": None if index in (None, "") else int(_float(index, "index"))}
+
+
 def _caption(request: Any) -> str:
     shown = " · ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in request.conditions.items())
     return f"{shown or 'unconditioned'} · seed {request.seed}"
 
 
-def _data_url(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+def _image_type(picture: bytes) -> str:
+    return next((kind for magic, kind in _IMAGE_TYPES.items() if picture.startswith(magic)), "application/octet-stream")
+
+
+def _data_url(picture: bytes) -> str:
+    return f"data:{_image_type(picture)};base64," + base64.b64encode(picture).decode("ascii")
 
 
 def _float(value: Any, name: str) -> float:
@@ -268,6 +333,7 @@ class _Handler(BaseHTTPRequestHandler):
         routes: dict[str, Callable[[], Any]] = {
             "/api/bundles": app.bundles, "/api/controls": lambda: app.controls(query),
             "/api/figure": lambda: app.figure(query), "/api/status": lambda: {"busy": app.queue.busy},
+            "/api/progress": lambda: app.progress(query),
         }
         if url.path in ("/", "/index.html"):
             self._send(HTTPStatus.OK, _page(), "text/html; charset=utf-8")
@@ -325,7 +391,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_json(HTTPStatus.BAD_REQUEST, {"error": message})
             return
         if isinstance(result, bytes):
-            self._send(HTTPStatus.OK, result, "image/png")
+            self._send(HTTPStatus.OK, result, _image_type(result))
         else:
             self._send_json(HTTPStatus.OK, result)
 

@@ -1,10 +1,14 @@
-"""How the explorer shows and measures one modality's samples: ECG on clinical paper, images in a grey window.
+"""How the explorer shows and measures one modality's samples: ECG on clinical paper, images in a grey window, CT
+volumes in three orthogonal planes with HU windows.
 
 A view is chosen from the bundle's inference config (:func:`view_for`): a config with ``lead_names`` and ``fs`` is an
 ECG bundle (:class:`ECGView`: the 12 median beats on ECG paper, QRS / QT / heart rate measured with the LUDB-validated
-delineation the evaluation uses), any other an image bundle (:class:`ImageView`: the bundle's PNG preview at a chosen
-intensity window, 3D volumes as their three mid-planes; the conditions estimated by the bundle's shipped feature
-extractor when it has one). Both draw with the library's own figures and writers.
+delineation the evaluation uses); a 3D CT bundle (``metadata.json``'s image modality ``CT``, volume samples) gets
+:class:`CTView` (axial, coronal and sagittal planes through any slice, drawn by
+:func:`monai_gen.visualize.ct_preview.plot_ct_plane` at a soft-tissue, lung or bone window); any other an image bundle
+(:class:`ImageView`: the bundle's PNG preview at a chosen intensity window, a cine as a looping GIF, 3D volumes as their
+three mid-planes). Image views estimate the conditions with the bundle's shipped feature extractor when it has one. All
+draw with the library's own figures and writers.
 """
 
 from __future__ import annotations
@@ -19,23 +23,37 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from monai_gen.data.dicom_writer import CT_WINDOWS
+from monai_gen.visualize.ct_preview import CT_PLANES
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from monai.bundle import ConfigParser
 
-__all__ = ["ECGView", "ImageView", "view_for"]
+__all__ = ["CT_WINDOW_PRESETS", "ECGView", "ImageView", "CTView", "view_for"]
+
+CT_WINDOW_PRESETS: dict[str, tuple[float, float]] = {
+    **{name.lower(): window for name, window in CT_WINDOWS.items()},  # those a synthetic CT series carries
+    "bone": (400.0, 1800.0),
+}
+"""The CT view's windows: name -> ``(centre, width)`` in HU (soft tissue W400/L40, lung W1500/L-600, bone W1800/L400)."""
 
 
-def view_for(parser: ConfigParser, root: Path) -> ECGView | ImageView:
-    """The view of a bundle, from its parsed inference config (an ECG config declares ``lead_names`` and ``fs``)."""
+def view_for(parser: ConfigParser, root: Path) -> ECGView | ImageView | CTView:
+    """The view of a bundle, from its parsed inference config (an ECG config declares ``lead_names`` and ``fs``, a CT
+    bundle's metadata the image modality ``CT`` and its ``sample_shape`` three spatial axes)."""
     if "lead_names" in parser and "fs" in parser:
         return ECGView(fs=float(parser.get_parsed_content("fs")), lead_names=list(parser.get_parsed_content("lead_names")))
-    window = parser.get_parsed_content("display_window") if "display_window" in parser else None
     extractor = None
     if "feature_extractor_file" in parser and Path(parser.get_parsed_content("feature_extractor_file")).is_file():
         from monai_gen.metrics.image_features import ImageFeatureExtractor
 
         extractor = ImageFeatureExtractor.load(parser.get_parsed_content("feature_extractor_file"))
+    modality = parser.get("_meta_#network_data_format#inputs#image#modality")
+    if modality == "CT" and len(parser.get_parsed_content("sample_shape")) == 4:
+        spacing = parser.get_parsed_content("spacing_mm") if "spacing_mm" in parser else None
+        return CTView(spacing_mm=spacing, extractor=extractor)
+    window = parser.get_parsed_content("display_window") if "display_window" in parser else None
     return ImageView(window=window, extractor=extractor)
 
 
@@ -59,6 +77,7 @@ class ECGView:
 
     kind = "ecg"
     measures = {"heart_rate": "bpm", "qrs": "ms", "qt": "ms"}
+    planes: tuple[str, ...] = ()
 
     def __init__(self, *, fs: float, lead_names: Sequence[str]) -> None:
         self.fs, self.lead_names = float(fs), list(lead_names)
@@ -102,6 +121,7 @@ class ImageView:
     """
 
     kind = "image"
+    planes: tuple[str, ...] = ()
 
     def __init__(self, *, window: Sequence[float] | None = None, extractor: Any | None = None) -> None:
         self.window = None if window is None else (float(window[0]), float(window[1]))
@@ -140,6 +160,101 @@ class ImageView:
 
     def reference_figure(self, item: torch.Tensor, *, caption: str) -> bytes:
         return self.figure(item)
+
+    def measure_cine(self, frames: torch.Tensor) -> dict[str, Any]:
+        """A cine's estimates ``(T, C, H, W)``: the extractor's per frame summarised (continuous: mean over the
+        frames; categorical: the most frequent), and ``contraction``, the bright blood-pool area ratio
+        ``(A_ED - A_min) / A_ED`` of :mod:`monai_gen.metrics.cardiac` with end-diastole at frame 0 (phase 0)."""
+        from monai_gen.metrics.cardiac import bright_area_curve, contraction_ratio
+
+        per_frame = self.measure(frames)
+        summary: dict[str, Any] = {}
+        for name in per_frame[0]:
+            values = [m[name] for m in per_frame]
+            if all(isinstance(v, (int, float)) for v in values):
+                summary[name] = round(float(np.mean(values)), 3)
+            else:
+                summary[name] = max(set(values), key=values.count)
+        curve = bright_area_curve(self._displayed(frames))
+        summary["contraction"] = _finite3(contraction_ratio(curve, 0, int(np.argmin(curve))))
+        return summary
+
+    def cine_figure(self, frames: torch.Tensor, *, frame_time_ms: float, window: Sequence[float] | None = None) -> bytes:
+        """A cine ``(T, C, H, W)`` as the looping GIF ``monai-gen generate --cine`` writes (anterior up), at ``window``
+        (default: the view's)."""
+        from monai_gen.visualize.cine import save_cine_gif
+
+        shown = window if window is not None else self.window
+        with tempfile.TemporaryDirectory(prefix="monai-gen-explore-") as folder:
+            path = save_cine_gif(self._displayed(frames), Path(folder) / "cine.gif", frame_time_ms=frame_time_ms,
+                                 window=None if shown is None else (float(shown[0]), float(shown[1])))
+            return path.read_bytes()
+
+    @staticmethod
+    def _displayed(frames: torch.Tensor) -> np.ndarray:
+        """``(T, rows, columns)`` of a cine's first channel as the PNG writer shows a slice (``(x, y)`` turned so
+        anterior, +y, is up), as :func:`monai_gen.bundle.image_generation.cine_preview` turns it."""
+        array = np.asarray(torch.as_tensor(frames)[:, 0].detach().cpu(), dtype=np.float32)
+        if array.ndim != 3:
+            raise ValueError(f"a cine is (T, C, H, W) frames, got shape {tuple(frames.shape)}.")
+        return np.rot90(array, axes=(1, 2))
+
+
+class CTView(ImageView):
+    """A CT volume in HU as a radiology viewer shows it: axial, coronal and sagittal planes (through the centre, or
+    any slice), each drawn by :func:`~monai_gen.visualize.ct_preview.plot_ct_plane` at one window of
+    :data:`CT_WINDOW_PRESETS` or any ``(low, high)`` HU range; estimates as :class:`ImageView`'s.
+
+    Args:
+        spacing_mm: voxel size (mm) per axis, for the planes' physical aspect; None: 1 mm.
+        extractor: the bundle's feature extractor, or None.
+        panel_inches: width of each plane's picture at 100 dpi.
+    """
+
+    kind = "ct"
+    planes = CT_PLANES
+    default_window = "soft tissue"
+
+    def __init__(self, *, spacing_mm: Sequence[float] | None = None, extractor: Any | None = None,
+                 panel_inches: float = 4.0) -> None:
+        centre, width = CT_WINDOW_PRESETS[self.default_window]
+        super().__init__(window=(centre - width / 2, centre + width / 2), extractor=extractor)
+        self.spacing_mm = None if spacing_mm is None else [float(s) for s in spacing_mm]
+        self.panel_inches = float(panel_inches)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "planes": list(self.planes), "unit": "HU",
+                "presets": {name: list(window) for name, window in CT_WINDOW_PRESETS.items()},
+                "preset": self.default_window}
+
+    def plane_sizes(self, sample: torch.Tensor) -> dict[str, int]:
+        """Slices along each plane's fixed axis of a sample ``(C, x, y, z)`` (RAS): axial z, coronal y, sagittal x."""
+        x, y, z = (int(n) for n in sample.shape[-3:])
+        return {"axial": z, "coronal": y, "sagittal": x}
+
+    def figure(self, sample: torch.Tensor, *, caption: str = "", window: Sequence[float] | None = None,
+               plane: str = "axial", index: int | None = None) -> bytes:
+        """One ``plane`` of the volume ``(1, x, y, z)`` in HU at ``window`` ``(low, high)`` HU (default soft tissue),
+        through slice ``index`` (default the middle one).
+
+        Raises:
+            ValueError: an unknown plane, an index outside the volume, or ``low >= high``.
+        """
+        from monai_gen.visualize.ct_preview import plot_ct_plane
+
+        low, high = (float(v) for v in (window if window is not None else self.window))
+        centre, width = (low + high) / 2, high - low
+        name = next((n for n, w in CT_WINDOW_PRESETS.items() if w == (centre, width)), "window")
+        figure = plot_ct_plane(sample, plane, spacing_mm=self.spacing_mm, windows={name: (centre, width)}, index=index,
+                               title=caption, panel_inches=self.panel_inches)
+        return _png(figure)
+
+    def reference_figure(self, item: torch.Tensor, *, caption: str) -> bytes:
+        return self.figure(item, caption=caption)
+
+
+def _finite3(value: float) -> float | None:
+    return None if value is None or not math.isfinite(float(value)) else round(float(value), 3)
 
 
 def _decode_targets(row: np.ndarray, targets: Any) -> dict[str, Any]:

@@ -170,6 +170,15 @@ def test_sampling_generator_is_seeded_per_sample_and_guidance_one_is_conditional
         make_generator(phenotype_guidance={"bmi": 2.0})
 
 
+def test_a_step_callback_sees_every_sampler_step_and_changes_no_sample():
+    requests = requests_from_rows([{"heart_rate": 60}, {"sex": "female"}], seed=2)
+    generate = make_generator(guidance_scale=2.0)
+    seen = []
+    watched = generate(requests, callback=lambda step, total, x: seen.append((step, total, tuple(x.shape))))
+    assert seen == [(k, 4, (2, 2, 16)) for k in range(1, 5)]  # num_steps=4, the model-space batch
+    torch.testing.assert_close(watched, generate(requests), rtol=0, atol=0)
+
+
 def test_the_training_normalisation_is_inverted_before_postprocess_and_checked_against_the_shape():
     requests = requests_from_rows([{"heart_rate": 60}, {"heart_rate": 90}], seed=1)
     plain = make_generator()

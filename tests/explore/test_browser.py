@@ -1,9 +1,11 @@
-"""End to end in headless Chromium: the page over the shipped ECG bundle redraws as a slider moves, and the measured
-heart rate follows the requested one.
+"""End to end in headless Chromium: the page over the shipped ECG bundle redraws as a slider moves, the progress bar
+follows the sampler's steps, and the measured heart rate follows the requested one; the cardiac bundle's cine plays as
+a loop at the chosen window; a CT is shown in three planes with slice sliders and HU presets.
 
 Needs Chromium and its driver (Debian: ``apt-get install chromium chromium-driver``; ``.ci/run`` installs them when
 absent) and selenium (``pip install monai_gen[test]``). ``MONAI_GEN_EXPLORER_SCREENSHOT=path.png`` also keeps the
-screenshot there (the README's ``docs/images/explorer.png`` is made so).
+ECG page's screenshot there and the cine page's as ``path_cine.png`` (the README's ``docs/images/explorer.png`` and
+``explorer_cine.png`` are made so).
 """
 
 from __future__ import annotations
@@ -72,6 +74,16 @@ def _shown(chrome) -> dict | None:
             "sample_id": figure.get_attribute("data-sample-id")}
 
 
+_WATCH_PROGRESS = """
+window.__progress = [];
+new MutationObserver(() => {
+  const bar = document.getElementById('progress');
+  window.__progress.push([bar.dataset.state, Number(bar.dataset.step), Number(bar.dataset.total),
+                          document.getElementById('status-text').textContent]);
+}).observe(document.getElementById('progress'), {attributes: true});
+"""
+
+
 def _measured(shown: dict, name: str) -> float:
     value = shown["measured"][name]
     assert value not in (None, ""), f"{name} was not measurable on the shown sample: {shown}"
@@ -84,9 +96,15 @@ def test_slider_redraws_and_measured_heart_rate_follows(browser, explorer, tmp_p
     _, url = explorer
     browser.get(url)
     opening = _wait(browser, _shown, "the first sample was not shown")
+    browser.execute_script(_WATCH_PROGRESS)
     browser.find_element("id", "next-seed").click()  # seed 1: seed 0's beat at 120 bpm reads 91 bpm
     first = _wait(browser, lambda b: (s := _shown(b)) and s["sample_id"] != opening["sample_id"] and s,
                   "the sample of seed 1 was not shown")
+    # the bar was fed by the sampler's 25 steps (polled every 150 ms, so a few of them), in order
+    seen = [(step, text) for state, step, total, text in browser.execute_script("return window.__progress")
+            if state == "running" and total == 25]
+    assert seen and [s for s, _ in seen] == sorted(s for s, _ in seen), seen
+    assert any(0 < s < 25 and t == f"step {s}/25" for s, t in seen), seen
     start_rate = float(first["requested"]["heart_rate"])
     slider = browser.find_element("id", "c-heart_rate")
     assert slider.get_attribute("type") == "range" and float(slider.get_attribute("step")) == 1.0
@@ -124,3 +142,104 @@ def test_slider_redraws_and_measured_heart_rate_follows(browser, explorer, tmp_p
     assert "condition 'qt' = 900 ms is outside its valid range [200, 700]." in message
     assert browser.find_element("id", "status").get_attribute("data-state") == "error"
     assert browser.find_element("id", "figure").get_attribute("data-sample-id") == shown["sample_id"]
+
+
+def _fetch_image(chrome, element_id: str) -> bytes:
+    """The bytes the page shows in ``<img id=element_id>`` (a data: or blob: URL), read back through the page."""
+    import base64
+
+    encoded = chrome.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        f"fetch(document.getElementById('{element_id}').src).then(r => r.arrayBuffer()).then(b => {{"
+        "  let s = ''; for (const x of new Uint8Array(b)) s += String.fromCharCode(x); done(btoa(s)); });")
+    return base64.b64decode(encoded)
+
+
+def _gif_frames(data: bytes) -> int:
+    import io
+
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(data))
+    assert image.format == "GIF" and image.info.get("loop") == 0
+    return image.n_frames
+
+
+def test_cardiac_cine_plays_as_a_loop_at_the_window(browser, explorer):
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select
+
+    _, url = explorer
+    browser.get(url)
+    _wait(browser, _shown, "the first sample was not shown")
+    Select(browser.find_element("id", "bundle")).select_by_value("cardiac_mri_generative_diffusion")
+    _wait(browser, lambda b: b.find_element("id", "cine-panel").is_displayed(), "the cine option was not offered")
+    frames = browser.find_element("id", "cine-frames")
+    frames.clear()
+    frames.send_keys("4", Keys.TAB)
+    browser.find_element("id", "cine").click()
+    assert not browser.find_element("id", "c-phase").is_enabled()  # the cine sweeps the phase
+    assert not browser.find_element("id", "preset-row").is_displayed()  # HU presets are a CT's
+    shown = _wait(browser, lambda b: (s := _shown(b)) and b.find_element("id", "figure").get_attribute(
+        "data-cine-frames") == "4" and s, "the cine was not shown")
+    assert "phase" not in shown["requested"] and float(shown["measured"]["contraction"]) > 0
+    assert browser.find_element("css selector", "td[data-requested=phase]").text == "its cycle, 4 frames"
+    image = browser.find_element("id", "sample-image")
+    assert image.get_attribute("src").startswith("data:image/gif;base64,")
+    assert _gif_frames(_fetch_image(browser, "sample-image")) == 4
+    if os.environ.get("MONAI_GEN_EXPLORER_SCREENSHOT"):  # beside the ECG one: <stem>_cine.png
+        target = Path(os.environ["MONAI_GEN_EXPLORER_SCREENSHOT"])
+        assert browser.save_screenshot(str(target.with_name(f"{target.stem}_cine.png")))
+    high = browser.find_element("id", "window-high")
+    high.clear()
+    high.send_keys("0.5", Keys.TAB)  # the same cine redrawn at a narrower window
+    _wait(browser, lambda b: b.find_element("id", "sample-image").get_attribute("src").startswith("blob:"),
+          "the cine was not redrawn at the new window")
+    assert _gif_frames(_fetch_image(browser, "sample-image")) == 4
+    assert browser.find_element("id", "figure").get_attribute("data-sample-id") == shown["sample_id"]
+
+
+@pytest.fixture(scope="module")
+def ct_explorer(tiny_ct_bundle, tmp_path_factory):
+    import threading
+
+    from monai_gen.explore.server import make_server
+
+    root = tmp_path_factory.mktemp("explore_ct")
+    server = make_server(str(tiny_ct_bundle), port=0, output_dir=root / "exports", cache_dir=root / "cache",
+                         device="cpu")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.url
+    server.shutdown()
+    server.server_close()
+    thread.join(10)
+
+
+def test_ct_three_planes_with_slice_sliders_and_hu_presets(browser, ct_explorer):
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select
+
+    browser.get(ct_explorer)
+    _wait(browser, _shown, "the first CT was not shown")
+    planes = {p: browser.find_element("id", f"plane-{p}") for p in ("axial", "coronal", "sagittal")}
+    assert all(img.get_attribute("src").startswith("data:image/png;base64,") for img in planes.values())
+    preset = Select(browser.find_element("id", "window-preset"))
+    assert preset.first_selected_option.get_attribute("value") == "soft tissue"
+    assert [o.text for o in preset.options] == ["soft tissue W400 L40", "lung W1500 L-600", "bone W1800 L400", "custom"]
+    slider = browser.find_element("id", "slice-axial")
+    assert (slider.get_attribute("min"), slider.get_attribute("max"), slider.get_attribute("value")) == ("0", "15", "8")
+    slider.send_keys(Keys.ARROW_LEFT * 5)  # five slice changes; the page shows the last one asked
+    _wait(browser, lambda b: b.find_element("id", "plane-axial").get_attribute("data-index") == "3",
+          "the axial plane was not redrawn at slice 3")
+    assert browser.find_element("id", "slice-axial-value").text == "4/16"
+    axial = _fetch_image(browser, "plane-axial")
+    preset.select_by_value("lung")
+    assert browser.find_element("id", "window-low").get_attribute("value") == "-1350"
+    assert browser.find_element("id", "window-high").get_attribute("value") == "150"
+    _wait(browser, lambda b: _fetch_image(b, "plane-axial") != axial, "the axial plane was not redrawn at the lung window")
+    assert browser.find_element("id", "plane-axial").get_attribute("data-index") == "3"  # still the chosen slice
+    high = browser.find_element("id", "window-high")
+    high.clear()
+    high.send_keys("200", Keys.TAB)
+    assert preset.first_selected_option.get_attribute("value") == "custom"

@@ -35,6 +35,8 @@ def test_parse_request_canonicalises_and_leaves_unset_conditions_out(conditions)
     assert dict(request.conditions) == {"heart_rate": 120.0, "qt": 380.0, "sex": "female"}
     assert (request.seed, request.guidance_scale, request.steps) == (7, 2.5, 10)
     assert parse_request({}, conditions).steps is None  # the bundle's default
+    assert parse_request({}, conditions).cine_frames is None  # one sample, not a cine
+    assert parse_request({"cine_frames": "12"}, conditions).cine_frames == 12
     assert parse_request({"guidance_scale": ""}, conditions).guidance_scale is None  # likewise
 
 
@@ -50,6 +52,8 @@ def test_parse_request_canonicalises_and_leaves_unset_conditions_out(conditions)
         ({"steps": 5000}, "steps must be from 1 to 200"),
         ({"guidance_scale": "strong"}, "guidance_scale must be a number"),
         ({"conditions": [1, 2]}, "conditions must be an object"),
+        ({"cine_frames": 1}, "cine_frames must be from 2 to 64"),
+        ({"cine_frames": 4.5}, "cine_frames must be a whole number"),
     ],
 )
 def test_bad_page_input_is_one_clear_message(conditions, payload, message):

@@ -78,3 +78,30 @@ def test_closed_queue_refuses_jobs():
     jobs.close()
     with pytest.raises(RuntimeError, match="closed"):
         jobs.submit("sample", lambda: 1)
+
+
+def test_progress_tells_a_waiting_ticket_its_place_and_a_running_one_its_step(queue):
+    work, started, release = _blocker()
+    running = queue.submit("load", work)
+    assert started.wait(5)
+    sweep = queue.submit("sweep", lambda: "sweep")
+    reached, hold = threading.Event(), threading.Event()
+
+    def sample():
+        for step in range(1, 4):
+            queue.report(step, 3, "sampling")
+        reached.set()
+        hold.wait(10)  # keep running so the last report can be read
+        return "sample"
+
+    ticket = queue.submit("sample", sample)
+    assert queue.progress(running)["state"] == "running"
+    assert queue.progress(sweep) == {"state": "waiting", "ahead": 1, "step": 0, "total": 0, "stage": ""}
+    assert queue.progress(ticket)["ahead"] == 2  # the running load, then the sweep
+    release.set()
+    assert reached.wait(5)
+    assert queue.progress(ticket) == {"state": "running", "ahead": 0, "step": 3, "total": 3, "stage": "sampling"}
+    hold.set()
+    assert ticket.result(timeout=5) == "sample" and queue.progress(ticket)["state"] == "done"
+    queue.report(9, 9, "ignored")  # nothing runs: no ticket changes
+    assert queue.progress(ticket)["step"] == 3

@@ -154,3 +154,33 @@ def test_slider_burst_queues_and_the_last_position_is_generated(explorer):
     for rate, (status, answer) in answers.items():
         assert status in (200, 409), answer
         assert answer.get("superseded") is True if status == 409 else answer["requested"]["heart_rate"] == rate
+
+
+def test_a_queued_sample_shows_its_place_then_the_sampler_steps(explorer):
+    """A sample asked while a sweep runs waits one job behind it, then reports each of its 25 steps, then is done."""
+    _, url = explorer
+    assert call(url + "api/progress?token=never-sent")[1]["state"] == "unknown"
+    answers: dict = {}
+    sweep = {"seed": 11, "sweep": {"name": "heart_rate", "start": 60, "stop": 100, "num_values": 4}}
+    threads = [threading.Thread(target=lambda: answers.update(sweep=call(url + "api/sweep", sweep)))]
+    threads[0].start()
+    while not call(url + "api/status")[1]["busy"]:
+        time.sleep(0.005)
+    token = f"queued-{time.time_ns()}"
+    body = {"conditions": {"heart_rate": 95}, "seed": 12, "token": token}
+    threads.append(threading.Thread(target=lambda: answers.update(sample=call(url + "api/sample", body))))
+    threads[1].start()
+    seen = []
+    while threads[1].is_alive():
+        _, progress = call(url + f"api/progress?token={token}")
+        if progress["state"] != "unknown" and (not seen or seen[-1] != progress):
+            seen.append(progress)
+        time.sleep(0.02)
+    for thread in threads:
+        thread.join(300)
+    assert answers["sweep"][0] == 200 and answers["sample"][0] == 200, answers
+    assert seen[0] == {"state": "waiting", "ahead": 1, "step": 0, "total": 0, "stage": ""}  # behind the sweep
+    steps = [p["step"] for p in seen if p["state"] == "running" and p["stage"] == "sampling"]
+    assert len(steps) >= 5 and steps == sorted(steps) and set(steps) <= set(range(1, 26))
+    assert {p["total"] for p in seen if p["state"] == "running" and p["total"]} == {25, 1}  # 25 steps, then drawing
+    assert call(url + f"api/progress?token={token}")[1]["state"] == "done"
