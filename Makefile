@@ -37,11 +37,11 @@ test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The main job: the shipped ECG bundle and its weights generate beats across a heart-rate sweep (WFDB records,
-# 12-lead PNGs, a sweep strip and manifest.csv). Re-running reuses finished samples.
+# a sweep strip and manifest.csv; --previews would add a 12-lead PNG per ECG). Re-running reuses finished samples.
 demo: $(STAMP)
 	$(VENV)/bin/monai-gen sweep ecg_generative_diffusion --phenotype heart_rate --start 50 --stop 110 \
 	  --num-values 4 --num-seeds 2 --output-dir $(DEMO_OUT)
-	@echo "demo output in $(abspath $(DEMO_OUT)): sweep_heart_rate.png, one .png/.hea/.dat/.json per ECG, manifest.csv"
+	@echo "demo output in $(abspath $(DEMO_OUT)): sweep_heart_rate.png, one .hea/.dat/.json per ECG, manifest.csv"
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.generation

@@ -1,7 +1,7 @@
 """What an image bundle's ``inference.json`` calls besides the generic engines and writers: its figures.
 
-A plain run draws ``grid.png`` (every sample, titled with its conditions and seed); a sweep draws
-``sweep_<condition>.png`` (rows = the swept values, columns = seeds, the image counterpart of the ECG sweep strip);
+A plain run draws ``contact_sheet.png`` (its first 16 samples, titled with their names, seeds and conditions; a PNG
+per sample is the bundle's ``PNGSampleWriter``, on request); a sweep draws ``sweep_<condition>.png`` (rows = the swept values, columns = seeds, the image counterpart of the ECG sweep strip);
 a cine job (:func:`monai_gen.engines.requests.cine_requests`) assembles its frames into ``cine.nii.gz``
 ``(x, y, 1, t)`` with the frame time, ``cine.gif``, ``cine_contraction.png`` and, if asked, the DICOM series
 ``cine_dicom/`` (MR Image Storage with the cine's temporal tags). Each is drawn once every sample
@@ -20,6 +20,12 @@ import torch
 from matplotlib.figure import Figure
 from monai.utils import optional_import
 
+from monai_gen.bundle.contact_sheet import (
+    CONTACT_SHEET_NAME,
+    CONTACT_SHEET_SIZE,
+    contact_sheet_due,
+    contact_sheet_title,
+)
 from monai_gen.data.dicom_writer import write_dicom_series
 from monai_gen.data.nifti_writer import write_nifti
 from monai_gen.data.provenance import provenance_path
@@ -32,9 +38,8 @@ from monai_gen.visualize.sweep import plot_image_sweep
 
 nib, _ = optional_import("nibabel")
 
-__all__ = ["GRID_NAME", "CINE_NAME", "image_preview", "cine_preview"]
+__all__ = ["CINE_NAME", "image_preview", "cine_preview"]
 
-GRID_NAME = "grid.png"
 CINE_NAME = "cine"
 _SIDECAR_STAMPS = ("synthetic", "generator", "created_utc")  # written afresh for every file
 
@@ -45,28 +50,40 @@ def image_preview(
     sweep: str | None = None,
     unit: str = "",
     window: Sequence[float] | None = None,
+    contact_sheet_size: int = CONTACT_SHEET_SIZE,
 ) -> Callable[[torch.Tensor, list[SampleRequest], Path], Figure | None]:
-    """A ``GenerationJob`` preview callback drawing the job's figure once its last sample is written.
+    """A ``GenerationJob`` preview callback drawing the job's figure once the samples it shows are written.
 
-    The callback returns the figure it drew (None while samples are missing): ``figure.axes[i]`` is the cell of
-    request ``i`` (grid) or of value ``r`` and seed ``s`` at ``r * S + s`` (sweep).
+    The callback returns the figure it drew (None when it drew none): ``figure.axes[i]`` is the cell of request
+    ``i`` (contact sheet) or of value ``r`` and seed ``s`` at ``r * S + s`` (sweep).
 
     Args:
         requests: all requests of the job, each written as ``<name>.nii.gz`` (by ``NiftiSampleWriter``).
-        sweep: the swept condition (None for plain generation) and its ``unit``.
+        sweep: the swept condition (None for plain generation) and its ``unit``: the strip, once every sample exists.
         window: ``(low, high)`` intensities shown black and white; None: the 0.5 / 99.5 percentiles of all cells.
+        contact_sheet_size: a plain job's ``contact_sheet.png`` shows its first this many samples, drawn when they are
+            written (again only if a later batch regenerates one of them); 0 draws none.
+
+    Raises:
+        ValueError: ``contact_sheet_size < 0``.
     """
+    if contact_sheet_size < 0:
+        raise ValueError(f"contact_sheet_size must be >= 0, got {contact_sheet_size}.")
     all_requests = list(requests)
+    shown = "shared" if window is None else (float(window[0]), float(window[1]))
 
     def preview(samples: torch.Tensor, batch: list[SampleRequest], output_dir: Path) -> Figure | None:
-        files = [output_dir / f"{r.name}.nii.gz" for r in all_requests]
-        if not all(f.is_file() for f in files):
-            return None
-        images = np.stack([_displayed(f, samples.shape[1:]) for f in files])  # (N, C, H, W)
-        shown = "shared" if window is None else (float(window[0]), float(window[1]))
         if sweep is None:
-            titles = [_title(r) for r in all_requests]
-            return plot_image_grid(images, titles=titles, window=shown, path=output_dir / GRID_NAME)
+            first = all_requests[:contact_sheet_size]
+            due = contact_sheet_due(batch, first, output_dir)
+            images = _written(output_dir, first, samples.shape[1:]) if due else None
+            if images is None:
+                return None
+            titles = [contact_sheet_title(r) for r in first]
+            return plot_image_grid(images, titles=titles, window=shown, path=output_dir / CONTACT_SHEET_NAME)
+        images = _written(output_dir, all_requests, samples.shape[1:])
+        if images is None:
+            return None
         values = sorted({float(r.conditions[sweep]) for r in all_requests})
         seeds = sorted({r.seed for r in all_requests})
         grid = np.empty((len(values), len(seeds), *images.shape[1:]), dtype=images.dtype)
@@ -77,6 +94,14 @@ def image_preview(
         )
 
     return preview
+
+
+def _written(folder: Path, requests: Sequence[SampleRequest], shape: Sequence[int]) -> np.ndarray | None:
+    """``(N, C, H, W)`` of the requests' written NIfTI files as displayed; None while one is missing."""
+    files = [folder / f"{r.name}.nii.gz" for r in requests]
+    if not all(f.is_file() for f in files):
+        return None
+    return np.stack([_displayed(f, shape) for f in files])
 
 
 def cine_preview(

@@ -240,7 +240,12 @@ def _add_generation_options(parser: argparse.ArgumentParser, conditions: Conditi
     parser.add_argument("--sampler", default=None, help="ddpm, ddim or dpmpp_2m (default dpmpp_2m)")
     parser.add_argument("--steps", type=_positive_int, default=None, help="sampling steps")
     parser.add_argument("--guidance-scale", type=float, default=None, help="classifier-free guidance scale (1 = none)")
-    parser.add_argument("--batch-size", type=_positive_int, default=None, help="samples per forward pass")
+    parser.add_argument(
+        "--batch-size", type=_batch_size, default=None,
+        help="samples per forward pass, or auto: the most that fit in half the device's free memory, measured on a "
+        "probe batch, at most the bundle's max_batch_size (default: the bundle's batch_size, auto in the shipped "
+        "ones); a sample is the same at any batch size up to float rounding",
+    )
     parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0")
     parser.add_argument(
         "--overwrite", action="store_true",
@@ -250,6 +255,11 @@ def _add_generation_options(parser: argparse.ArgumentParser, conditions: Conditi
         "--nproc", type=_positive_int, default=1,
         help="generate with N processes under torchrun (one per GPU, or N CPU processes): process k takes every "
         "N-th batch, the files are those of one process; a job stopped midway resumes with any N",
+    )
+    parser.add_argument(
+        "--previews", action="store_true",
+        help="also draw a PNG preview of every sample (default: one contact_sheet.png of the job's first samples, or "
+        "a sweep's strip)",
     )
     parser.add_argument("--distributed", action="store_true", help=argparse.SUPPRESS)  # set by --nproc under torchrun
     group = parser.add_argument_group("phenotypes" if conditions else "phenotypes (name a bundle to list them)")
@@ -292,6 +302,10 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _batch_size(text: str) -> int | str:
+    return "auto" if text.strip().lower() == "auto" else _positive_int(text)
+
+
 def _port(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 65535:
@@ -324,7 +338,7 @@ def _literal(text: str) -> Any:
     return text
 
 
-def _generation_overrides(args: argparse.Namespace, conditions: ConditionSet) -> dict[str, Any]:
+def _generation_overrides(args: argparse.Namespace, info: Any) -> dict[str, Any]:
     from monai_gen.engines.requests import checked_values
 
     if args.sampler is not None:
@@ -341,9 +355,10 @@ def _generation_overrides(args: argparse.Namespace, conditions: ConditionSet) ->
         "batch_size": args.batch_size,
         "device": _device_expression(args.device),
         "overwrite": args.overwrite or None,
+        "per_sample_previews": _refused_unless_option(info.root, "per_sample_previews", "--previews", args.previews),
     }
-    values = {spec.name: getattr(args, spec.name, None) for spec in conditions.specs}
-    chosen.update(checked_values(conditions, values))
+    values = {spec.name: getattr(args, spec.name, None) for spec in info.conditions.specs}
+    chosen.update(checked_values(info.conditions, values))
     return {**{k: v for k, v in chosen.items() if v is not None}, **_overrides(args)}
 
 
@@ -379,7 +394,7 @@ def _list_bundles(args: argparse.Namespace) -> int:
 
 def _generate(args: argparse.Namespace) -> int:
     info = read_bundle_info(find_bundle(args.bundle))
-    overrides = _generation_overrides(args, info.conditions)
+    overrides = _generation_overrides(args, info)
     if args.pass_through and args.conditions_csv is None:
         raise ValueError("--pass-through names columns of --conditions-csv; give the CSV too.")
     if args.conditions_csv is not None:
@@ -394,19 +409,34 @@ def _generate(args: argparse.Namespace) -> int:
     return _run_generation(info, overrides, args)
 
 
-def _volume_overrides(args: argparse.Namespace, root: Path) -> dict[str, Any]:
-    """``--label-map`` / ``--volume-size`` as inference overrides, refused by a bundle whose configs lack them."""
+def _inference_config(root: Path) -> dict[str, Any]:
+    """The ids of a bundle's ``common.json`` and ``inference.json``, unparsed (``inference.json`` wins)."""
     import json
 
-    wanted = {"label_map": args.label_map, "volume_size": args.volume_size}
-    wanted = {k: v for k, v in wanted.items() if v is not None}
-    if not wanted:
-        return {}
     config: dict[str, Any] = {}
     for name in ("common.json", "inference.json"):
         file = root / "configs" / name
         if file.is_file():
             config.update(json.loads(file.read_text(encoding="utf-8")))
+    return config
+
+
+def _refused_unless_option(root: Path, key: str, flag: str, given: bool) -> bool | None:
+    """True for a given ``flag`` (None if not given), refused by a bundle whose inference config lacks ``key``."""
+    if not given:
+        return None
+    if key not in _inference_config(root):
+        raise ValueError(f"{flag}: {root.name} has no {key!r} option in its inference config.")
+    return True
+
+
+def _volume_overrides(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    """``--label-map`` / ``--volume-size`` as inference overrides, refused by a bundle whose configs lack them."""
+    wanted = {"label_map": args.label_map, "volume_size": args.volume_size}
+    wanted = {k: v for k, v in wanted.items() if v is not None}
+    if not wanted:
+        return {}
+    config = _inference_config(root)
     for key in wanted:
         if key not in config:
             flag = "--" + key.replace("_", "-")
@@ -455,7 +485,7 @@ def _cine_overrides(args: argparse.Namespace, conditions: ConditionSet) -> dict[
 
 def _sweep(args: argparse.Namespace) -> int:
     info = read_bundle_info(find_bundle(args.bundle))
-    overrides = _generation_overrides(args, info.conditions)
+    overrides = _generation_overrides(args, info)
     overrides.update(
         sweep=info.conditions.resolve_name(args.phenotype.replace("-", "_")) or args.phenotype, sweep_start=args.start,
         sweep_stop=args.stop, sweep_num_values=args.num_values, sweep_num_seeds=args.num_seeds,

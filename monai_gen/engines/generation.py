@@ -22,6 +22,11 @@ File writing overlaps sampling: while batch ``b + 1`` is generated, batch ``b`` 
 ``writer_threads`` threads; compression and PNG encoding release the GIL) and previewed, in batch order, and the
 manifest records it once its files are on disk. At most one batch waits to be written, so memory stays bounded; a
 write that fails stops the job with that error.
+
+Without a batch size (``None`` or ``"auto"``) the job chooses one from the device's free memory
+(:mod:`monai_gen.engines.batching`): its first request is generated once as a probe whose peak memory is measured
+(and kept only when it is the whole job), then the job runs as if given the chosen size, which is logged and is the
+same on every rank (the smallest any rank chose), so ``batch_size=<the logged size>`` writes the same files.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from monai_gen.data.provenance import to_json_compatible
+from monai_gen.engines.batching import MAX_BATCH_SIZE, PROBE_SIZE, is_auto, local_processes, probe_batch_size
 from monai_gen.engines.requests import RESERVED_COLUMNS, SampleRequest
 from monai_gen.utils.atomic import atomic_write_text
 
@@ -75,7 +81,8 @@ class GenerationJob:
             whole batch at once (e.g. :class:`~monai_gen.data.sample_writers.ArrayShardWriter`: one array file per
             batch for machine learning).
         output_dir: folder for outputs and ``manifest.csv``; created if missing.
-        batch_size: samples per call of ``generate_batch``.
+        batch_size: samples per call of ``generate_batch``; ``None`` or ``"auto"``: chosen from the free memory of
+            ``device`` and a measured probe batch (see the module docstring), at most ``max_batch_size``.
         provenance: fields common to every sample (model id, sampler, steps, guidance...); they go to each
             sample's sidecar and become manifest columns.
         preview: optional ``preview(samples, requests, output_dir)`` called after each batch (e.g. a PNG
@@ -85,11 +92,14 @@ class GenerationJob:
         writer_threads: threads writing one batch's samples while the next batch is generated (the preview runs
             after them, in batch order); 0 = write in the calling thread between batches, with no overlap. The
             files are the same either way.
+        device: where ``generate_batch`` runs, whose memory sets an automatic batch size; default: its ``device``
+            attribute (a :class:`~monai_gen.engines.sampling.ConditionalSampleGenerator` has one), else the CPU.
+        max_batch_size: the cap of an automatic batch size.
 
     Raises:
-        ValueError: repeated names; a condition, pass-through column or provenance field named like another one or
-            like the manifest's own columns; at :meth:`run`, finished samples of a different request (without
-            ``overwrite``).
+        ValueError: repeated names; a batch size that is not a positive integer, None or ``"auto"``; a condition,
+            pass-through column or provenance field named like another one or like the manifest's own columns; at
+            :meth:`run`, finished samples of a different request (without ``overwrite``).
     """
 
     def __init__(
@@ -99,18 +109,21 @@ class GenerationJob:
         generate_batch: Callable[[list[SampleRequest]], torch.Tensor],
         writer: Callable[[torch.Tensor, Path, dict[str, Any]], Sequence[os.PathLike | str]],
         output_dir: str | os.PathLike,
-        batch_size: int = 16,
+        batch_size: int | str | None = 16,
         provenance: Mapping[str, Any] | None = None,
         preview: Callable[[torch.Tensor, list[SampleRequest], Path], Any] | None = None,
         progress: bool = True,
         overwrite: bool = False,
         writer_threads: int = 2,
+        device: torch.device | str | None = None,
+        max_batch_size: int = MAX_BATCH_SIZE,
     ) -> None:
         duplicates = sorted(name for name, count in Counter(r.name for r in requests).items() if count > 1)
         if duplicates:
             raise ValueError(f"generation requests must have unique names, repeated: {duplicates[:5]}.")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+        auto = is_auto(batch_size)
+        if max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}.")
         if writer_threads < 0:
             raise ValueError(f"writer_threads must be >= 0, got {writer_threads}.")
         _check_columns(requests, provenance or {})
@@ -119,7 +132,9 @@ class GenerationJob:
         self.generate_batch = generate_batch
         self.writer = writer
         self.output_dir = Path(output_dir)
-        self.batch_size = int(batch_size)
+        self.batch_size = None if auto else int(batch_size)
+        self.max_batch_size = int(max_batch_size)
+        self.device = torch.device(device if device is not None else getattr(generate_batch, "device", "cpu"))
         self.provenance = dict(provenance or {})
         self.preview = preview
         self.progress = progress
@@ -181,7 +196,7 @@ class GenerationJob:
         todo = [r for r in self.requests if r.name not in done]
         if len(done) and rank == 0:
             logger.info("resuming: %d of %d samples already finished in %s", len(done), len(self.requests), self.output_dir)
-        batches = [todo[start : start + self.batch_size] for start in range(0, len(todo), self.batch_size)]
+        batches, probed = self._plan(todo, world_size)
         mine = batches[rank::world_size]  # batch b to rank b mod world_size: the batches of a single-process run
         rows = dict(done) if world_size == 1 else {}
         manifest = self.manifest_path if world_size == 1 else self._shard_manifest_path(rank)
@@ -198,7 +213,7 @@ class GenerationJob:
                   desc="generating", unit="sample") as bar:
             try:
                 for batch in mine:
-                    samples = self._generate(batch)
+                    samples = probed if batch is batches[0] and probed is not None else self._generate(batch)
                     if pending is not None:
                         finished, pending = pending, None
                         record(*finished.result())
@@ -227,6 +242,37 @@ class GenerationJob:
                 self._consolidate(self.finished())
             _barrier(world_size)  # nobody returns before manifest.csv holds every sample
         return self.manifest_path
+
+    def _plan(
+        self, todo: list[SampleRequest], world_size: int
+    ) -> tuple[list[list[SampleRequest]], torch.Tensor | None]:
+        """The batches of ``todo`` (the same on every rank) and, when the probe was the whole job, its samples.
+
+        With an automatic batch size every rank generates the probe (the job's first request) and measures it; the
+        smallest size any rank can hold, at most ``ceil(len(todo) / world_size)`` so every rank gets a batch, is used
+        by all. The batches are then those of a job given that size (``batch_size=<the logged size>`` writes the
+        same files).
+        """
+        size = self.batch_size
+        if size is None and todo:
+            probe = todo[:PROBE_SIZE]
+            sharing = local_processes() if self.device.type == "cpu" else 1
+            size, samples = probe_batch_size(
+                self._generate, probe, device=self.device, processes_sharing=sharing,
+                max_batch_size=min(self.max_batch_size, -(-len(todo) // world_size)),
+            )
+            if len(todo) == len(probe):
+                return [probe], samples
+            if world_size > 1:
+                agreed = torch.tensor([size], dtype=torch.int64,
+                                      device=self.device if dist.get_backend() == "nccl" else "cpu")
+                dist.all_reduce(agreed, op=dist.ReduceOp.MIN)
+                if int(agreed.item()) != size:
+                    logger.info("batch size %d, the smallest any of the %d ranks can hold", int(agreed.item()),
+                                world_size)
+                size = int(agreed.item())
+        size = size or 1
+        return [todo[start : start + size] for start in range(0, len(todo), size)], None
 
     def _consolidate(self, rows: Mapping[str, Mapping[str, Any]]) -> None:
         """Rank 0: ``manifest.csv`` holds ``rows`` (the finished rows of every manifest); the shard manifests go."""

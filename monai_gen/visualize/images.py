@@ -135,13 +135,17 @@ def plot_image_grid(
         raise ValueError(f"ncols must be at least 1, got {ncols}.")
     nrows = math.ceil(count / ncols)
     limits = intensity_window(slices, mode=window, percentiles=percentiles)
-    figure = new_figure(ncols * panel_inches, nrows * panel_inches * (1.1 if titles else 1.0), dpi=dpi)
+    lines = max(str(t).count("\n") + 1 for t in titles) if titles is not None else 0
+    title_inches = 0.14 * lines + 0.04 if lines else 0.0  # room above each row for its (multi-line) titles
+    height = nrows * (panel_inches + title_inches)
+    figure = new_figure(ncols * panel_inches, height, dpi=dpi)
     for i, (image, (low, high)) in enumerate(zip(slices, limits, strict=True)):
         ax = figure.add_subplot(nrows, ncols, i + 1)
         show_image(ax, image, low, high)
         if titles is not None:
             ax.set_title(str(titles[i]), fontsize=8)
-    figure.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.95 if titles else 0.99, wspace=0.03, hspace=0.1)
+    top, hspace = (1 - title_inches / height, title_inches / panel_inches) if lines else (0.99, 0.1)
+    figure.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=top, wspace=0.03, hspace=hspace)
     return save_figure(figure, path, dpi=dpi)
 
 

@@ -2,7 +2,8 @@
 
 Reading a column top to bottom shows what changing only the condition does to one synthetic subject; reading
 a row shows the spread across subjects. Every cell shares one amplitude scale (signals) or one intensity
-window (images), so a change between rows is a change in the data, not in the display.
+window (images), so a change between rows is a change in the data, not in the display. :func:`plot_signal_grid`
+draws the same cells for a plain list of signals (a generation job's contact sheet), one title per cell.
 
 See:
     Friedman et al., "xMADD: A Unified Diffusion Framework for Conditioned Synthesis of Medical Images and
@@ -28,7 +29,7 @@ from monai_gen.visualize.figure import new_figure, save_figure
 from monai_gen.visualize.images import image_slices, intensity_window, show_image
 from monai_gen.visualize.rhythm import RHYTHM_LABEL, assemble_rhythm, t_wave_amplitude
 
-__all__ = ["plot_image_sweep", "plot_signal_sweep", "plot_sweep", "sweep_row_label"]
+__all__ = ["plot_image_sweep", "plot_signal_grid", "plot_signal_sweep", "plot_sweep", "sweep_row_label"]
 
 _RHYTHM_GAP_INCHES = 0.35
 _CELL_WSPACE = 0.08  # gap between cells, as a fraction of a cell's width
@@ -135,6 +136,72 @@ def plot_signal_sweep(
     return save_figure(figure, path, dpi=dpi)
 
 
+def plot_signal_grid(
+    samples: np.ndarray | torch.Tensor,
+    *,
+    titles: Sequence[str] | None = None,
+    ncols: int | None = None,
+    fs: float | None = None,
+    lead: str | None = "II",
+    lead_names: Sequence[str] | None = None,
+    cell_inches: tuple[float, float] = (2.2, 1.2),
+    title: str = "",
+    dpi: float = 100,
+    path: str | Path | None = None,
+) -> Figure:
+    """Signals as a grid of small cells on one amplitude scale; signal ``i`` in row ``i // ncols``, col ``i % ncols``.
+
+    Args:
+        samples: ``(N, C, T)`` in mV.
+        titles: one title per signal (e.g. its name and conditions).
+        ncols: columns of the grid; ``min(N, 4)`` when None.
+        fs, lead, lead_names, cell_inches, dpi, path: as in :func:`plot_signal_sweep`.
+        title: the figure's title; the lead and unit are appended.
+
+    Returns:
+        The figure; ``figure.axes[i]`` is the cell of signal ``i`` (cells after the last signal are hidden).
+
+    Raises:
+        ValueError: not ``(N, C, T)`` or empty, titles of the wrong length, ``ncols < 1``, unknown lead, NaN samples.
+    """
+    array = convert_to_numpy(samples, dtype=np.float64)
+    if array.ndim != 3 or array.shape[0] == 0:
+        raise ValueError(f"samples must be a non-empty (N, C, T) array of signals, got shape {array.shape}.")
+    if titles is not None and len(titles) != array.shape[0]:
+        raise ValueError(f"titles has {len(titles)} entries for {array.shape[0]} signals.")
+    ncols = min(array.shape[0], 4) if ncols is None else int(ncols)
+    if ncols < 1:
+        raise ValueError(f"ncols must be at least 1, got {ncols}.")
+    if not np.isfinite(array).all():
+        raise ValueError("samples contain NaN or infinite values; cannot plot them.")
+    channels, names = _signal_channels(samples, array.shape[1], lead, lead_names)
+    traces = array[:, channels]
+    rate = fs if fs is not None else (ecg_sampling_rate(samples) if isinstance(samples, MetaTensor) else None)
+    time = np.arange(array.shape[-1]) / rate if rate else np.arange(array.shape[-1])
+    rows = -(-array.shape[0] // ncols)
+    titled = titles is not None
+    figure, cells, _ = _cell_grid(rows, ncols, cell_inches, dpi, hspace=0.45 if titled else 0.12,
+                                  margins_inches=(0.45, 0.75 if titled else 0.45))
+    colours = [colormaps["tab20"](i % 20) for i in range(len(channels))] if lead is None else ["black"]
+    low, high = traces.min(), traces.max()
+    pad = 0.05 * max(high - low, 1e-6)
+    for index, ax in enumerate(cells):
+        if index >= len(traces):
+            ax.set_visible(False)
+            continue
+        for trace, colour in zip(traces[index], colours, strict=True):
+            ax.plot(time, trace, color=colour, linewidth=0.6)
+        ax.set_ylim(low - pad, high + pad)
+        ax.tick_params(labelsize=6)
+        if titles is not None:
+            ax.set_title(str(titles[index]), fontsize=6)
+    cells[0].set_xlim(0.0, array.shape[-1] / rate if rate else array.shape[-1])
+    cells[(rows - 1) * ncols].set_xlabel("time (s)" if rate else "sample", fontsize=7)
+    shown = "all leads" if lead is None else f"lead {lead}"
+    figure.suptitle(" · ".join(part for part in (title, shown, "mV") if part), fontsize=9, x=0.02, ha="left")
+    return save_figure(figure, path, dpi=dpi)
+
+
 def plot_image_sweep(
     samples: np.ndarray | torch.Tensor,
     values: Sequence[float],
@@ -214,25 +281,28 @@ def _signal_channels(
 
 
 def _cell_grid(
-    rows: int, cols: int, cell_inches: tuple[float, float], dpi: float, rhythm_inches: float = 0.0
+    rows: int, cols: int, cell_inches: tuple[float, float], dpi: float, rhythm_inches: float = 0.0,
+    hspace: float = 0.12, margins_inches: tuple[float, float] = (1.0, 0.45),
 ) -> tuple[Figure, list[Axes], list[Axes]]:
     """A ``rows`` × ``cols`` grid of cells with room on the left for row labels and on top for seeds.
 
     With ``rhythm_inches`` > 0 a column follows the grid (one axes per row, created after the cells so
     ``figure.axes`` keeps the cells first), ``rhythm_inches / cell_inches[0]`` times as wide as a cell, so a
     strip drawn at the cells' seconds per inch keeps their time scale; it shares the cells' amplitude scale.
+    ``margins_inches`` are the room left of the cells (row labels) and above them (titles).
     """
     width, height = cell_inches
     gap = _RHYTHM_GAP_INCHES if rhythm_inches else 0.0
-    figure_width, figure_height = cols * width + gap + rhythm_inches + 1.2, rows * height + 0.6
+    left, top = margins_inches
+    figure_width, figure_height = cols * width + gap + rhythm_inches + left + 0.2, rows * height + top + 0.15
     figure = new_figure(figure_width, figure_height, dpi=dpi)
     shrink = cols / (cols + _CELL_WSPACE * (cols - 1))  # a cell's share of its column once the gaps are taken
     outer = figure.add_gridspec(
         1, 2 if rhythm_inches else 1, width_ratios=[cols * width, rhythm_inches * shrink] if rhythm_inches else None,
-        wspace=2 * gap / (cols * width + rhythm_inches), left=1.0 / figure_width, right=0.98,
-        bottom=0.4 / figure_height + 0.02, top=1 - 0.45 / figure_height,
+        wspace=2 * gap / (cols * width + rhythm_inches), left=left / figure_width, right=0.98,
+        bottom=0.4 / figure_height + 0.02, top=1 - top / figure_height,
     )
-    cells = outer[0].subgridspec(rows, cols, wspace=_CELL_WSPACE, hspace=0.12)
+    cells = outer[0].subgridspec(rows, cols, wspace=_CELL_WSPACE, hspace=hspace)
     cells = cells.subplots(sharex=True, sharey=True, squeeze=False)
     if not rhythm_inches:
         return figure, list(cells.ravel()), []

@@ -2,7 +2,7 @@
 
 ``tests/bundle/tiny_brain_bundle/configs`` holds JSON only: IXI T1 slices prepared by a MONAI ``Compose`` of dictionary
 transforms, the generic cohort, a KL autoencoder with a patch discriminator, latent diffusion on cached latents,
-generation writing NIfTI + PNG through the library's writers, and the generic evaluation. Each workflow runs as MONAI
+generation writing NIfTI and a contact sheet through the library's writers, and the generic evaluation. Each workflow runs as MONAI
 layers bundle configs (``--config_file "['configs/common.json', 'configs/<workflow>.json']"``), with overrides that keep
 it to seconds, and writes only under ``tmp_path``; the bundle folder must be unchanged afterwards.
 """
@@ -61,7 +61,7 @@ def test_tiny_brain_bundle_trains_generates_and_evaluates_from_config(shared_dat
     assert image.header["descrip"].item() == b"SYNTHETIC age=63 sex=F slice_position=0.5"
     sidecar = json.loads((out / "slice_0.json").read_text())
     assert sidecar["conditions"] == {"age": 63.0, "sex": "F", "slice_position": 0.5} and sidecar["synthetic"] is True
-    assert (out / "slice_0.png").is_file() and (out / "grid.png").is_file()  # a PNG per sample, and the grid
+    assert sorted(p.name for p in out.glob("*.png")) == ["contact_sheet.png"]  # no PNG per sample unless asked
 
     report_dir = tmp_path / "evaluation"
     run_bundle_workflow(BUNDLE, "evaluate", {

@@ -1,5 +1,5 @@
-"""The image bundle's figures: the grid of a plain run and the sweep strip, drawn from the written NIfTI files of
-real IXI slices (no model needed), oriented as the per-sample PNGs are."""
+"""The image bundle's figures: the contact sheet of a plain run's first samples and the sweep strip, drawn from the
+written NIfTI files of real IXI slices (no model needed), oriented as the per-sample PNGs are."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import torch
 from monai.transforms import LoadImage, Orientation, ScaleIntensityRangePercentiles
 from PIL import Image
 
-from monai_gen.bundle.image_generation import GRID_NAME, image_preview
+from monai_gen.bundle.contact_sheet import CONTACT_SHEET_NAME
+from monai_gen.bundle.image_generation import image_preview
 from monai_gen.data.sample_writers import DicomSeriesSampleWriter, NiftiSampleWriter, PNGSampleWriter, SampleWriters
 from monai_gen.engines.requests import SampleRequest, sweep_requests
 
@@ -42,13 +43,25 @@ def test_the_sweep_strip_waits_for_every_sample_then_shows_each_as_its_png(slice
         np.testing.assert_allclose(figure.axes[index].images[0].get_array(), png, atol=0.5 / 255 + 1e-6)
 
 
-def test_a_plain_run_draws_a_grid_titled_with_conditions_and_seeds(slices, tmp_path):
-    requests = [SampleRequest(f"slice_{i}", i, {"age": 70.0, "sex": "F", "slice_position": 0.6}) for i in range(2)]
-    for request, sample in zip(requests, slices[:2], strict=True):
-        WRITER(sample, tmp_path / request.name, {"conditions": dict(request.conditions)})
-    figure = image_preview(requests=requests)(slices[:2], requests, tmp_path)
-    assert (tmp_path / GRID_NAME).is_file()
-    assert [ax.get_title() for ax in figure.axes] == [f"age 70, sex F, slice_position 0.6 · seed {i}" for i in range(2)]
+def test_a_plain_run_draws_its_first_samples_titled_with_names_seeds_and_conditions_once(slices, tmp_path):
+    requests = [SampleRequest(f"slice_{i}", i, {"age": 70.0, "sex": "F", "slice_position": 0.6}) for i in range(5)]
+    nifti = NiftiSampleWriter(spacing_mm=(2.0, 2.0, 2.0))
+    preview = image_preview(requests=requests, contact_sheet_size=3)
+    for request, sample in zip(requests[:2], slices[:2], strict=True):
+        nifti(sample, tmp_path / request.name, {"conditions": dict(request.conditions)})
+    assert preview(slices[:2], requests[:2], tmp_path) is None  # the third is not written yet
+    for request, sample in zip(requests[2:4], slices[2:4], strict=True):
+        nifti(sample, tmp_path / request.name, {"conditions": dict(request.conditions)})
+    figure = preview(slices[2:4], requests[2:4], tmp_path)
+    assert (tmp_path / CONTACT_SHEET_NAME).is_file() and len(figure.axes) == 3
+    assert [ax.get_title() for ax in figure.axes] == [
+        f"slice_{i} · seed {i}\nage 70, sex F, slice_position 0.6" for i in range(3)]
+    shown = [np.rot90(slices[i, 0].numpy()) for i in range(3)]  # anterior up, as the PNG writer shows it
+    for ax, image in zip(figure.axes, shown, strict=True):
+        np.testing.assert_allclose(ax.images[0].get_array(), image, atol=1e-6)
+    nifti(slices[4], tmp_path / requests[4].name, {"conditions": dict(requests[4].conditions)})
+    assert preview(slices[4:], requests[4:], tmp_path) is None  # later batches draw no figure
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == [CONTACT_SHEET_NAME]
     with pytest.raises(ValueError, match="draws 2D samples"):
         image_preview(requests=requests)(slices[:2, :, :, :, None], requests, tmp_path)
 

@@ -33,10 +33,12 @@ def trained_bundle(ixi, tmp_path_factory):
     return folder / "bundle"
 
 
-def test_generate_writes_2mm_nifti_png_and_grid_and_warns_about_extrapolation(trained_bundle, tmp_path, run_cli, caplog):
+def test_generate_writes_2mm_nifti_pngs_on_request_and_the_sheet_and_warns_about_extrapolation(
+    trained_bundle, tmp_path, run_cli, caplog
+):
     out = tmp_path / "generated"
     argv = ["generate", str(trained_bundle), "--age", "70", "--sex", "F", "--slice-position", "0.6", "--num-samples",
-            "2", "--output-dir", str(out), *FAST]
+            "2", "--output-dir", str(out), "--previews", *FAST]
     code, text = run_cli(argv)
     assert code == 0, text
     warned = caplog.text  # trained on 4 subjects of 25.9-68.6 years: 70 is valid but outside, so generated with a warning
@@ -51,7 +53,8 @@ def test_generate_writes_2mm_nifti_png_and_grid_and_warns_about_extrapolation(tr
     assert np.isfinite(image.get_fdata()).all()
     sidecar = json.loads((out / "slice_1.json").read_text())
     assert sidecar["conditions"] == {"age": 70.0, "sex": "F", "slice_position": 0.6} and sidecar["seed"] == 1
-    assert all((out / name).is_file() for name in ("slice_0.png", "slice_1.png", "grid.png"))
+    assert sorted(p.name for p in out.glob("*.png")) == ["contact_sheet.png", "slice_0.png", "slice_1.png"]
+    assert "slice_0.png" in rows[0]["files"]  # a per-sample PNG is one of the sample's files
 
 
 def test_sweep_of_the_slice_position_draws_the_strip_and_writes_dicom_when_asked(trained_bundle, tmp_path, run_cli):

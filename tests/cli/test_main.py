@@ -40,6 +40,7 @@ def test_generate_help_documents_the_bundle_phenotypes(run_cli):
         (["sweep", "ecg_generative_diffusion", "--phenotype", "qt", "--start", "100", "--stop", "400"], "'qt' = 100 ms"),
         (["generate", "ecg_generative_diffusion", "--override", "novalue"], "ID=VALUE"),
         (["generate", "ecg_generative_diffusion", "--steps", "0"], "positive integer"),
+        (["generate", "ecg_generative_diffusion", "--batch-size", "0"], "must be a positive integer, got 0"),
         (["generate", "ecg_generative_diffusion", "--sampler", "foo"], "--sampler 'foo' is not a sampler; choose from ['ddim', 'ddpm', 'dpmpp_2m']"),
         (["generate", "ecg_generative_diffusion", "--device", "gpu7"], "--device 'gpu7' is not a torch device"),
         (["generate", "ecg_generative_diffusion", "--qt", "nan"], "'qt' = 'nan' is not a value"),
@@ -150,3 +151,24 @@ def test_generate_with_shipped_weights_then_resume_skips_finished(tmp_path, run_
     stamp = (tmp_path / "ecg_0.dat").stat().st_mtime_ns
     assert run_cli(argv)[0] == 0
     assert (tmp_path / "ecg_0.dat").stat().st_mtime_ns == stamp
+
+
+def test_a_job_draws_one_contact_sheet_unless_previews_are_asked_for(tmp_path, run_cli):
+    import shutil
+
+    argv = ["generate", "ecg_generative_diffusion", "--num-samples", "2", "--steps", "2", "--override", "progress=false"]
+    code, text = run_cli([*argv, "--output-dir", str(tmp_path / "plain"), "--batch-size", "auto"])
+    assert code == 0, text
+    assert sorted(p.name for p in (tmp_path / "plain").glob("*.png")) == ["contact_sheet.png"]
+    code, text = run_cli([*argv, "--output-dir", str(tmp_path / "previews"), "--previews"])
+    assert code == 0, text
+    assert sorted(p.name for p in (tmp_path / "previews").glob("*.png")) == ["contact_sheet.png", "ecg_0.png", "ecg_1.png"]
+
+    bundle = tmp_path / "old_bundle"  # a bundle whose inference config predates per-sample previews
+    shutil.copytree(find_bundle("ecg_generative_diffusion"), bundle)
+    config = json.loads((bundle / "configs" / "inference.json").read_text(encoding="utf-8"))
+    del config["per_sample_previews"]
+    (bundle / "configs" / "inference.json").write_text(json.dumps(config, indent=4) + "\n", encoding="utf-8")
+    code, text = run_cli(["generate", str(bundle), "--previews", "--output-dir", str(tmp_path / "refused")])
+    assert code == 2 and "--previews: old_bundle has no 'per_sample_previews' option" in text, text
+    assert not (tmp_path / "refused").exists()

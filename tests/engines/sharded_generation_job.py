@@ -1,12 +1,16 @@
 """A generation job run by ``tests/engines/test_generation_sharded.py``, alone or under ``torchrun`` (gloo).
 
 ``python sharded_generation_job.py OUTPUT_DIR [CRASH_RANK CRASH_AFTER_BATCHES]``: 10 samples of real ECG windows
-(CinC record E07500, one window per seed, scaled by the requested heart rate) in batches of 3, written as ``.npy`` +
-sidecar. With a crash rank, that rank raises after its given number of batches, as a killed process would stop.
+(CinC record E07500, one window per seed, scaled by the requested heart rate) in batches of 3 (``JOB_BATCH_SIZE=auto``:
+chosen from free memory, at most ``JOB_MAX_BATCH_SIZE``), written as ``.npy`` + sidecar; each rank prints the sizes of
+the batches it generated. With a crash rank, that rank raises after its given number of batches, as a killed process
+would stop.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 from pathlib import Path
 
@@ -25,6 +29,7 @@ RECORD = Path(__file__).resolve().parents[3] / "shared" / "data" / "ecg" / "cinc
 
 
 def main(output_dir: str, crash_rank: int = -1, crash_after: int = 0) -> None:
+    logging.basicConfig(level=logging.INFO)  # the job's batch-size choice, on stderr
     init_distributed(backend="gloo")
     signal = torch.as_tensor(wfdb.rdrecord(str(RECORD)).p_signal.T, dtype=torch.float32)
     rank = dist.get_rank() if dist.is_initialized() else 0
@@ -45,8 +50,12 @@ def main(output_dir: str, crash_rank: int = -1, crash_after: int = 0) -> None:
         return [path, write_provenance(path, provenance)]
 
     requests = requests_from_rows([{"heart_rate": 60 + 5 * k} for k in range(10)], seed=0, prefix="ecg")
-    GenerationJob(requests, generate_batch=generate, writer=writer, output_dir=output_dir, batch_size=3,
+    batch_size = os.environ.get("JOB_BATCH_SIZE", "3")
+    GenerationJob(requests, generate_batch=generate, writer=writer, output_dir=output_dir,
+                  batch_size=batch_size if batch_size == "auto" else int(batch_size),
+                  max_batch_size=int(os.environ.get("JOB_MAX_BATCH_SIZE", "256")),
                   provenance={"model_id": "sharded-test"}, progress=False).run()
+    print(f"rank {rank} batches {calls}", flush=True)
     if dist.is_initialized():
         dist.destroy_process_group()
 

@@ -16,7 +16,9 @@ from monai_gen.engines.generation import read_manifest
 JOB = Path(__file__).with_name("sharded_generation_job.py")
 
 
-def _run(output_dir: Path, *args: int, ranks: int = 1) -> subprocess.CompletedProcess:
+def _run(
+    output_dir: Path, *args: int, ranks: int = 1, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     command = [sys.executable, str(JOB), str(output_dir), *map(str, args)]
     if ranks > 1:
         with socket.socket() as probe:
@@ -24,7 +26,7 @@ def _run(output_dir: Path, *args: int, ranks: int = 1) -> subprocess.CompletedPr
             port = str(probe.getsockname()[1])
         command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(ranks),
                    "--master_port", port, *command[1:]]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
 
 
@@ -51,3 +53,21 @@ def test_two_ranks_resumed_after_one_dies_write_what_one_process_writes(tmp_path
     rows = [tuple(r[c] for c in columns) for r in read_manifest(tmp_path / "resumed" / "manifest.csv")]
     assert rows == [tuple(r[c] for c in columns) for r in read_manifest(tmp_path / "single" / "manifest.csv")]
     assert not list((tmp_path / "resumed").glob("manifest.rank*.csv"))  # merged, then removed
+
+
+@pytest.mark.slow
+def test_two_ranks_agree_on_an_automatic_batch_size_and_write_every_sample_once(tmp_path):
+    """Each rank measures its own probe; the ranks share this machine's RAM and take the smallest size any can hold,
+    so they deal out the batches of one plan: all 10 samples, each written once, as one process writes them."""
+    auto = {"JOB_BATCH_SIZE": "auto", "JOB_MAX_BATCH_SIZE": "4"}
+    single = _run(tmp_path / "single")
+    sharded = _run(tmp_path / "auto", ranks=2, env=auto)
+    assert sharded.returncode == 0, sharded.stderr[-2000:]
+    assert "shared by 2 processes" in sharded.stdout + sharded.stderr  # each rank's share of the free RAM
+    # the probe (1 sample), then ceil(10 / 2) = 5 capped at 4: batches of 4, 4, 2 dealt to ranks 0, 1, 0
+    assert {line for line in sharded.stdout.splitlines() if line.startswith("rank")} == {
+        "rank 0 batches [1, 4, 2]", "rank 1 batches [1, 4]"}
+    assert _files(tmp_path / "auto") == _files(tmp_path / "single")  # this generator is exact per sample
+    assert [r["name"] for r in read_manifest(tmp_path / "auto" / "manifest.csv")] == [
+        r["name"] for r in read_manifest(tmp_path / "single" / "manifest.csv")]
+    assert single.returncode == 0

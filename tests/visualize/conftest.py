@@ -9,9 +9,9 @@ HEART_RATES = (50.0, 70.0)
 
 @pytest.fixture(scope="session")
 def heart_rate_sweep(tmp_path_factory):
-    """Folder of a bundle sweep: heart rate 50 and 70 bpm, seed 0, 4 sampler steps, previews and strip drawn.
+    """Folder of a bundle sweep: heart rate 50 and 70 bpm, seed 0, 4 sampler steps, its strip drawn.
 
-    Holds ``sweep_heart_rate_00{0,1}_seed0.{hea,dat,json,png}`` and ``sweep_heart_rate.png``; a few seconds on CPU.
+    Holds ``sweep_heart_rate_00{0,1}_seed0.{hea,dat,json}`` and ``sweep_heart_rate.png``; a few seconds on CPU.
     """
     from monai_gen.bundle.registry import find_bundle, run_bundle_workflow
 
