@@ -58,7 +58,8 @@ def image_preview(
     ``i`` (contact sheet) or of value ``r`` and seed ``s`` at ``r * S + s`` (sweep).
 
     Args:
-        requests: all requests of the job, each written as ``<name>.nii.gz`` (by ``NiftiSampleWriter``).
+        requests: all requests of the job, each written as ``<name>.nii.gz`` (by ``NiftiSampleWriter``); a volume
+            is shown by its central axial slice.
         sweep: the swept condition (None for plain generation) and its ``unit``: the strip, once every sample exists.
         window: ``(low, high)`` intensities shown black and white; None: the 0.5 / 99.5 percentiles of all cells.
         contact_sheet_size: a plain job's ``contact_sheet.png`` shows its first this many samples, drawn when they are
@@ -173,11 +174,14 @@ def cine_preview(
 
 
 def _displayed(path: Path, shape: Sequence[int]) -> np.ndarray:
-    """The 2D sample ``shape`` ``(C, x, y)`` read back from ``path``, rotated so anterior (+y) is up."""
-    if len(shape) != 3:
-        raise ValueError(f"image_preview draws 2D samples (C, x, y), got samples of shape {tuple(shape)}.")
+    """The 2D sample ``shape`` ``(C, x, y)`` read back from ``path`` (a 3D one ``(1, x, y, z)``: its central axial
+    slice), rotated so anterior (+y) is up."""
+    if len(shape) not in (3, 4):
+        raise ValueError(f"image_preview draws 2D samples (C, x, y) or volumes (1, x, y, z), got shape {tuple(shape)}.")
     array = np.asarray(nib.load(path).dataobj, dtype=np.float32)
-    image = np.moveaxis(array.reshape(*shape[1:], -1), -1, 0)  # NIfTI is channel-last; a slice may carry (x, y, 1)
+    if len(shape) == 4:
+        array = array.reshape(shape[1:])[:, :, shape[3] // 2]  # one channel: the NIfTI is (x, y, z)
+    image = np.moveaxis(array.reshape(*shape[1:3], -1), -1, 0)  # NIfTI is channel-last; a slice may carry (x, y, 1)
     return np.rot90(image, axes=(1, 2))  # rows = y from anterior down, columns = x, as the PNG writer shows it
 
 

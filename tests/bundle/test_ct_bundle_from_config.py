@@ -103,9 +103,11 @@ def test_tiny_ct_bundle_trains_generates_and_evaluates_from_config(ct_folder, sh
         assert sorted(cache.get_tensor("spatial_condition_mask").tolist()) == [0.0] * 6 + [1.0] * 3  # thorax labelled
 
     out = tmp_path / "generated"
-    request = {**data, "models_dir": str(models), "num_inference_steps": 2, "craniocaudal_position": 0.5, "progress": False}
+    request = {**data, "models_dir": str(models), "num_inference_steps": 2, "craniocaudal_position": 0.5, "progress": False,
+               "per_sample_previews": True}
     run_bundle_workflow(BUNDLE, "inference", {**request, "output_dir": str(out)})
     plain = _check_generated(out)
+    assert (out / "contact_sheet.png").stat().st_size > 2_000  # the job's sheet: central axial slices
     run_bundle_workflow(BUNDLE, "inference", {**request, "output_dir": str(tmp_path / "bigger"), "volume_size": [32, 16, 24]})
     assert nib.load(tmp_path / "bigger" / "ct_0.nii.gz").shape == (32, 16, 24)  # any multiple of the compression
     segmentation = str(shared_data / CT / "example_seg_dicom.nii.gz")  # a CT for this segmentation, same seed

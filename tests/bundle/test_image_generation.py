@@ -63,7 +63,19 @@ def test_a_plain_run_draws_its_first_samples_titled_with_names_seeds_and_conditi
     assert preview(slices[4:], requests[4:], tmp_path) is None  # later batches draw no figure
     assert sorted(p.name for p in tmp_path.glob("*.png")) == [CONTACT_SHEET_NAME]
     with pytest.raises(ValueError, match="draws 2D samples"):
-        image_preview(requests=requests)(slices[:2, :, :, :, None], requests, tmp_path)
+        image_preview(requests=requests)(slices[:2, :, :, :, None, None], requests, tmp_path)
+
+
+def test_a_volume_job_shows_each_volume_by_its_central_axial_slice(slices, tmp_path):
+    requests = [SampleRequest(f"ct_{i}", i, {}) for i in range(2)]
+    volumes = torch.zeros(2, 1, *slices.shape[2:], 5)
+    volumes[..., 2] = slices[:2]  # only the central slice (z = 2 of 5) holds the image
+    nifti = NiftiSampleWriter(spacing_mm=(3.0, 3.0, 3.0))
+    for request, volume in zip(requests, volumes, strict=True):
+        nifti(volume, tmp_path / request.name, {"conditions": {}})
+    figure = image_preview(requests=requests, window=[0.0, 1.0])(volumes, requests, tmp_path)
+    for ax, image in zip(figure.axes, slices[:2], strict=True):
+        np.testing.assert_allclose(ax.images[0].get_array(), np.rot90(image[0].numpy()), atol=1e-6)
 
 
 def test_a_cine_job_assembles_its_frames_into_a_nifti_loop_gif_and_contraction_curve(shared_data, tmp_path):
