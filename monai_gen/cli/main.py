@@ -205,7 +205,9 @@ def build_parser(conditions: ConditionSet | None = None) -> argparse.ArgumentPar
         description="Serve a local page (this machine only) over a bundle: one control per condition (slider with "
         "unit and trained range, a choice for categories, unset = the null token), seed, guidance scale and steps; "
         "the sample redrawn after each change with its measured values beside the requested ones, a counterfactual "
-        "sweep, the nearest real training sample and export with the bundle's writer and provenance sidecar. "
+        "sweep, the nearest real training sample and export with the bundle's writer and provenance sidecar; a cine "
+        "loop for a bundle with a periodic condition (the cardiac phase), axial / coronal / sagittal views with HU "
+        "windows for a CT bundle, and a step-by-step progress bar. "
         "Nothing is downloaded; the page loads nothing from the internet. Ctrl-C stops the server.",
     )
     explore.add_argument("bundle", nargs="?", default="ecg_generative_diffusion",
