@@ -23,7 +23,7 @@ from pathlib import Path
 import ignite.distributed as idist
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from monai_gen.utils.atomic import atomic_output_path, atomic_write_bytes, atomic_write_text
 
@@ -38,6 +38,9 @@ __all__ = [
     "torch_state_dict_bytes",
     "write_derived_model_files",
 ]
+
+HALF_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+"""What :func:`export_bundle` ``weights_dtype`` may store the weights in."""
 
 BUNDLE_PARTS = ("configs", "docs", "scripts")
 """Folders of a MONAI bundle copied by :func:`export_bundle` (besides its top-level files and ``models/``)."""
@@ -100,6 +103,7 @@ def export_bundle(
     version: str | None = None,
     replace_bundle: bool = False,
     note: str | None = None,
+    weights_dtype: str | None = None,
 ) -> Path:
     """Write the bundle with the trained files of ``models_dir`` and a new version; return the bundle folder.
 
@@ -117,12 +121,17 @@ def export_bundle(
         version: the new ``version`` in ``metadata.json``; default :func:`next_version`.
         replace_bundle: allow ``to`` to be ``bundle_root`` (overwrite the bundle in place).
         note: the changelog entry of the new version.
+        weights_dtype: ``"float16"`` or ``"bfloat16"``: store every floating tensor of the ``.safetensors`` files in
+            that type (half the bytes; e.g. to keep a file under model-zoo's 25 MB cap); the configs load them into
+            their float32 networks (``load_state_dict`` casts). None copies the files as trained.
 
     Raises:
         FileNotFoundError: ``models_dir`` lacks a model file (the message lists them).
         ValueError: ``to`` exists and is not empty, is inside the bundle, or is the bundle without
-            ``replace_bundle``; a model file does not read back.
+            ``replace_bundle``; a model file does not read back; ``weights_dtype`` is not a half type.
     """
+    if weights_dtype not in (None, *HALF_DTYPES):
+        raise ValueError(f"weights_dtype must be one of {sorted(HALF_DTYPES)} or None, got {weights_dtype!r}.")
     root, models, target = Path(bundle_root).resolve(), Path(models_dir), Path(to).resolve()
     files = _trained_files(root, models)
     in_place = check_export_target(root, target, replace_bundle=replace_bundle)
@@ -132,14 +141,14 @@ def export_bundle(
     if in_place:
         for source in files:
             with atomic_output_path(root / "models" / source.name) as tmp:
-                shutil.copyfile(source, tmp)
+                _copy_model_file(source, tmp, weights_dtype)
         write_derived_model_files(root / "models")
         atomic_write_text(root / "configs" / "metadata.json", metadata)
         return root
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
     try:
-        _copy_bundle(root, staging / "bundle", files, metadata)
+        _copy_bundle(root, staging / "bundle", files, metadata, weights_dtype)
         os.replace(staging / "bundle", target)  # atomic; succeeds only onto an absent or empty folder
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -216,7 +225,17 @@ def _exported_metadata(root: Path, models: Path, version: str | None, note: str 
     return json.dumps(meta, indent=4) + "\n"  # pre-commit's pretty-format-json --indent=4 --no-sort-keys
 
 
-def _copy_bundle(root: Path, dest: Path, files: list[Path], metadata: str) -> None:
+def _copy_model_file(source: Path, dest: Path, weights_dtype: str | None) -> None:
+    """``source`` to ``dest``; a ``.safetensors`` file with its floating tensors in ``weights_dtype`` when given."""
+    if weights_dtype is None or source.suffix != ".safetensors":
+        shutil.copyfile(source, dest)
+        return
+    dtype = HALF_DTYPES[weights_dtype]
+    tensors = load_file(str(source))
+    save_file({k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}, str(dest))
+
+
+def _copy_bundle(root: Path, dest: Path, files: list[Path], metadata: str, weights_dtype: str | None = None) -> None:
     """The bundle's top-level files and :data:`BUNDLE_PARTS`, the trained ``models/`` and the new metadata."""
     dest.mkdir()
     for item in sorted(root.iterdir()):
@@ -226,7 +245,7 @@ def _copy_bundle(root: Path, dest: Path, files: list[Path], metadata: str) -> No
             shutil.copytree(item, dest / item.name, ignore=shutil.ignore_patterns("__pycache__", ".*"))
     (dest / "models").mkdir()
     for source in files:
-        shutil.copy2(source, dest / "models" / source.name)
+        _copy_model_file(source, dest / "models" / source.name, weights_dtype)
     write_derived_model_files(dest / "models")
     (dest / "configs" / "metadata.json").write_text(metadata, encoding="utf-8")
     for path in dest.rglob("*"):  # on disk before the rename makes the copy visible

@@ -169,6 +169,9 @@ def build_parser(conditions: ConditionSet | None = None) -> argparse.ArgumentPar
     export.add_argument("run_dir", type=Path, help="the training output folder (holds models/)")
     export.add_argument("--to", type=Path, required=True, help="new bundle folder to write (must not exist)")
     export.add_argument("--version", default=None, help="version of the exported bundle (default: patch + 1 + digest)")
+    export.add_argument("--weights-dtype", choices=["float16", "bfloat16"], default=None,
+                        help="store the weights' floating tensors in this type (half the bytes, e.g. under model-zoo's "
+                        "25 MB file cap; the configs load them into float32 networks); default: as trained")
     export.add_argument("--replace-bundle", action="store_true",
                         help="allow --to to be BUNDLE itself: overwrite its shipped models and version in place")
     export.set_defaults(handler=_export)
@@ -574,7 +577,8 @@ def _export(args: argparse.Namespace) -> int:
     from monai_gen.bundle.runs import export_bundle
 
     root = find_bundle(args.bundle)
-    target = export_bundle(root, args.run_dir / "models", args.to, version=args.version, replace_bundle=args.replace_bundle)
+    target = export_bundle(root, args.run_dir / "models", args.to, version=args.version, replace_bundle=args.replace_bundle,
+                           weights_dtype=args.weights_dtype)
     info = read_bundle_info(target)
     print(f"wrote bundle {target}: version {info.version} (model id {root.name}-{info.version})")
     return 0
