@@ -403,8 +403,11 @@ def fit_conditions(
         name for name in conditions.names
         if all(len({json.dumps(r.get(name)) for r in rows}) == 1 for rows in by_subject.values())
     }
-    fitted_subject = conditions.fit(per_subject, source="training cohort (one row per subject)")
-    fitted_items = conditions.fit(cohort.rows, source="training cohort") if len(constant) < len(conditions) else None
+    varying = [name for name in conditions.names if name not in constant]
+    fitted_subject = ConditionSet([conditions[name] for name in conditions.names if name in constant]).fit(
+        per_subject, source="training cohort (one row per subject)") if constant else None
+    fitted_items = ConditionSet([conditions[name] for name in varying]).fit(
+        cohort.rows, source="training cohort") if varying else None
     fitted = ConditionSet([
         fitted_subject[name] if name in constant else fitted_items[name] for name in conditions.names
     ])

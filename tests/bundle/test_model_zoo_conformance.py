@@ -148,6 +148,18 @@ def _acdc_folder(shared: Path, folder: Path) -> Path:
     return shared / "cardiac_mri" / "acdc_subset"  # read only; the cohort cache goes to the run's output folder
 
 
+_CT_AUTOENCODER = REPO / "bundles" / "ct_generative_diffusion" / "models" / "autoencoder.safetensors"
+
+
+def _small_ct_folder(shared: Path, folder: Path) -> Path:
+    """Two CTs (two subjects) as a user's folder: the 30-slice abdomen and the aorta crop."""
+    source = shared / "ct" / "totalsegmentator"
+    folder.mkdir(parents=True)
+    (folder / "abdomen.nii.gz").symlink_to(source / "example_ct_sm.nii.gz")
+    (folder / "aorta.nii.gz").symlink_to(source / "aorta_report" / "test_result" / "models" / "ct_cropped.nii.gz")
+    return folder
+
+
 TRAIN_DATA = {
     "ecg_generative_diffusion": (_small_ecg_folder, {"max_beats_per_record": 2, "batch_size": 4}),
     # its last stage (train_diffusion) needs stage 1's autoencoder: the shipped one
@@ -157,6 +169,10 @@ TRAIN_DATA = {
     "cardiac_mri_generative_diffusion": (
         _acdc_folder, {"patients": ["patient001", "patient002", "patient061", "patient062"], "slice_indices": [3],
                        "batch_size": 4, "autoencoder_file": str(_CARDIAC_AUTOENCODER)}
+    ),
+    "ct_generative_diffusion": (
+        _small_ct_folder, {"patch_size": [16, 16, 16], "patches_per_volume": 2, "batch_size": 2,
+                           "autoencoder_file": str(_CT_AUTOENCODER)}
     ),
 }
 """Per bundle: a small real training set (a function of the shared data folder and a new folder) and overrides."""

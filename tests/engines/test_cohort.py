@@ -95,6 +95,15 @@ def test_split_is_by_subject_and_statistics_are_per_subject_or_per_item(six_subj
     torch.testing.assert_close(items[0]["image"], (split.train.items[0] - 0.5) / 0.5)
 
 
+def test_one_training_subject_fits_the_conditions_that_vary_within_it():
+    """E.g. one CT cut into patches: the per-item condition is fitted on its items, the per-subject ones need two."""
+    rows = [{"subject_id": "ct_1", "slice_position": p} for p in (0.2, 0.5, 0.8)]
+    fitted = fit_conditions(ConditionSet([SPECS["slice_position"]]), Cohort(torch.zeros(3, 1, 2, 2), rows))
+    assert fitted["slice_position"].mean == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="one row per subject"):
+        fit_conditions(SPECS, Cohort(torch.zeros(3, 1, 2, 2), [{**r, "age": 40.0, "sex": "F"} for r in rows]))
+
+
 def test_the_cache_is_keyed_by_its_inputs_and_round_trips(six_subjects, tmp_path):
     _, records = six_subjects
     calls = []
