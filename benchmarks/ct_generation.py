@@ -7,12 +7,12 @@ parts every image bundle's benchmark shares):
 
 - **end to end, per volume**: the bundle's inference workflow (``run_bundle_workflow``: config parsing, weight loading,
   25 DPM-Solver++(2M) steps, the decoding the config asks for (``decode_slab_size``: streamed, exact), NIfTI + CT
-  DICOM series + three preview PNGs) for one volume of ``--volume-size``^3 voxels (config id ``volume_size``) and one
-  at the default patch size, each in a **child process of its own**, so its peak resident memory (``ru_maxrss``: the
-  whole process, Python, torch and the networks included) is that volume's alone; on CUDA the child's peak GPU memory
-  too. ``--compare-full-decode`` adds the large volume decoded whole (``decode_slab_size`` null: MONAI's
-  ``decode_stage_2_outputs``), what the streamed decoding saves. The files each run wrote are counted and the NIfTI's
-  shape read back;
+  DICOM series + three preview PNGs (``per_sample_previews`` on) + the job's contact sheet) for one volume of
+  ``--volume-size``^3 voxels (config id ``volume_size``) and one at the default patch size, each in a **child process
+  of its own**, so its peak resident memory (``ru_maxrss``: the whole process, Python, torch and the networks
+  included) is that volume's alone; on CUDA the child's peak GPU memory too. ``--compare-full-decode`` adds the large
+  volume decoded whole (``decode_slab_size`` null: MONAI's ``decode_stage_2_outputs``), what the streamed decoding
+  saves. The files each run wrote are counted and the NIfTI's shape read back;
 - **sampling at the patch size**: the bundle's ``sample_generator`` on ``--patches`` requests in one batch, against
   MONAI ``LatentDiffusionInferer.sample`` with a 1000-step ``DDPMScheduler`` carrying the bundle's own noise levels,
   on the same denoiser, autoencoder, latent scale, initial noise and denoiser inputs (the craniocaudal position, and the
@@ -90,14 +90,18 @@ def train_tiny(train_dir: Path, cache_dir: Path) -> Path:
 
 
 def volume_overrides(bundle: ImageBundle, size: Sequence[int]) -> dict[str, Any]:
-    """Config ids that make the inference workflow generate volumes of ``size`` voxels: ``volume_size`` where the
-    inference config has it (the shipped bundle), else the ids it derives from ``volume_size`` there (the latent shape
-    and the organ channels' grid), so a bundle written before that option generates the same way."""
-    size = [int(s) for s in size]
-    if "volume_size" in bundle.parser:
-        return {"volume_size": size}
-    return {"volume_size": size, "sample_shape": "$[@latent_channels] + [s // @compression for s in @volume_size]",
-            "organ_labels#patch_size": "@volume_size"}
+    """Config ids of an end-to-end run of one volume of ``size`` voxels: the inference config's ``volume_size`` and,
+    where the config has the option, ``per_sample_previews`` on (the three orthogonal previews per volume issue 15
+    asks for, beside the job's contact sheet).
+
+    Raises:
+        ValueError: the bundle's inference config has no ``volume_size``.
+    """
+    if "volume_size" not in bundle.parser:
+        raise ValueError(f"{bundle.name}: the inference config has no volume_size option, so it generates its patch "
+                         "size only.")
+    previews = {"per_sample_previews": True} if "per_sample_previews" in bundle.parser else {}
+    return {"volume_size": [int(s) for s in size], **previews}
 
 
 def _rss_mb() -> float:
@@ -115,7 +119,7 @@ def _written(output_dir: Path) -> dict[str, Any]:
 
     niftis = sorted(output_dir.glob("*.nii.gz"))
     written = {"nifti_files": len(niftis), "dicom_files": len(list(output_dir.glob("*_dicom/*.dcm"))),
-               "preview_files": len(list(output_dir.glob("*.png")))}
+               "preview_files": sorted(p.name for p in output_dir.rglob("*.png"))}
     if niftis:
         header = nib.load(niftis[0]).header
         written.update(nifti_shape=[int(s) for s in header.get_data_shape()],
@@ -157,7 +161,7 @@ def end_to_end_volume(
     """
     size = [int(s) for s in size]
     name = "x".join(map(str, size)) + ("_" + "_".join(map(str, extra)) if extra else "")
-    overrides = {**bundle.overrides, **(volume_overrides(bundle, size) if size != _patch_size(bundle) else {}),
+    overrides = {**bundle.overrides, **volume_overrides(bundle, size),
                  "num_samples": 1, "seed": seed, "craniocaudal_position": END_TO_END_POSITION, "progress": False,
                  "output_dir": str(work_dir / name), **dict(extra or {})}
     spec_file, result_file = work_dir / f"{name}.spec.json", work_dir / f"{name}.result.json"

@@ -57,8 +57,9 @@ def test_each_volume_runs_the_inference_workflow_in_its_own_process(tiny_run):
     for run in (large, patch, whole):
         edge = run["volume_size"][0]
         # what the workflow wrote: one NIfTI of the requested size at the bundle's 4 mm, a DICOM file per axial slice,
-        # three previews
-        assert (run["nifti_files"], run["dicom_files"], run["preview_files"]) == (1, edge, 3)
+        # three previews and the job's contact sheet
+        assert (run["nifti_files"], run["dicom_files"]) == (1, edge)
+        assert run["preview_files"] == ["contact_sheet.png", "ct_0_axial.png", "ct_0_coronal.png", "ct_0_sagittal.png"]
         assert run["nifti_shape"] == run["volume_size"] and run["nifti_spacing_mm"] == [4.0] * 3
         # the child's own peak (torch and the networks included), never below what it held before the workflow ran
         assert run["peak_rss_mb"] >= run["baseline_rss_mb"] > 100
