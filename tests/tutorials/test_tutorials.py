@@ -39,3 +39,17 @@ def test_generation_tutorial_sweeps_the_shipped_bundle(shared_data, tmp_path):
     lines = re.findall(r"requested HR (\d+) bpm -> QRS (\S+) ms, QT (\S+) ms", out)
     assert [int(hr) for hr, _, _ in lines] == [60, 60, 100, 100]
     assert (tmp_path / "heart_rate_sweep.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_ct_tutorial_trains_on_a_user_folder_and_generates_for_a_segmentation(shared_data, tmp_path):
+    if not (shared_data / "ct" / "totalsegmentator" / "example_ct_dicom").is_dir():
+        pytest.skip("the TotalSegmentator CTs are absent")
+    out = _run("03_train_ct_on_your_folder.py", "--output-dir", str(tmp_path), data=shared_data)
+    trained = re.findall(r"(train_\w+): trained on \[(.*?)\] \((\d+) patches\), held out \[(.*?)\]", out)
+    assert [stage for stage, *_ in trained] == ["train_autoencoder", "train_diffusion"]
+    assert all(int(n) == 12 for _, _, n, _ in trained)  # abdomen + two crops, 4 patches each; the thorax held out
+    shape, low, high = re.search(r"\((\d+), (\d+), (\d+)\) voxels at .* HU (-?\d+) \.\. (-?\d+)", out).group(1, 4, 5)
+    assert int(shape) == 16 and -1000 <= int(low) < int(high) <= 1000  # HU inside the bundle's window
+    assert "label map " + str(tmp_path / "example_folder" / "labels" / "abdomen_seg.nii.gz") in out
+    assert re.search(r"DICOM series: 16 files", out)
