@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> dict:
     hu = volume.get_fdata()
     sidecar = json.loads((generated / "ct_0.json").read_text())
     print(f"generated {generated / 'ct_0.nii.gz'}: {volume.shape} voxels at {volume.header.get_zooms()} mm, "
-          f"HU {hu.min():.0f} .. {hu.max():.0f} (median {np.median(hu):.0f}), label map {sidecar.get('label_map')}")
+          f"HU {hu.min():.0f} .. {hu.max():.0f} (median {np.median(hu):.0f}), label map {label_map} "
+          f"(sidecar: sha256 {str(sidecar.get('label_map_sha256'))[:12]}...)")
     print("DICOM series:", len(list((generated / "ct_0_dicom").glob("*.dcm"))), "files")
     return {"models": models, "generated": generated, "shape": volume.shape}
 

@@ -8,6 +8,7 @@ patient data.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import math
 import os
 from collections.abc import Mapping
@@ -19,7 +20,7 @@ import torch
 
 from monai_gen.utils.atomic import atomic_write_json
 
-__all__ = ["provenance_path", "write_provenance", "to_json_compatible"]
+__all__ = ["provenance_path", "write_provenance", "to_json_compatible", "file_sha256"]
 
 # Suffixes stripped from an output name to build its sidecar name (longest first).
 _OUTPUT_SUFFIXES = (".nii.gz", ".nii", ".dcm", ".hea", ".dat", ".mat", ".png", ".npy", ".pt", ".safetensors")
@@ -84,6 +85,18 @@ def to_json_compatible(value: Any, *, key: str = "value") -> Any:
     if isinstance(value, (list, tuple, set)):
         return [to_json_compatible(v, key=key) for v in value]
     raise TypeError(f"provenance field {key!r} has a value of type {type(value).__name__} that JSON cannot hold: {value!r}")
+
+
+def file_sha256(path: str | os.PathLike | None) -> str | None:
+    """The SHA-256 (hex) of a file's bytes (None for None): how a sidecar names an input the sample was made from
+    (e.g. the label map a CT was generated for) without its path or name, which may identify a patient."""
+    if path is None:
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _utc_now() -> str:

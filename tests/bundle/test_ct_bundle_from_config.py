@@ -11,6 +11,7 @@ Each workflow runs as MONAI layers bundle configs, one epoch each, and writes on
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -114,7 +115,8 @@ def test_tiny_ct_bundle_trains_generates_and_evaluates_from_config(ct_folder, sh
     run_bundle_workflow(BUNDLE, "inference", {**request, "output_dir": str(tmp_path / "for_labels"), "label_map": segmentation})
     for_labels = _check_generated(tmp_path / "for_labels")
     assert np.abs(for_labels - plain).max() > 0.05  # the label map reached the denoiser (same seed: equal otherwise)
-    assert json.loads((tmp_path / "for_labels" / "ct_0.json").read_text())["label_map"] == segmentation
+    sidecar = json.loads((tmp_path / "for_labels" / "ct_0.json").read_text())
+    assert sidecar["label_map_sha256"] == hashlib.sha256(Path(segmentation).read_bytes()).hexdigest()
     seg, placed = nib.load(segmentation), nib.load(tmp_path / "for_labels" / "ct_0.nii.gz")
     centre = [apply_affine(img.affine, (np.array(img.shape) - 1) / 2) for img in (seg, placed)]
     assert np.abs(centre[0] - centre[1]).max() <= 4.0  # the CT lies on its segmentation, to a voxel at 4 mm
