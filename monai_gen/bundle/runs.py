@@ -232,7 +232,9 @@ def _copy_model_file(source: Path, dest: Path, weights_dtype: str | None) -> Non
         return
     dtype = HALF_DTYPES[weights_dtype]
     tensors = load_file(str(source))
+    mode = (dest if dest.exists() else source).stat().st_mode  # the atomic writer's temporary file, or as copied
     save_file({k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}, str(dest))
+    os.chmod(dest, mode)  # safetensors writes a new file, 0600
 
 
 def _copy_bundle(root: Path, dest: Path, files: list[Path], metadata: str, weights_dtype: str | None = None) -> None:

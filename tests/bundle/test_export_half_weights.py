@@ -24,6 +24,7 @@ def test_half_weights_export_loads_into_the_float32_network(tmp_path):
     exported = export_bundle(BUNDLE, run_models, tmp_path / "half", version="9.9.9", weights_dtype="float16")
     full, half = BUNDLE / "models" / "model.safetensors", exported / "models" / "model.safetensors"
     assert half.stat().st_size < 0.55 * full.stat().st_size
+    assert half.stat().st_mode & 0o777 == (exported / "models" / "conditions.json").stat().st_mode & 0o777
     with safe_open(str(half), "pt") as handle:
         assert {handle.get_tensor(k).dtype for k in handle.keys()} <= {torch.float16, torch.int64}
     network = bundle_component(exported, "network")
