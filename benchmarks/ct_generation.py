@@ -63,6 +63,7 @@ from benchmarks.image_generation import (
     sample_reference,
     write_results,
 )
+from benchmarks.machine import rss_mb
 from monai_gen.bundle.registry import run_bundle_workflow, training_stages
 from monai_gen.metrics.ct import hu_wasserstein
 from monai_gen.metrics.evaluation import DistributionDistances, EvaluationData
@@ -104,14 +105,6 @@ def volume_overrides(bundle: ImageBundle, size: Sequence[int]) -> dict[str, Any]
     return {"volume_size": [int(s) for s in size], **previews}
 
 
-def _rss_mb() -> float:
-    """Current resident memory of this process (MB), from /proc (Linux); NaN elsewhere."""
-    try:
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
-    except OSError:
-        return float("nan")
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-
 
 def _written(output_dir: Path) -> dict[str, Any]:
     """What a one-volume inference run wrote: file counts, and the NIfTI's shape and voxel size read back."""
@@ -132,7 +125,7 @@ def run_child(spec: Mapping[str, Any]) -> dict[str, Any]:
     process's peak resident memory (and, on CUDA, peak GPU memory) and what it wrote."""
     torch.set_num_threads(int(spec["threads"]))
     cuda = torch.cuda.is_available()  # the bundles run on cuda:0 when there is one
-    baseline = _rss_mb()
+    baseline = rss_mb()
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()

@@ -34,6 +34,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmarks.machine import rss_mb
+
 MODES = ("tiled", "streamed", "full")
 TINY = ["--size", "32", "--channels", "8", "16", "--latent-channels", "2", "--tile-size", "4", "--halo", "1",
         "--norm-groups", "8"]
@@ -62,14 +64,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _rss_mb() -> float:
-    """Current resident memory of this process (MB), from /proc (Linux); NaN elsewhere."""
-    try:
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
-    except OSError:
-        return float("nan")
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-
 
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kB
@@ -92,7 +86,7 @@ def run_child(args: argparse.Namespace) -> dict[str, Any]:
     factor = space.compression
     latent = torch.randn(1, args.latent_channels, *[args.size // factor] * 3, device=device)
     window = HounsfieldWindow(*args.hu_window)
-    baseline = _rss_mb()
+    baseline = rss_mb()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 
@@ -71,3 +73,12 @@ def measure_machine_limits(device: torch.device, *, size: int = 2048, repeats: i
         matmul_bf16_gflops=_matmul_gflops(size if device.type == "cuda" else min(size, 512), torch.bfloat16, device, repeats),
         copy_gbps=2 * src.numel() * src.element_size() / copy_seconds / 1e9,
     )
+
+
+def rss_mb() -> float:
+    """Current resident memory of this process (MB), from /proc (Linux); NaN elsewhere."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except OSError:
+        return float("nan")
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
