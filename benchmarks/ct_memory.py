@@ -114,7 +114,7 @@ def run_child(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _child_command(argv: list[str], mode: str, save: Path) -> list[str]:
-    return [sys.executable, str(Path(__file__).resolve()), *argv, "--child", mode, "--save", str(save)]
+    return [sys.executable, "-m", "benchmarks.ct_memory", *argv, "--child", mode, "--save", str(save)]
 
 
 def run(argv: list[str]) -> dict[str, Any]:
@@ -129,7 +129,8 @@ def run(argv: list[str]) -> dict[str, Any]:
         for mode in MODES:
             save = Path(tmp) / f"{mode}.npy"
             done = subprocess.run(_child_command(argv, mode, save), capture_output=True, text=True, check=False,
-                                  env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
+                                  env={**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": os.pathsep.join(
+                                      [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])})
             if done.returncode != 0:
                 raise RuntimeError(f"the {mode} decode failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
             results[mode] = json.loads(done.stdout.strip().splitlines()[-1])
