@@ -52,6 +52,7 @@ from benchmarks.image_generation import (
     CONDITION_SOURCES,
     ImageBundle,
     ProbeSetup,
+    add_run_arguments,
     condition_rows,
     default_cache_dir,
     environment,
@@ -347,12 +348,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="the real split whose patches' conditions are requested")
     parser.add_argument("--probe-components", type=int, default=32, help="PCA components under the probe")
     parser.add_argument("--pca-components", type=int, default=16, help="PCA components of the distribution distances")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--cache-dir", type=Path, default=None,
-                        help="cohort cache (the training run's cache folder is reused when its inputs match; default "
-                        "runs/<bundle>/benchmark/cache)")
-    parser.add_argument("--output", type=Path, default=None, help="write the results as JSON")
+    add_run_arguments(parser, threads=1)
     parser.add_argument("--tiny", action="store_true",
                         help="smoke run on tests/bundle/tiny_ct_bundle, trained here for one epoch per stage unless "
                         "--models-dir holds its weights: 8 training patches' conditions, a 32^3 volume, the full 1000-step "
