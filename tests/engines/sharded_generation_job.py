@@ -55,7 +55,9 @@ def main(output_dir: str, crash_rank: int = -1, crash_after: int = 0) -> None:
                   batch_size=batch_size if batch_size == "auto" else int(batch_size),
                   max_batch_size=int(os.environ.get("JOB_MAX_BATCH_SIZE", "256")),
                   provenance={"model_id": "sharded-test"}, progress=False).run()
-    print(f"rank {rank} batches {calls}", flush=True)
+    # one write per line: the ranks share one stdout, and print's text and newline are two writes when unbuffered
+    sys.stdout.write(f"rank {rank} batches {calls}\n")
+    sys.stdout.flush()
     if dist.is_initialized():
         dist.destroy_process_group()
 
