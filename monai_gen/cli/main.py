@@ -103,6 +103,11 @@ def build_parser(conditions: ConditionSet | None = None) -> argparse.ArgumentPar
         "to the volume size)",
     )
     generate.add_argument(
+        "--label-values", type=_label_value, nargs="+", default=None, metavar="FILE_VALUE=SCHEME_VALUE",
+        help="with --label-map in another label scheme: what its values mean in the bundle's, e.g. --label-values 1=52 "
+        "for TotalSegmentator's per-class aorta.nii.gz mask (every non-zero value of the map must be named)",
+    )
+    generate.add_argument(
         "--volume-size", type=_positive_int, nargs=3, default=None, metavar=("X", "Y", "Z"),
         help="3D bundles: voxels of the generated volume (default: the training patch size; each a multiple of the "
         "autoencoder's compression, e.g. 128 128 128)",
@@ -437,22 +442,34 @@ def _refused_unless_option(root: Path, key: str, flag: str, given: bool) -> bool
 
 def _volume_overrides(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     """``--label-map`` / ``--volume-size`` as inference overrides, refused by a bundle whose configs lack them."""
-    wanted = {"label_map": args.label_map, "volume_size": args.volume_size}
+    wanted = {"label_map": args.label_map, "label_map_values": args.label_values, "volume_size": args.volume_size}
     wanted = {k: v for k, v in wanted.items() if v is not None}
     if not wanted:
         return {}
+    if args.label_values is not None and args.label_map is None:
+        raise ValueError("--label-values: says what a --label-map's values mean; give --label-map too.")
     config = _inference_config(root)
     for key in wanted:
         if key not in config:
-            flag = "--" + key.replace("_", "-")
+            flag = "--label-values" if key == "label_map_values" else "--" + key.replace("_", "-")
             raise ValueError(f"{flag}: {root.name} has no {key!r} option (only 3D bundles with organ conditioning do).")
     if args.label_map is not None:
         if not args.label_map.is_file():
             raise FileNotFoundError(f"--label-map {args.label_map}: no such file.")
         wanted["label_map"] = str(args.label_map.resolve())
+    if args.label_values is not None:
+        wanted["label_map_values"] = dict(args.label_values)
     if args.volume_size is not None:
         wanted["volume_size"] = list(args.volume_size)
     return wanted
+
+
+def _label_value(text: str) -> tuple[int, int]:
+    """``FILE_VALUE=SCHEME_VALUE`` (whole non-negative numbers) -> the pair."""
+    source, _, target = text.partition("=")
+    if not (source.strip().isdigit() and target.strip().isdigit()):
+        raise argparse.ArgumentTypeError(f"expected FILE_VALUE=SCHEME_VALUE of whole numbers (e.g. 1=52), got {text!r}")
+    return int(source), int(target)
 
 
 def _inference_cine_frames(root: Path) -> int:

@@ -19,11 +19,14 @@ from typing import Any
 
 import pydicom
 
-__all__ = ["LABEL_FILE", "NIFTI_SUFFIXES", "ct_records", "add_label_maps", "ct_stem"]
+__all__ = ["LABEL_FILE", "LABEL_VALUES", "NIFTI_SUFFIXES", "ct_records", "add_label_maps", "ct_stem"]
 
 LABEL_FILE = "organ_label_file"
 """Record / row key of the organ label map file that goes with a CT (None: no label map). Not ``label_file``: MONAI's
 ``Spacingd`` takes every key that starts with ``<key>_`` for a meta dictionary of ``<key>`` (here ``label``)."""
+LABEL_VALUES = "organ_label_values"
+"""Record / row key of what the label map's own values mean in the bundle's label scheme, ``{file value: scheme value}``
+(e.g. ``{"1": 52}`` for a binary aorta mask in TotalSegmentator's ``total`` scheme); None: the file uses the scheme."""
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 logger = logging.getLogger(__name__)
 

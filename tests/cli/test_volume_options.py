@@ -20,6 +20,9 @@ BRAIN = TESTS / "bundle" / "tiny_brain_bundle"
         (CT, ["--label-map", "no_such_seg.nii.gz"], "--label-map no_such_seg.nii.gz: no such file"),
         (CT, ["--volume-size", "64", "0", "64"], "argument --volume-size: must be a positive integer"),
         (CT, ["--volume-size", "64", "64"], "argument --volume-size: expected 3 arguments"),
+        (CT, ["--label-values", "1=52"], "--label-values: says what a --label-map's values mean; give --label-map too"),
+        (CT, ["--label-map", "seg.nii.gz", "--label-values", "1:52"], "expected FILE_VALUE=SCHEME_VALUE of whole numbers"),
+        (BRAIN, ["--label-map", "seg.nii.gz", "--label-values", "1=52"], "tiny_brain_bundle has no 'label_map' option"),
     ],
 )
 def test_bad_volume_requests_exit_2_before_loading_any_weights(bundle, options, message, run_cli, tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from monai_gen.transforms.ct.array import (
     CRANIOCAUDAL_POSITION,
     LABEL_FILE,
+    LABEL_VALUES,
     PATCH_START,
     craniocaudal_position,
     patch_start,
@@ -19,6 +20,7 @@ from monai_gen.transforms.ct.organs import OrganLabelMaps
 __all__ = [
     "CRANIOCAUDAL_POSITION",
     "LABEL_FILE",
+    "LABEL_VALUES",
     "PATCH_START",
     "CraniocaudalPatchesd",
     "OrganLabelMaps",

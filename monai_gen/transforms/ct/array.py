@@ -18,9 +18,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from monai_gen.data.ct_records import LABEL_FILE
+from monai_gen.data.ct_records import LABEL_FILE, LABEL_VALUES
 
-__all__ = ["CRANIOCAUDAL_POSITION", "PATCH_START", "LABEL_FILE", "craniocaudal_position", "patch_start"]
+__all__ = ["CRANIOCAUDAL_POSITION", "PATCH_START", "LABEL_FILE", "LABEL_VALUES", "craniocaudal_position", "patch_start"]
 
 CRANIOCAUDAL_POSITION = "craniocaudal_position"
 """Row / dictionary key of a patch's craniocaudal position in [0, 1] (0 inferior, 1 superior)."""

@@ -10,9 +10,10 @@ compression). The denoiser gets these channels concatenated to its latent input
 (:class:`~monai_gen.networks.conditioning.ConditionalDenoiser` ``spatial_channels``), so a CT can be generated to match
 a given segmentation; a request without a label map gets zeros and a mask of 0 (the unconditional input).
 
-Organ label values follow the label map's own scheme; the bundles here use TotalSegmentator's ``total`` task
+Organ label values follow one label scheme across label maps; the bundles here use TotalSegmentator's ``total`` task
 (v2 class map: 1 spleen, 2 / 3 kidneys, 5 liver, 6 stomach, 10-14 lung lobes, 18-20 bowel, 25-50 sacrum and vertebrae,
-51 heart, 52 aorta, ...).
+51 heart, 52 aorta, ...). A label map in another scheme says what its values mean with ``organ_label_values``
+(``{file value: scheme value}``, e.g. ``{"1": 52}`` for TotalSegmentator's per-class ``aorta.nii.gz`` mask).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from monai.data import MetaTensor
 from monai.networks.layers.factories import Pool
 from monai.transforms import ResizeWithPadOrCrop
 
-from monai_gen.transforms.ct.array import LABEL_FILE, PATCH_START
+from monai_gen.transforms.ct.array import LABEL_FILE, LABEL_VALUES, PATCH_START
 
 __all__ = ["OrganLabelMaps"]
 
@@ -44,13 +45,16 @@ class OrganLabelMaps:
             preprocessed grid (the bundle's ``Compose`` with ``allow_missing_keys``, reading the label key only).
         label_key: dictionary key of the label map inside ``load``.
         file_key, start_key: row / request keys of the label file and of the patch's start voxel.
+        values_key: row / request key of the file's value map ``{file value: scheme value}`` (JSON keys may be
+            strings); absent or None = the file's values are the scheme's.
         label_file: the label map used for a request that names none (a user's segmentation in an inference
             config); None = such requests are unconditioned.
+        label_values: the value map of ``label_file`` (e.g. ``{1: 52}`` for a binary aorta mask); None = the scheme's.
         cache_size: label volumes kept in memory (least recently used first out).
 
     Raises:
         ValueError: no organs, an organ without label values, a value in two organs, a patch size not divisible by
-            ``compression``.
+            ``compression``, a value map that is not whole non-negative numbers.
 
     Examples:
         >>> maps = OrganLabelMaps({"liver": [5], "spleen": [1]}, patch_size=(32, 32, 32), compression=4, load=prep)
@@ -69,7 +73,9 @@ class OrganLabelMaps:
         label_key: str = "label",
         file_key: str = LABEL_FILE,
         start_key: str = PATCH_START,
+        values_key: str = LABEL_VALUES,
         label_file: str | None = None,
+        label_values: Mapping[Any, Any] | None = None,
         cache_size: int = 8,
     ) -> None:
         self.organs = {str(k): [int(v) for v in values] for k, values in dict(organs).items()}
@@ -82,7 +88,8 @@ class OrganLabelMaps:
                 f"{compression} along every axis."
             )
         self.load, self.label_key, self.file_key, self.start_key = load, label_key, file_key, start_key
-        self.label_file, self.cache_size = label_file, int(cache_size)
+        self.values_key, self.label_file, self.cache_size = values_key, label_file, int(cache_size)
+        self.label_values = _value_map(label_values, where="label_values")
         self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
         self._affines: dict[str, np.ndarray] = {}
 
@@ -167,13 +174,19 @@ class OrganLabelMaps:
         With ``start_key`` the patch starts at that voxel of the preprocessed label volume; without it the whole
         volume is centre-cropped or padded (background) to ``patch_size`` (a user's segmentation to generate for).
 
+        A row's value map (``values_key``; ``label_values`` for ``label_file``) turns the file's values into the
+        scheme's.
+
         Raises:
-            ValueError: naming the file: the patch does not fit inside the label volume.
+            ValueError: naming the file: the patch does not fit inside the label volume, or the file holds a non-zero
+                value its value map does not name.
         """
-        file = row.get(self.file_key) or self.label_file
+        file = row.get(self.file_key)
+        values = _value_map(row.get(self.values_key), where=f"{self.values_key} of {file}") if file else self.label_values
+        file = file or self.label_file
         if file is None:
             return None
-        volume = self.volume(file)
+        volume = _relabel(self.volume(file), values, file)
         start = row.get(self.start_key)
         if start is None:
             return torch.as_tensor(ResizeWithPadOrCrop(self.patch_size)(volume.float())).long()
@@ -214,3 +227,34 @@ class OrganLabelMaps:
         return out
 
 
+
+
+def _value_map(values: Mapping[Any, Any] | None, *, where: str) -> dict[int, int] | None:
+    """``{file value: scheme value}`` with whole non-negative numbers (JSON string keys accepted), or None."""
+    if values is None:
+        return None
+    try:
+        mapped = {int(k): int(v) for k, v in dict(values).items()}
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{where}: expected {{file value: scheme value}} of whole numbers, got {values!r}.") from err
+    if any(k < 0 or v < 0 for k, v in mapped.items()):
+        raise ValueError(f"{where}: label values must be non-negative, got {values!r}.")
+    return mapped
+
+
+def _relabel(volume: torch.Tensor, values: Mapping[int, int] | None, file: str) -> torch.Tensor:
+    """``volume`` with each file value replaced by its scheme value (0 stays background unless mapped)."""
+    if values is None:
+        return volume
+    present = set(torch.unique(volume).tolist()) - {0}
+    unnamed = sorted(present - set(values))
+    if unnamed:
+        raise ValueError(
+            f"label map {file}: its value map {dict(values)} does not say what the values {unnamed} mean in the "
+            "bundle's label scheme; name every non-zero value."
+        )
+    lookup = torch.zeros(int(volume.max()) + 1, dtype=volume.dtype)
+    for source, target in values.items():
+        if source < lookup.numel():
+            lookup[source] = target
+    return lookup[volume]

@@ -77,3 +77,24 @@ def test_bad_configurations_fail_before_anything_is_read(preprocess):
         OrganLabelMaps(ORGANS, patch_size=(16, 16, 12), compression=8, load=preprocess)
     with pytest.raises(ValueError, match="organ 'liver' has no label values"):
         OrganLabelMaps({"liver": []}, patch_size=(16, 16, 16), compression=4, load=preprocess)
+
+
+def test_a_per_class_mask_in_another_scheme_is_read_through_its_value_map(preprocess, shared_data):
+    """TotalSegmentator's per-class output (``aorta.nii.gz``, 1 = aorta) said in the bundle's ``total`` scheme (52)."""
+    aorta = str(shared_data / CT / "aorta_report" / "test_result" / "models" / "aorta.nii.gz")
+    maps = OrganLabelMaps({"spleen": [1], "aorta": [52]}, patch_size=(16, 16, 16), compression=4, load=preprocess)
+    volume = maps.volume(aorta)
+    start = [int(i) for i in torch.nonzero(volume[0])[len(torch.nonzero(volume[0])) // 2]]  # a voxel of the aorta
+    start = [max(0, min(s - 8, n - 16)) for s, n in zip(start, volume.shape[1:], strict=True)]
+    row = {"organ_label_file": aorta, "patch_start": start}
+    mapped = maps.conditions([{**row, "organ_label_values": {"1": 52}}])["spatial_condition"][0]
+    unmapped = maps.conditions([row])["spatial_condition"][0]  # read as the scheme's 1: spleen
+    assert mapped[1].sum() > 0 and mapped[0].sum() == 0
+    torch.testing.assert_close(mapped[1], unmapped[0])  # the same voxels, now in the aorta channel
+    with pytest.raises(ValueError, match=r"aorta\.nii\.gz: its value map \{2: 52\} does not say what the values \[1\]"):
+        maps.patch({**row, "organ_label_values": {2: 52}})
+    with pytest.raises(ValueError, match="organ_label_values of .*aorta.nii.gz: expected"):
+        maps.patch({**row, "organ_label_values": {"aorta": 52}})
+    for_request = OrganLabelMaps({"aorta": [52]}, patch_size=(16, 16, 16), compression=4, load=preprocess,
+                                 label_file=aorta, label_values={1: 52})
+    assert for_request.conditions([{}])["spatial_condition"][0, 0].sum() > 0  # a user's --label-map with its values
