@@ -7,8 +7,9 @@ delineation the evaluation uses); a 3D CT bundle (``metadata.json``'s image moda
 :class:`CTView` (axial, coronal and sagittal planes through any slice, drawn by
 :func:`monai_gen.visualize.ct_preview.plot_ct_plane` at a soft-tissue, lung or bone window); any other an image bundle
 (:class:`ImageView`: the bundle's PNG preview at a chosen intensity window, a cine as a looping GIF, 3D volumes as their
-three mid-planes). Image views estimate the conditions with the bundle's shipped feature extractor when it has one. All
-draw with the library's own figures and writers.
+three mid-planes). Image views estimate the conditions with the bundle's shipped feature extractor when it has one
+(``feature_extractor_file``); a CT bundle's is a 2.5D slice extractor, read on the slices its ``feature_extractor``
+config trains it on and averaged per volume. All draw with the library's own figures and writers.
 """
 
 from __future__ import annotations
@@ -17,27 +18,21 @@ import io
 import math
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import matplotlib.image
 import numpy as np
 import torch
+from monai.utils import look_up_option
 
 from monai_gen.data.dicom_writer import CT_WINDOWS
 from monai_gen.data.ecg_meta import STANDARD_LEADS
+from monai_gen.metrics.image_features import ImageFeatureExtractor
+from monai_gen.metrics.slice_features import SLICE_OFFSET, SLICE_PLANE, SLICE_PLANES, volume_slices
 from monai_gen.visualize.ct_preview import CT_PLANES
-from monai_gen.visualize.ecg import (  # the private names: its page layout, so a kept page wraps captions alike
-    _CAPTION_PT,
-    _MARGIN_MM,
-    _MM_PER_INCH,
-    GAIN_MM_PER_MV,
-    _caption,
-    _wrap_caption,
-    plot_median_beats,
-    standard_leads,
-)
+from monai_gen.visualize.ecg import GAIN_MM_PER_MV, median_beats_caption, plot_median_beats, standard_leads
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -52,6 +47,11 @@ CT_WINDOW_PRESETS: dict[str, tuple[float, float]] = {
 """The CT view's windows: name -> ``(centre, width)`` in HU (soft tissue W400/L40, lung W1500/L-600, bone W1800/L400)."""
 
 
+_SLICE_SETTINGS = ("planes", "n_slices", "slice_step", "pad_value")
+"""The arguments of :func:`~monai_gen.metrics.slice_features.volume_slices` a CT bundle's ``feature_extractor`` is
+trained with (its ``cached_slice_feature_extractor`` arguments), which :class:`CTView` reads its volumes with."""
+
+
 def view_for(parser: ConfigParser, root: Path) -> ECGView | ImageView | CTView:
     """The view of a bundle, from its parsed inference config (an ECG config declares ``lead_names`` and ``fs``, a CT
     bundle's metadata the image modality ``CT`` and its ``sample_shape`` three spatial axes)."""
@@ -59,13 +59,13 @@ def view_for(parser: ConfigParser, root: Path) -> ECGView | ImageView | CTView:
         return ECGView(fs=float(parser.get_parsed_content("fs")), lead_names=list(parser.get_parsed_content("lead_names")))
     extractor = None
     if "feature_extractor_file" in parser and Path(parser.get_parsed_content("feature_extractor_file")).is_file():
-        from monai_gen.metrics.image_features import ImageFeatureExtractor
-
         extractor = ImageFeatureExtractor.load(parser.get_parsed_content("feature_extractor_file"))
     modality = parser.get("_meta_#network_data_format#inputs#image#modality")
     if modality == "CT" and len(parser.get_parsed_content("sample_shape")) == 4:
         spacing = parser.get_parsed_content("spacing_mm") if "spacing_mm" in parser else None
-        return CTView(spacing_mm=spacing, extractor=extractor)
+        slices = {name: parser.get_parsed_content(f"feature_extractor#{name}") for name in _SLICE_SETTINGS
+                  if f"feature_extractor#{name}" in parser}  # the slices the bundle trains its extractor on
+        return CTView(spacing_mm=spacing, extractor=extractor, slices=slices)
     window = parser.get_parsed_content("display_window") if "display_window" in parser else None
     return ImageView(window=window, extractor=extractor)
 
@@ -98,7 +98,6 @@ class ECGView:
     def __init__(self, *, fs: float, lead_names: Sequence[str]) -> None:
         self.fs, self.lead_names = float(fs), list(lead_names)
         self._pages: dict[tuple[int, int, float], _BeatPage] = {}
-        self._caption_width_pt: dict[int, float] = {}
         self._lock = threading.Lock()  # a page is one Agg canvas: one drawing at a time
 
     def describe(self) -> dict[str, Any]:
@@ -128,20 +127,16 @@ class ECGView:
         (beat length, caption lines and font size) when there is one: building the 12 panels took 0.20 s of a fresh
         page's 0.29 s on a busy core and drawing the paper most of the rest, so only the traces and caption are redrawn."""
         with self._lock:
-            width_pt = self._caption_width_pt.get(int(beats.shape[-1]))
-            if width_pt is not None:
-                text = _caption(beats, record_id, self.fs, "median beats", caption)
-                lines, fontsize = _wrap_caption(text, width_pt, _CAPTION_PT)
-                page = self._pages.get((int(beats.shape[-1]), len(lines), fontsize))
-                if page is not None:
-                    return page.redraw(beats, self.lead_names, "\n".join(lines))
-            figure = plot_median_beats(beats, self.fs, lead_names=self.lead_names, record_id=record_id, caption=caption)
-            page = _BeatPage(figure)
-            self._caption_width_pt[int(beats.shape[-1])] = page.caption_width_pt
-            if len(self._pages) >= _KEPT_PAGES:
-                self._pages.pop(next(iter(self._pages)))
-            self._pages[page.key] = page
-            return page.redraw(beats, self.lead_names, page.caption.get_text())
+            text, fontsize = median_beats_caption(beats, self.fs, record_id=record_id, caption=caption)
+            key = (int(beats.shape[-1]), text.count("\n") + 1, fontsize)
+            page = self._pages.get(key)
+            if page is None:
+                page = _BeatPage(plot_median_beats(beats, self.fs, lead_names=self.lead_names, record_id=record_id,
+                                                   caption=caption))
+                if len(self._pages) >= _KEPT_PAGES:
+                    self._pages.pop(next(iter(self._pages)))
+                self._pages[key] = page
+            return page.redraw(beats, self.lead_names, text)
 
 
 class _BeatPage:
@@ -156,10 +151,6 @@ class _BeatPage:
     def __init__(self, figure: Figure) -> None:
         self.figure, self.caption = figure, figure.texts[-1]
         self.traces = {axes.get_label(): axes.lines[0] for axes in figure.axes}  # each panel's first line is its beat
-        samples = len(next(iter(self.traces.values())).get_xdata())
-        self.key = (samples, len(self.caption.get_text().split("\n")), float(self.caption.get_fontsize()))
-        # the width plot_median_beats wraps its caption to: the page less its margins
-        self.caption_width_pt = (figure.get_figwidth() * _MM_PER_INCH - 2 * _MARGIN_MM) / _MM_PER_INCH * 72.0
         hidden = (*self.traces.values(), self.caption)
         for artist in hidden:
             artist.set_visible(False)
@@ -279,11 +270,17 @@ class ImageView:
 class CTView(ImageView):
     """A CT volume in HU as a radiology viewer shows it: axial, coronal and sagittal planes (through the centre, or
     any slice), each drawn by :func:`~monai_gen.visualize.ct_preview.plot_ct_plane` at one window of
-    :data:`CT_WINDOW_PRESETS` or any ``(low, high)`` HU range; estimates as :class:`ImageView`'s.
+    :data:`CT_WINDOW_PRESETS` or any ``(low, high)`` HU range; the volume's conditions estimated by the bundle's 2.5D
+    slice feature extractor (:mod:`monai_gen.metrics.slice_features`): its head read on the volume's slices and
+    averaged (see :meth:`measure`).
 
     Args:
         spacing_mm: voxel size (mm) per axis, for the planes' physical aspect; None: 1 mm.
-        extractor: the bundle's feature extractor, or None.
+        extractor: the bundle's slice :class:`~monai_gen.metrics.image_features.ImageFeatureExtractor` (2D, on slices
+            ``(C, *slice_size)``), or None.
+        slices: the :func:`~monai_gen.metrics.slice_features.volume_slices` arguments it was trained with
+            (``planes``, ``n_slices``, ``slice_step``, ``pad_value``; those absent take that function's defaults);
+            the slice size is the extractor's.
         panel_inches: width of each plane's picture at 100 dpi.
     """
 
@@ -292,16 +289,52 @@ class CTView(ImageView):
     default_window = "soft tissue"
 
     def __init__(self, *, spacing_mm: Sequence[float] | None = None, extractor: Any | None = None,
-                 panel_inches: float = 4.0) -> None:
+                 slices: Mapping[str, Any] | None = None, panel_inches: float = 4.0) -> None:
         centre, width = CT_WINDOW_PRESETS[self.default_window]
         super().__init__(window=(centre - width / 2, centre + width / 2), extractor=extractor)
         self.spacing_mm = None if spacing_mm is None else [float(s) for s in spacing_mm]
+        self.slices = {"planes": list(SLICE_PLANES), **(slices or {})}
+        for plane in self.slices["planes"]:
+            look_up_option(plane, SLICE_PLANES)  # here, not as an estimate silently missing
         self.panel_inches = float(panel_inches)
 
+    @property
+    def measures(self) -> dict[str, str]:
+        """The volume's conditions the extractor estimates (its slice targets, plane and offset, left out)."""
+        return {name: unit for name, unit in super().measures.items() if name not in (SLICE_PLANE, SLICE_OFFSET)}
+
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "planes": list(self.planes), "unit": "HU",
-                "presets": {name: list(window) for name, window in CT_WINDOW_PRESETS.items()},
-                "preset": self.default_window}
+        described = {**super().describe(), "planes": list(self.planes), "unit": "HU",
+                     "presets": {name: list(window) for name, window in CT_WINDOW_PRESETS.items()},
+                     "preset": self.default_window}
+        if self.extractor is not None:
+            n = self.slices.get("n_slices", "the")
+            described["note"] = (f"estimated by the bundle's slice feature extractor (trained on slices of real "
+                                 f"training patches): the mean of its estimates over {n} central slices of each of "
+                                 f"the {', '.join(self.slices['planes'])} planes; its accuracy is in the bundle's "
+                                 "README")
+        return described
+
+    def measure(self, samples: torch.Tensor) -> list[dict[str, Any]]:
+        """The extractor's estimate of each volume ``(N, C, x, y, z)`` (RAS, HU): its head read on the slices it was
+        trained on (the central ones of each plane, padded or cropped to its slice size about the volume's centre,
+        so a volume larger than its training patches is read at its centre) and averaged over them (continuous
+        conditions: the mean; categorical: the largest mean logit). Empty without an extractor, or for a volume with
+        fewer voxels along an axis than the slices span."""
+        if self.extractor is None:
+            return [{} for _ in range(samples.shape[0])]
+        settings = {k: v for k, v in self.slices.items() if k != "planes"}
+        try:
+            slices = [volume_slices(samples, plane, slice_size=self.extractor.image_shape[1:], **settings)
+                      for plane in self.slices["planes"]]
+        except ValueError:  # more slices than the volume has (planes were checked, the rest trained this extractor)
+            return [{} for _ in range(samples.shape[0])]
+        shape = (samples.shape[0], -1, self.extractor.targets.num_outputs)  # volume_slices cuts volume by volume
+        with torch.no_grad():
+            outputs = torch.cat([self.extractor.network(s.float()).double().reshape(shape) for s in slices], 1)
+        means = outputs.mean(1).numpy()  # (N, outputs): over every plane's slices of each volume
+        return [{k: v for k, v in _decode_targets(row, self.extractor.targets).items() if k in self.measures}
+                for row in means]
 
     def plane_sizes(self, sample: torch.Tensor) -> dict[str, int]:
         """Slices along each plane's fixed axis of a sample ``(C, x, y, z)`` (RAS): axial z, coronal y, sagittal x."""

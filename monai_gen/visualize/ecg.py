@@ -37,6 +37,7 @@ __all__ = [
     "BEAT_LAYOUTS",
     "plot_ecg",
     "plot_median_beats",
+    "median_beats_caption",
     "standard_leads",
 ]
 
@@ -188,8 +189,7 @@ def plot_median_beats(
     Raises:
         ValueError: unknown layout, wrong lead count or names, NaN samples, no rate.
     """
-    if layout not in BEAT_LAYOUTS:
-        raise ValueError(f"layout must be one of {sorted(BEAT_LAYOUTS)}, got {layout!r}.")
+    _check_layout(layout)
     signal = standard_leads(beats, lead_names)
     rate = _sampling_rate(beats, fs)
     samples = np.arange(signal.shape[1])
@@ -202,6 +202,42 @@ def plot_median_beats(
     text = _caption(beats, record_id, rate, "median beats", caption)
     figure = _draw_page(panels, len(BEAT_LAYOUTS[layout]), row_height_mm=row_height_mm, caption=text, dpi=dpi)
     return save_figure(figure, path, dpi=dpi)
+
+
+def median_beats_caption(
+    beats: np.ndarray | torch.Tensor,
+    fs: float | None = None,
+    *,
+    layout: str = "3x4",
+    record_id: str | None = None,
+    caption: str = "",
+) -> tuple[str, float]:
+    """The caption :func:`plot_median_beats` writes on the page of these beats: its text, wrapped to the page's
+    width (lines joined by ``"\\n"``), and its font size in points.
+
+    A page drawn once can show other beats of the same length by replacing its traces and caption text only; this
+    gives that text (and whether the page still fits it: the same number of lines at the same font size).
+
+    Args:
+        beats: ``(12, samples)`` in mV (only the length and a MetaTensor's record id and rate are read).
+        fs, layout, record_id, caption: as in :func:`plot_median_beats`.
+
+    Raises:
+        ValueError: an unknown layout or no rate.
+    """
+    _check_layout(layout)
+    rate = _sampling_rate(beats, fs)
+    # the widest row's paper as plot_median_beats lays it out: beats side by side, the first one from 0 mm
+    beat_mm = int(beats.shape[-1]) / rate * PAPER_SPEED_MM_PER_S
+    paper_mm = beat_mm + (len(BEAT_LAYOUTS[layout][0]) - 1) * beat_mm
+    text = _caption(beats, record_id, rate, "median beats", caption)
+    lines, fontsize = _wrap_caption(text, _caption_width_pt(_page_width_mm(paper_mm)), _CAPTION_PT)
+    return "\n".join(lines), fontsize
+
+
+def _check_layout(layout: str) -> None:
+    if layout not in BEAT_LAYOUTS:
+        raise ValueError(f"layout must be one of {sorted(BEAT_LAYOUTS)}, got {layout!r}.")
 
 
 def _meta(ecg: Any) -> Mapping[str, Any]:
@@ -249,8 +285,8 @@ def _draw_page(panels: list[_Panel], rows: int, *, row_height_mm: float, caption
     """Lay the panels out on true-scale paper; the first panel of each row also gets the calibration zone."""
     if not row_height_mm > 0:
         raise ValueError(f"row_height_mm must be positive, got {row_height_mm}.")
-    width_mm = 2 * _MARGIN_MM + _CAL_MM + max(p.x1 for p in panels)
-    lines, fontsize = _wrap_caption(caption, (width_mm - 2 * _MARGIN_MM) / _MM_PER_INCH * 72.0, _CAPTION_PT)
+    width_mm = _page_width_mm(max(p.x1 for p in panels))
+    lines, fontsize = _wrap_caption(caption, _caption_width_pt(width_mm), _CAPTION_PT)
     caption_mm = max(_CAPTION_MM, len(lines) * fontsize * _LINE_SPACING / 72.0 * _MM_PER_INCH + 1.0)
     height_mm = 2 * _MARGIN_MM + caption_mm + rows * row_height_mm
     figure = new_figure(width_mm / _MM_PER_INCH, height_mm / _MM_PER_INCH, dpi=dpi)
@@ -276,6 +312,16 @@ def _draw_page(panels: list[_Panel], rows: int, *, row_height_mm: float, caption
         linespacing=_LINE_SPACING,
     )
     return figure
+
+
+def _page_width_mm(paper_mm: float) -> float:
+    """Width of a page whose widest row of traces ends ``paper_mm`` after its calibration zone."""
+    return 2 * _MARGIN_MM + _CAL_MM + paper_mm
+
+
+def _caption_width_pt(width_mm: float) -> float:
+    """The caption's line width (points) on a page ``width_mm`` wide: the page less its margins."""
+    return (width_mm - 2 * _MARGIN_MM) / _MM_PER_INCH * 72.0
 
 
 def _wrap_caption(caption: str, width_pt: float, fontsize: float) -> tuple[list[str], float]:

@@ -243,3 +243,45 @@ def test_ct_three_planes_with_slice_sliders_and_hu_presets(browser, ct_explorer)
     high.clear()
     high.send_keys("200", Keys.TAB)
     assert preset.first_selected_option.get_attribute("value") == "custom"
+
+
+@pytest.fixture(scope="module")
+def shipped_ct_explorer(tmp_path_factory):
+    """A server over the shipped CT bundle (48^3 volumes, its weights and feature extractor)."""
+    import threading
+
+    from monai_gen.explore.server import make_server
+
+    root = tmp_path_factory.mktemp("explore_shipped_ct")
+    server = make_server("ct_generative_diffusion", port=0, output_dir=root / "exports", cache_dir=root / "cache",
+                         device="cpu")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join(10)
+
+
+def test_shipped_ct_shows_its_estimated_position_next_to_the_requested_one(browser, shipped_ct_explorer):
+    from selenium.webdriver.common.keys import Keys
+
+    server = shipped_ct_explorer
+    browser.get(server.url)
+    first = _wait(browser, _shown, "the first CT was not shown")
+    number = browser.find_element("id", "n-craniocaudal_position")
+    number.clear()
+    number.send_keys("0.8", Keys.TAB)
+    shown = _wait(browser, lambda b: (s := _shown(b)) and s["requested"].get("craniocaudal_position") == 0.8 and s,
+                  "the CT of craniocaudal_position 0.8 was not shown")
+    assert shown["sample_id"] != first["sample_id"]
+    assert browser.find_element("css selector", "td[data-requested=craniocaudal_position]").text == "0.8"
+    assert browser.find_element("css selector", "table.measured th:last-child").text == "estimated"
+    assert "slice feature extractor" in browser.find_element("id", "measure-note").text
+    estimate = _measured(shown, "craniocaudal_position")  # in the row of the requested value
+    cell = browser.find_element("css selector", "td[data-measured=craniocaudal_position]").text
+    assert abs(float(cell) - estimate) <= 0.005  # shown to two decimals
+    session = server.app.session(None)  # the estimate is the view's of the volume on screen
+    volume = session.sample(shown["sample_id"]).sample
+    assert tuple(volume.shape) == (1, 48, 48, 48)
+    assert estimate == session.view.measure(volume[None])[0]["craniocaudal_position"]

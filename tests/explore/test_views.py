@@ -1,10 +1,11 @@
-"""The explorer's views on real data: a CT in three planes at HU window presets (TotalSegmentator's abdominal CT), a
-cine as a looping GIF with its contraction (ACDC cines), 12-lead ECG windows (CinC 2021) redrawn on a kept page as a fresh
-figure draws them."""
+"""The explorer's views on real data: a CT in three planes at HU window presets (TotalSegmentator's abdominal CT) and
+the shipped CT bundle's estimate of its craniocaudal position along real CTs, a cine as a looping GIF with its
+contraction (ACDC cines), 12-lead ECG windows (CinC 2021) redrawn on a kept page as a fresh figure draws them."""
 
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -13,11 +14,12 @@ import torch
 from PIL import Image, ImageSequence
 
 from monai_gen.data.ecg_meta import STANDARD_LEADS
-from monai_gen.explore.views import CT_WINDOW_PRESETS, CTView, ECGView, ImageView
+from monai_gen.explore.views import CT_WINDOW_PRESETS, CTView, ECGView, ImageView, view_for
 from monai_gen.metrics.cardiac import bright_area_curve, contraction_ratio
 from monai_gen.visualize.ecg import plot_median_beats
 
 ACDC = "cardiac_mri/acdc_subset"
+CT_BUNDLE = Path(__file__).resolve().parents[2] / "bundles" / "ct_generative_diffusion"
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +68,71 @@ def test_ct_planes_through_any_slice_at_each_window(abdomen):
         view.figure(abdomen, plane="axial", index=30)
     with pytest.raises(ValueError, match="axial"):
         view.figure(abdomen, plane="transverse")
+
+
+@pytest.fixture(scope="module")
+def ct_bundle():
+    """The shipped CT bundle's inference configs (common + inference, as the explorer reads them) and its view."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_meta(CT_BUNDLE / "configs" / "metadata.json")
+    parser.read_config([str(CT_BUNDLE / "configs" / f"{n}.json") for n in ("common", "inference")])
+    parser["bundle_root"] = str(CT_BUNDLE)
+    return parser, view_for(parser, CT_BUNDLE)
+
+
+def _z_sweep(parser, shared_data, name: str) -> tuple[torch.Tensor, np.ndarray]:
+    """Patches of the bundle's size through the centre of a TotalSegmentator CT loaded as the bundle loads it (its
+    ``volume_preprocessing``: RAS, 3 mm, HU window), 2 voxels apart from its inferior to its superior end, and the
+    craniocaudal position of each (the library's definition, that the bundle's training rows carry)."""
+    from monai.transforms import SpatialCrop
+
+    from monai_gen.transforms.ct.array import craniocaudal_position
+
+    path = shared_data / "ct" / "totalsegmentator" / name
+    if not path.is_file():
+        pytest.skip(f"{path} is absent")
+    volume = parser.get_parsed_content("volume_preprocessing")({"image": str(path)})["image"]
+    size = parser.get_parsed_content("patch_size")
+    corner = [(n - s) // 2 for n, s in zip(volume.shape[1:3], size[:2], strict=True)]
+    patches = [SpatialCrop(roi_start=[*corner, z], roi_end=[corner[0] + size[0], corner[1] + size[1], z + size[2]])(volume)
+               for z in range(0, volume.shape[3] - size[2] + 1, 2)]
+    positions = [craniocaudal_position(p.affine, p.shape[1:], volume.affine, volume.shape[1:]) for p in patches]
+    return torch.stack([p.as_tensor() for p in patches]), np.array(positions)
+
+
+def test_ct_bundle_view_estimates_its_position_condition_with_the_shipped_extractor(ct_bundle):
+    """The explorer's CT view of the shipped bundle reads its feature extractor on the slices it was trained on."""
+    _, view = ct_bundle
+    assert isinstance(view, CTView) and view.extractor is not None
+    assert view.extractor.image_shape == (1, 48, 48)  # 2D slices of the 48^3 training patches
+    assert view.slices == {"planes": ["axial", "coronal", "sagittal"], "n_slices": 8, "pad_value": -1000.0}
+    assert view.measures == {"craniocaudal_position": ""}  # the slice's own targets (plane, offset) are not shown
+    assert "slice feature extractor" in view.describe()["note"]
+    assert view.measure(torch.full((2, 1, 48, 48, 4), -1000.0)) == [{}, {}]  # 4 axial slices: fewer than 8
+
+
+def test_shipped_ct_estimate_follows_position_along_a_training_ct(ct_bundle, shared_data):
+    """Along the abdominal CT the extractor was trained on (a training record of the bundle): 33 patches, R 0.91
+    when measured (README). Checks the view reads the file as it was trained (planes, slices, padding, head)."""
+    parser, view = ct_bundle
+    patches, positions = _z_sweep(parser, shared_data, "example_ct.nii.gz")
+    estimates = np.array([m["craniocaudal_position"] for m in view.measure(patches)])
+    assert len(estimates) == 33 and np.corrcoef(estimates, positions)[0, 1] > 0.8
+    assert np.polyfit(positions, estimates, 1)[0] > 0  # higher up the body reads higher
+
+
+@pytest.mark.xfail(strict=True, reason="known limitation (bundle README, 'Feature extractor'): learnt from the one "
+                   "training CT whose patches span positions, it reads the held-out subject's crops the wrong way "
+                   "round (R -0.88 and -0.86 along their centres when measured); a generalising extractor passes")
+def test_shipped_ct_estimate_follows_position_along_held_out_cts(ct_bundle, shared_data):
+    """Along the centres of the held-out subject's two crops (the bundle's test subject, never trained on)."""
+    parser, view = ct_bundle
+    for name in ("aorta_report/test_result/models/ct_cropped.nii.gz", "pulmonary_report/models/ct_cropped.nii.gz"):
+        patches, positions = _z_sweep(parser, shared_data, name)
+        estimates = np.array([m["craniocaudal_position"] for m in view.measure(patches)])
+        assert np.corrcoef(estimates, positions)[0, 1] > 0.5, name
 
 
 def _acdc_cine(shared_data, patient: str) -> torch.Tensor:

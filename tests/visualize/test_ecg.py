@@ -10,7 +10,7 @@ from monai.transforms import LoadImage
 
 from monai_gen.data.ecg_meta import STANDARD_LEADS, make_ecg
 from monai_gen.data.ecg_readers import WFDBReader
-from monai_gen.visualize.ecg import RHYTHM_LAYOUT, plot_ecg, plot_median_beats, standard_leads
+from monai_gen.visualize.ecg import RHYTHM_LAYOUT, median_beats_caption, plot_ecg, plot_median_beats, standard_leads
 
 FS = 500
 
@@ -168,3 +168,18 @@ def test_long_caption_stays_inside_the_page_above_the_panels(tmp_path, record, l
     pixels = imread(tmp_path / "beats.png")[..., :3]
     right_margin = pixels[:, -int(0.9 * 5.0 / 25.4 * figure.dpi) :]  # the page's 5 mm right margin stays blank
     assert right_margin.min() > 0.95
+
+
+@pytest.mark.parametrize("layout", ["3x4", "2x6"])
+@pytest.mark.parametrize("samples", [576, 400])
+def test_median_beats_caption_is_the_caption_the_page_draws(record, layout, samples):
+    """The explorer redraws a kept page with this text: it must be the wrapped text and font size a fresh page has,
+    for one line, several lines and a word too wide for the line (the font shrinks)."""
+    for caption in ("seed 0", " · ".join(f"condition_{k} {k}.5" for k in range(12)), "x" * 200):
+        beats = record[:, 1000 : 1000 + samples]
+        text, fontsize = median_beats_caption(beats, FS, layout=layout, record_id="E07500", caption=caption)
+        (drawn,) = plot_median_beats(beats, FS, layout=layout, record_id="E07500", caption=caption).texts
+        assert (text, fontsize) == (drawn.get_text(), drawn.get_fontsize())
+    assert text.split("\n")[-1] == "x" * 200 and fontsize < 9.0  # the 200-character word: its line, a smaller font
+    with pytest.raises(ValueError, match="layout"):
+        median_beats_caption(beats, FS, layout="4x3")
