@@ -7,7 +7,16 @@ from .guidance import ConditionGuidance
 from .latent import LatentScaler, LatentSpace
 from .objectives import DiffusionObjective, sigmoid_weight
 from .posthoc import LinearProbe
-from .samplers import SAMPLERS, per_sample_generators, sample, sample_ddim, sample_ddpm, sample_dpmpp_2m, sample_noise
+from .samplers import (
+    SAMPLERS,
+    per_sample_generators,
+    sample,
+    sample_ddim,
+    sample_ddpm,
+    sample_dpmpp_2m,
+    sample_dpmpp_3m,
+    sample_noise,
+)
 from .schedules import CosineSchedule, DiscreteSchedule, time_grid
 
 __all__: list[str] = [
@@ -26,6 +35,7 @@ __all__: list[str] = [
     "sample_ddim",
     "sample_ddpm",
     "sample_dpmpp_2m",
+    "sample_dpmpp_3m",
     "sample_noise",
     "sigmoid_weight",
     "time_grid",
