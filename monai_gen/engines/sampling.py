@@ -9,11 +9,13 @@ decodes a latent model's latents on the device and inverts the bundle's normalis
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 from monai.inferers import Inferer
+from monai.utils import look_up_option
 from torch import nn
 
 from monai_gen.diffusion.guidance import ALL_CONDITIONS, ConditionGuidance
@@ -23,7 +25,37 @@ from monai_gen.engines.requests import SampleRequest
 from monai_gen.networks.precond import make_denoiser
 from monai_gen.transforms.conditions import ConditionSet
 
-__all__ = ["DiffusionSamplingInferer", "ConditionalSampleGenerator"]
+__all__ = ["PRECISIONS", "native_bfloat16", "DiffusionSamplingInferer", "ConditionalSampleGenerator"]
+
+#: the network forward's precision: ``None`` = as the weights (float32); otherwise the ``torch.autocast`` dtype
+PRECISIONS: dict[str, torch.dtype | None] = {"float32": None, "bfloat16": torch.bfloat16}
+
+
+def native_bfloat16(device: torch.device) -> bool:
+    """Whether ``device`` does bf16 arithmetic in hardware: a CUDA device that says so, a CPU with AMX or AVX512-BF16.
+
+    Elsewhere oneDNN emulates bf16, which made the ECG denoiser's forward 7.6x slower than float32 on a CPU without
+    these units (benchmarks/NOTES.md).
+    """
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # torch's own CPU feature checks
+        return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
+    return False
+
+
+class _Autocast(nn.Module):
+    """``network``'s forward under ``torch.autocast(dtype)``, its output cast back to the input's dtype, so the
+    parameterisation, guidance and sampler arithmetic stay in the input's precision."""
+
+    def __init__(self, network: nn.Module, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.network, self.dtype = network, dtype
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, **cond) -> torch.Tensor:
+        with torch.autocast(x.device.type, dtype=self.dtype):
+            return self.network(x, t, **cond).to(x.dtype)
 
 
 class DiffusionSamplingInferer(Inferer):
@@ -31,8 +63,9 @@ class DiffusionSamplingInferer(Inferer):
 
     ``inferer(noise, network, generator=..., conditions=..., condition_mask=...)``: the network is wrapped by its
     parameterisation (:func:`monai_gen.networks.precond.make_denoiser`), then by classifier-free guidance when a
-    scale is not 1, then handed to the sampler (``"ddpm"``, ``"ddim"``, ``"dpmpp_2m"``) on a time grid of
-    ``num_steps`` steps, all under ``torch.inference_mode``.
+    scale is not 1, then handed to the sampler (``"ddpm"``, ``"ddim"``, ``"dpmpp_2m"``, ``"dpmpp_3m"``) on a time grid
+    of ``num_steps`` steps, all under ``torch.inference_mode``; with ``precision="bfloat16"`` the network's forward
+    runs under ``torch.autocast``.
 
     Args:
         schedule: the noise schedule the network was trained with.
@@ -45,9 +78,13 @@ class DiffusionSamplingInferer(Inferer):
         spacing: time grid spacing, ``"quadratic"`` or ``"uniform"``.
         sampler_options: the sampler's own options, passed through (e.g. ``{"eta": 1.0}`` for DDIM; see
             :func:`monai_gen.diffusion.samplers.sampler_options`).
+        precision: the network forward's precision (``PRECISIONS``): ``"float32"``, or ``"bfloat16"`` under
+            ``torch.autocast`` (the sampler's own arithmetic stays float32). Opt-in: it pays only where the device
+            does bf16 in hardware (:func:`native_bfloat16`; a warning says when it does not), and its samples differ
+            from float32's (the ECG bundle's measurement: benchmarks/NOTES.md).
 
     Raises:
-        ValueError: an unknown sampler or sampler option, phenotype guidance for an unknown condition.
+        ValueError: an unknown sampler, sampler option or precision, phenotype guidance for an unknown condition.
     """
 
     def __init__(
@@ -62,9 +99,11 @@ class DiffusionSamplingInferer(Inferer):
         condition_names: Sequence[str] = (),
         spacing: str = "quadratic",
         sampler_options: Mapping[str, Any] | None = None,
+        precision: str = "float32",
     ) -> None:
         super().__init__()
         self.options = checked_sampler_options(sampler, sampler_options)  # fails at config time, not mid-job
+        self.precision, self.autocast_dtype = precision, look_up_option(precision, PRECISIONS)
         self.schedule, self.prediction_type, self.sampler = schedule, prediction_type, sampler
         self.ts = time_grid(int(num_steps), spacing=spacing)
         self.scales = self._scales(float(guidance_scale), dict(phenotype_guidance or {}), list(condition_names))
@@ -83,6 +122,11 @@ class DiffusionSamplingInferer(Inferer):
         """Samples ``(B, C, *spatial)`` from noise ``inputs`` of that shape; ``generator`` and conditions in kwargs."""
         generator = kwargs.pop("generator", None)
         callback = kwargs.pop("callback", None)
+        if self.autocast_dtype is not None:
+            if self.autocast_dtype == torch.bfloat16 and not native_bfloat16(inputs.device):
+                warnings.warn(f"precision {self.precision!r} on {inputs.device}, which has no bf16 arithmetic units: "
+                              "emulated, usually slower than float32.", stacklevel=2)
+            network = _Autocast(network, self.autocast_dtype)
         denoise = make_denoiser(network, self.schedule, self.prediction_type)
         if self.scales:
             denoise = ConditionGuidance(denoise, self.scales)
