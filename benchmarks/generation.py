@@ -56,7 +56,9 @@ class MonaiCallingConvention(nn.Module):
     """Our conditional network called the way MONAI's inferers call a ``DiffusionModelUNet``.
 
     ``forward(x, timesteps, context)`` with integer MONAI steps ``k`` in ``[0, 1000)`` maps to our continuous
-    ``t = (k + 1) / 1000`` and passes the fixed encoded conditions (MONAI's ``context`` is unused).
+    ``t = (k + 1) / 1000`` and passes the fixed encoded conditions ``(B, P)``. ``context``, when given, is the
+    condition mask: MONAI's classifier-free guidance (``DiffusionInferer.sample(conditioning=mask, cfg=s,
+    cfg_fill_value=0)``) stacks an all-zero (every condition dropped) and the conditional mask into ``(2B, P)``.
     """
 
     def __init__(self, network: nn.Module, conditions: torch.Tensor, mask: torch.Tensor) -> None:
@@ -65,7 +67,9 @@ class MonaiCallingConvention(nn.Module):
 
     def forward(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         t = ((timesteps.float() + 1) / REFERENCE_STEPS).expand(x.shape[0])
-        return self.network(x, t, conditions=self.conditions, condition_mask=self.mask)
+        mask = self.mask if context is None else context
+        conditions = torch.cat([self.conditions] * (x.shape[0] // self.conditions.shape[0]))
+        return self.network(x, t, conditions=conditions, condition_mask=mask)
 
 
 def reference_scheduler(schedule) -> DDPMScheduler:
