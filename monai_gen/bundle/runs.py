@@ -23,6 +23,7 @@ from pathlib import Path
 import ignite.distributed as idist
 import torch
 from safetensors import SafetensorError, safe_open
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from monai_gen.utils.atomic import atomic_output_path, atomic_write_bytes, atomic_write_text
@@ -226,14 +227,17 @@ def _exported_metadata(root: Path, models: Path, version: str | None, note: str 
 
 
 def _copy_model_file(source: Path, dest: Path, weights_dtype: str | None) -> None:
-    """``source`` to ``dest``; a ``.safetensors`` file with its floating tensors in ``weights_dtype`` when given."""
+    """``source`` to ``dest``; a ``.safetensors`` file with its floating tensors in ``weights_dtype`` when given, its
+    header metadata (e.g. a feature extractor's format and architecture) kept."""
     if weights_dtype is None or source.suffix != ".safetensors":
         shutil.copyfile(source, dest)
         return
     dtype = HALF_DTYPES[weights_dtype]
     tensors = load_file(str(source))
+    with safe_open(str(source), framework="pt") as handle:
+        header = handle.metadata()
     mode = (dest if dest.exists() else source).stat().st_mode  # the atomic writer's temporary file, or as copied
-    save_file({k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}, str(dest))
+    save_file({k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}, str(dest), metadata=header)
     os.chmod(dest, mode)  # safetensors writes a new file, 0600
 
 

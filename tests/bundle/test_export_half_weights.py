@@ -11,6 +11,7 @@ from safetensors import safe_open
 
 from monai_gen.bundle.registry import bundle_component
 from monai_gen.bundle.runs import export_bundle
+from monai_gen.metrics.image_features import ImageFeatureExtractor
 
 BUNDLE = Path(__file__).resolve().parents[2] / "bundles" / "ecg_generative_diffusion"
 
@@ -35,3 +36,19 @@ def test_half_weights_export_loads_into_the_float32_network(tmp_path):
     assert torch.load(exported / "models" / "model.pt", weights_only=True).keys() == network.state_dict().keys()
     with pytest.raises(ValueError, match="weights_dtype must be one of"):
         export_bundle(BUNDLE, run_models, tmp_path / "bad", version="9.9.9", weights_dtype="int8")
+
+
+def test_half_weights_export_keeps_a_files_header_metadata(tmp_path):
+    """A feature extractor's safetensors header (format, architecture) survives the cast: the shipped file still loads."""
+    brain = BUNDLE.parent / "brain_mri_generative_diffusion"
+    run_models = tmp_path / "run" / "models"
+    run_models.mkdir(parents=True)
+    for path in (brain / "models").iterdir():
+        if path.name != "model.pt":
+            run_models.joinpath(path.name).write_bytes(path.read_bytes())
+    exported = export_bundle(brain, run_models, tmp_path / "half", version="9.9.9", weights_dtype="float16")
+    with safe_open(str(brain / "models" / "feature_extractor.safetensors"), "pt") as source:
+        with safe_open(str(exported / "models" / "feature_extractor.safetensors"), "pt") as half:
+            assert half.metadata() == source.metadata() and source.metadata()
+    extractor = ImageFeatureExtractor.load(exported / "models" / "feature_extractor.safetensors")
+    assert all(p.dtype == torch.float32 for p in extractor.network.parameters())  # loaded back into float32
