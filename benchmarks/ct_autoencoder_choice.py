@@ -50,8 +50,10 @@ def band_errors(real: torch.Tensor, reconstruction: torch.Tensor) -> dict[str, d
 def score_candidate(parser: ConfigParser, models_dir: Path, definition: str | None,
                     patches: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     """Reconstruct each set of ``patches`` (HU, ``(N, 1, x, y, z)``) with one candidate; its scores per set."""
-    network = parser.get_parsed_content("autoencoder_def", instantiate=True) if definition is None else (
-        ConfigParser({"net": definition}).get_parsed_content("net"))
+    bundle_definition = parser.get("autoencoder_def")
+    parser["autoencoder_def"] = bundle_definition if definition is None else definition  # the bundle's imports apply
+    network = parser.get_parsed_content("autoencoder_def", instantiate=True)
+    parser["autoencoder_def"] = bundle_definition
     autoencoder = load_weights(network, models_dir / "autoencoder.safetensors").eval()
     space = LatentSpace(autoencoder)  # whole decode; the latent scale is linear and cancels in a reconstruction
     normalisation = parser.get_parsed_content("normalisation", instantiate=True)
