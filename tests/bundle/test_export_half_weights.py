@@ -16,12 +16,18 @@ from monai_gen.metrics.image_features import ImageFeatureExtractor
 BUNDLE = Path(__file__).resolve().parents[2] / "bundles" / "ecg_generative_diffusion"
 
 
-def test_half_weights_export_loads_into_the_float32_network(tmp_path):
+def _run_models(bundle: Path, tmp_path: Path) -> Path:
+    """A training run's ``models/`` as export reads it: the bundle's shipped files without its TorchScript."""
     run_models = tmp_path / "run" / "models"
     run_models.mkdir(parents=True)
-    for path in (BUNDLE / "models").iterdir():
+    for path in (bundle / "models").iterdir():
         if path.name != "model.pt":
             run_models.joinpath(path.name).write_bytes(path.read_bytes())
+    return run_models
+
+
+def test_half_weights_export_loads_into_the_float32_network(tmp_path):
+    run_models = _run_models(BUNDLE, tmp_path)
     exported = export_bundle(BUNDLE, run_models, tmp_path / "half", version="9.9.9", weights_dtype="float16")
     full, half = BUNDLE / "models" / "model.safetensors", exported / "models" / "model.safetensors"
     assert half.stat().st_size < 0.55 * full.stat().st_size
@@ -41,11 +47,7 @@ def test_half_weights_export_loads_into_the_float32_network(tmp_path):
 def test_half_weights_export_keeps_a_files_header_metadata(tmp_path):
     """A feature extractor's safetensors header (format, architecture) survives the cast: the shipped file still loads."""
     brain = BUNDLE.parent / "brain_mri_generative_diffusion"
-    run_models = tmp_path / "run" / "models"
-    run_models.mkdir(parents=True)
-    for path in (brain / "models").iterdir():
-        if path.name != "model.pt":
-            run_models.joinpath(path.name).write_bytes(path.read_bytes())
+    run_models = _run_models(brain, tmp_path)
     exported = export_bundle(brain, run_models, tmp_path / "half", version="9.9.9", weights_dtype="float16")
     with safe_open(str(brain / "models" / "feature_extractor.safetensors"), "pt") as source:
         with safe_open(str(exported / "models" / "feature_extractor.safetensors"), "pt") as half:
