@@ -247,7 +247,7 @@ def _add_generation_options(parser: argparse.ArgumentParser, conditions: Conditi
     _add_bundle_options(parser)
     parser.add_argument("--output-dir", type=Path, default=None, help="folder for outputs, previews and manifest.csv")
     parser.add_argument("--seed", type=int, default=None, help="seed of the first sample (sample i uses seed + i)")
-    parser.add_argument("--sampler", default=None, help="ddpm, ddim or dpmpp_2m (default dpmpp_2m)")
+    parser.add_argument("--sampler", default=None, help="ddpm, ddim, dpmpp_2m or dpmpp_3m (default: the bundle's, dpmpp_2m)")
     parser.add_argument("--steps", type=_positive_int, default=None, help="sampling steps")
     parser.add_argument("--guidance-scale", type=float, default=None, help="classifier-free guidance scale (1 = none)")
     parser.add_argument(
