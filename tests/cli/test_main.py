@@ -41,7 +41,7 @@ def test_generate_help_documents_the_bundle_phenotypes(run_cli):
         (["generate", "ecg_generative_diffusion", "--override", "novalue"], "ID=VALUE"),
         (["generate", "ecg_generative_diffusion", "--steps", "0"], "positive integer"),
         (["generate", "ecg_generative_diffusion", "--batch-size", "0"], "must be a positive integer, got 0"),
-        (["generate", "ecg_generative_diffusion", "--sampler", "foo"], "--sampler 'foo' is not a sampler; choose from ['ddim', 'ddpm', 'dpmpp_2m']"),
+        (["generate", "ecg_generative_diffusion", "--sampler", "foo"], "--sampler 'foo' is not a sampler; choose from ['ddim', 'ddpm', 'dpmpp_2m', 'dpmpp_3m']"),
         (["generate", "ecg_generative_diffusion", "--device", "gpu7"], "--device 'gpu7' is not a torch device"),
         (["generate", "ecg_generative_diffusion", "--qt", "nan"], "'qt' = 'nan' is not a value"),
         (["generate", "ecg_generative_diffusion", "--qt", "NaN"], "'qt' = 'NaN' is not a value"),
