@@ -23,7 +23,6 @@ from pathlib import Path
 import ignite.distributed as idist
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from monai_gen.utils.atomic import atomic_output_path, atomic_write_bytes, atomic_write_text
