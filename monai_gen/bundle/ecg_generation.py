@@ -23,6 +23,7 @@ from monai_gen.bundle.contact_sheet import (
     contact_sheet_due,
     contact_sheet_title,
 )
+from monai_gen.data.sample_writers import read_shard_samples
 from monai_gen.engines.requests import SampleRequest
 from monai_gen.transforms.ecg.functional import MEDIAN_BEAT_FS, MEDIAN_BEAT_R_INDEX
 from monai_gen.visualize.ecg import plot_median_beats
@@ -89,24 +90,10 @@ def _written_samples(folder: Path, names: Sequence[str]) -> np.ndarray | None:
     found = {n: wfdb.rdrecord(str(folder / n)).p_signal.T for n in names if (folder / f"{n}.hea").is_file()}
     wanted = set(names) - set(found)
     for shard in sorted(folder.glob("shard_*.safetensors")) if wanted else ():
-        found.update(_shard_samples(shard, wanted))
+        found.update(read_shard_samples(shard, wanted))
     if any(n not in found for n in names):
         return None
     return np.stack([np.asarray(found[n], dtype=np.float32) for n in names])
-
-
-def _shard_samples(shard: Path, wanted: set[str]) -> dict[str, np.ndarray]:
-    """The samples of ``wanted`` that an :class:`~monai_gen.data.sample_writers.ArrayShardWriter` shard holds."""
-    import json
-
-    from safetensors import safe_open
-
-    with safe_open(str(shard), framework="pt") as handle:
-        names = [entry["name"] for entry in json.loads(handle.metadata()["samples"])]
-        if not wanted.intersection(names):
-            return {}
-        samples = handle.get_tensor("samples")
-    return {n: samples[k].numpy() for k, n in enumerate(names) if n in wanted}
 
 
 def _sweep_strip(

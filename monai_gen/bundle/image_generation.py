@@ -5,7 +5,8 @@ per sample is the bundle's ``PNGSampleWriter``, on request); a sweep draws ``swe
 a cine job (:func:`monai_gen.engines.requests.cine_requests`) assembles its frames into ``cine.nii.gz``
 ``(x, y, 1, t)`` with the frame time, ``cine.gif``, ``cine_contraction.png`` and, if asked, the DICOM series
 ``cine_dicom/`` (MR Image Storage with the cine's temporal tags). Each is drawn once every sample
-of the job exists, from the written NIfTI files, so a resumed job draws it too; slices are shown as
+of the job exists, from the written NIfTI files (or the array shards of ``output_format=array``; a cine needs the
+NIfTI frames), so a resumed or sharded job draws it too; slices are shown as
 :class:`~monai_gen.data.sample_writers.PNGSampleWriter` shows them (anterior up).
 """
 
@@ -29,7 +30,7 @@ from monai_gen.bundle.contact_sheet import (
 from monai_gen.data.dicom_writer import write_dicom_series
 from monai_gen.data.nifti_writer import write_nifti
 from monai_gen.data.provenance import provenance_path
-from monai_gen.data.sample_writers import synthetic_description
+from monai_gen.data.sample_writers import read_shard_samples, synthetic_description
 from monai_gen.engines.requests import SampleRequest
 from monai_gen.metrics.cardiac import bright_area_curve
 from monai_gen.visualize.cine import plot_contraction_curves, save_cine_gif
@@ -58,8 +59,8 @@ def image_preview(
     ``i`` (contact sheet) or of value ``r`` and seed ``s`` at ``r * S + s`` (sweep).
 
     Args:
-        requests: all requests of the job, each written as ``<name>.nii.gz`` (by ``NiftiSampleWriter``); a volume
-            is shown by its central axial slice.
+        requests: all requests of the job, each written as ``<name>.nii.gz`` (by ``NiftiSampleWriter``) or into
+            an array shard (``ArrayShardWriter``); a volume is shown by its central axial slice.
         sweep: the swept condition (None for plain generation) and its ``unit``: the strip, once every sample exists.
         window: ``(low, high)`` intensities shown black and white; None: the 0.5 / 99.5 percentiles of all cells.
         contact_sheet_size: a plain job's ``contact_sheet.png`` shows its first this many samples, drawn when they are
@@ -98,11 +99,16 @@ def image_preview(
 
 
 def _written(folder: Path, requests: Sequence[SampleRequest], shape: Sequence[int]) -> np.ndarray | None:
-    """``(N, C, H, W)`` of the requests' written NIfTI files as displayed; None while one is missing."""
-    files = [folder / f"{r.name}.nii.gz" for r in requests]
-    if not all(f.is_file() for f in files):
+    """``(N, C, H, W)`` of the requests' written samples as displayed (their NIfTI files, or the array shards of
+    ``output_format=array``); None while one is missing."""
+    found = {r.name: _displayed(folder / f"{r.name}.nii.gz", shape) for r in requests
+             if (folder / f"{r.name}.nii.gz").is_file()}
+    wanted = {r.name for r in requests} - set(found)
+    for shard in sorted(folder.glob("shard_*.safetensors")) if wanted else ():
+        found.update({name: _displayed_array(array, shape) for name, array in read_shard_samples(shard, wanted).items()})
+    if any(r.name not in found for r in requests):
         return None
-    return np.stack([_displayed(f, shape) for f in files])
+    return np.stack([found[r.name] for r in requests])
 
 
 def cine_preview(
@@ -174,15 +180,25 @@ def cine_preview(
 
 
 def _displayed(path: Path, shape: Sequence[int]) -> np.ndarray:
-    """The 2D sample ``shape`` ``(C, x, y)`` read back from ``path`` (a 3D one ``(1, x, y, z)``: its central axial
-    slice), rotated so anterior (+y) is up."""
-    if len(shape) not in (3, 4):
-        raise ValueError(f"image_preview draws 2D samples (C, x, y) or volumes (1, x, y, z), got shape {tuple(shape)}.")
+    """The 2D sample ``shape`` ``(C, x, y)`` read back from its NIfTI file ``path`` (a 3D one ``(1, x, y, z)``: its
+    central axial slice), rotated so anterior (+y) is up."""
+    _check_displayable(shape)
     array = np.asarray(nib.load(path).dataobj, dtype=np.float32)
     if len(shape) == 4:
-        array = array.reshape(shape[1:])[:, :, shape[3] // 2]  # one channel: the NIfTI is (x, y, z)
-    image = np.moveaxis(array.reshape(*shape[1:3], -1), -1, 0)  # NIfTI is channel-last; a slice may carry (x, y, 1)
+        return _displayed_array(array.reshape(shape), shape)  # one channel: the NIfTI is (x, y, z)
+    return _displayed_array(np.moveaxis(array.reshape(*shape[1:3], -1), -1, 0), shape)  # NIfTI is channel-last
+
+
+def _displayed_array(sample: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """``(C, H, W)`` shown of ``sample`` ``(C, x, y)`` or ``(1, x, y, z)`` (its central axial slice), anterior up."""
+    _check_displayable(shape)
+    image = sample[:, :, :, shape[3] // 2] if len(shape) == 4 else sample
     return np.rot90(image, axes=(1, 2))  # rows = y from anterior down, columns = x, as the PNG writer shows it
+
+
+def _check_displayable(shape: Sequence[int]) -> None:
+    if len(shape) not in (3, 4):
+        raise ValueError(f"image_preview draws 2D samples (C, x, y) or volumes (1, x, y, z), got shape {tuple(shape)}.")
 
 
 def _title(request: SampleRequest) -> str:

@@ -271,6 +271,11 @@ def _add_generation_options(parser: argparse.ArgumentParser, conditions: Conditi
         help="also draw a PNG preview of every sample (default: one contact_sheet.png of the job's first samples, or "
         "a sweep's strip)",
     )
+    parser.add_argument(
+        "--output-format", default=None, metavar="FORMAT",
+        help="the bundle's clinical files (its default: wfdb for ECG, nifti for images) or array: one safetensors "
+        "shard of each batch's samples and its JSON sidecar, listed in manifest.csv, for training models",
+    )
     parser.add_argument("--distributed", action="store_true", help=argparse.SUPPRESS)  # set by --nproc under torchrun
     group = parser.add_argument_group("phenotypes" if conditions else "phenotypes (name a bundle to list them)")
     for spec in conditions.specs if conditions else ():
@@ -366,6 +371,8 @@ def _generation_overrides(args: argparse.Namespace, info: Any) -> dict[str, Any]
         "device": _device_expression(args.device),
         "overwrite": args.overwrite or None,
         "per_sample_previews": _refused_unless_option(info.root, "per_sample_previews", "--previews", args.previews),
+        "output_format": args.output_format if _refused_unless_option(
+            info.root, "output_format", "--output-format", args.output_format is not None) else None,
     }
     values = {spec.name: getattr(args, spec.name, None) for spec in info.conditions.specs}
     chosen.update(checked_values(info.conditions, values))

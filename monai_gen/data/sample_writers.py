@@ -5,7 +5,8 @@ sample: ``sample`` is ``(C, *spatial)`` in physical units (a MetaTensor carries 
 output path without suffix (``out/ecg_07``), ``provenance`` the model id, seed, conditions... that go to the JSON
 sidecar. Each writer here wraps one of the library's atomic file writers; :class:`SampleWriters` runs several for one
 sample (e.g. NIfTI + PNG), so a config lists its outputs instead of a Python closure writing them.
-:class:`ArrayShardWriter` writes a whole batch as one array file instead, for a cohort generated to train models.
+:class:`ArrayShardWriter` writes a whole batch as one array file instead, for a cohort generated to train models;
+:func:`output_writer` is how an inference config picks one of the two by its ``output_format``.
 
 Examples:
     >>> writer = SampleWriters([NiftiSampleWriter(spacing_mm=(2.0, 2.0)), PNGSampleWriter(window=(0.0, 1.0))])
@@ -30,8 +31,10 @@ from monai_gen.utils.atomic import atomic_output_path
 
 __all__ = [
     "WFDBSampleWriter", "NiftiSampleWriter", "DicomSeriesSampleWriter", "PNGSampleWriter", "SampleWriters",
-    "ArrayShardWriter", "synthetic_description",
+    "ArrayShardWriter", "read_shard_samples", "output_writer", "synthetic_description",
 ]
+
+ARRAY_FORMAT = "array"
 
 
 class WFDBSampleWriter:
@@ -210,6 +213,56 @@ class ArrayShardWriter:
         shared = {k: v for k, v in provenances[0].items() if k not in ("seed", "conditions", "pass_through")}
         sidecar = write_provenance(path, {**shared, "samples": per_sample})
         return [[path, sidecar] for _ in requests]
+
+
+def read_shard_samples(shard: Path, wanted: set[str]) -> dict[str, np.ndarray]:
+    """The samples named in ``wanted`` that an :class:`ArrayShardWriter` shard holds, by name (each ``(C, *spatial)``).
+
+    Reads the shard's tensor only when it holds one of them (its names are in the header).
+    """
+    import json
+
+    from safetensors import safe_open
+
+    with safe_open(str(shard), framework="pt") as handle:
+        names = [entry["name"] for entry in json.loads(handle.metadata()["samples"])]
+        if not wanted.intersection(names):
+            return {}
+        samples = handle.get_tensor("samples")
+    return {n: samples[k].numpy() for k, n in enumerate(names) if n in wanted}
+
+
+def output_writer(
+    output_format: str, clinical: Mapping[str, Any], *, per_sample_options: Mapping[str, bool] | None = None
+) -> Any:
+    """The writer of an inference config's ``output_format``: a clinical format's writer, or ``"array"`` shards.
+
+    Args:
+        output_format: a key of ``clinical`` (e.g. ``"nifti"``, ``"wfdb"``) or ``"array"`` (:class:`ArrayShardWriter`).
+        clinical: the bundle's per-sample writer of each clinical format it offers, by format name.
+        per_sample_options: config options that add or read per-sample files (``write_dicom``,
+            ``per_sample_previews``, a cine assembled from its frames' NIfTI files...) and whether each is set; array
+            shards hold no per-sample file, so a set one is refused with ``"array"`` rather than silently dropped.
+
+    Raises:
+        ValueError: ``output_format`` is not offered, or ``"array"`` is asked together with a set per-sample option.
+
+    Examples:
+        >>> output_writer("array", {"nifti": NiftiSampleWriter()})  # doctest: +ELLIPSIS
+        <monai_gen.data.sample_writers.ArrayShardWriter object at ...>
+    """
+    offered = [*clinical, ARRAY_FORMAT]
+    if output_format not in offered:
+        raise ValueError(f"output_format {output_format!r} is not offered; choose from {', '.join(offered)}.")
+    if output_format != ARRAY_FORMAT:
+        return clinical[output_format]
+    clashing = [name for name, given in (per_sample_options or {}).items() if given]
+    if clashing:
+        raise ValueError(
+            f"output_format 'array' writes one shard per batch and no per-sample files, which {', '.join(clashing)} "
+            f"needs; use output_format {next(iter(clinical))!r} for it."
+        )
+    return ArrayShardWriter()
 
 
 def _spacing_affine(sample: torch.Tensor, spacing_mm: Sequence[float] | None, stem: Path) -> np.ndarray | None:

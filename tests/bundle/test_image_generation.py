@@ -1,5 +1,5 @@
 """The image bundle's figures: the contact sheet of a plain run's first samples and the sweep strip, drawn from the
-written NIfTI files of real IXI slices (no model needed), oriented as the per-sample PNGs are."""
+written NIfTI files (or array shards) of real IXI slices (no model needed), oriented as the per-sample PNGs are."""
 
 from __future__ import annotations
 
@@ -11,7 +11,13 @@ from PIL import Image
 
 from monai_gen.bundle.contact_sheet import CONTACT_SHEET_NAME
 from monai_gen.bundle.image_generation import image_preview
-from monai_gen.data.sample_writers import DicomSeriesSampleWriter, NiftiSampleWriter, PNGSampleWriter, SampleWriters
+from monai_gen.data.sample_writers import (
+    ArrayShardWriter,
+    DicomSeriesSampleWriter,
+    NiftiSampleWriter,
+    PNGSampleWriter,
+    SampleWriters,
+)
 from monai_gen.engines.requests import SampleRequest, sweep_requests
 
 WRITER = SampleWriters([NiftiSampleWriter(spacing_mm=(2.0, 2.0, 2.0)), PNGSampleWriter(window=(0.0, 1.0))])
@@ -76,6 +82,29 @@ def test_a_volume_job_shows_each_volume_by_its_central_axial_slice(slices, tmp_p
     figure = image_preview(requests=requests, window=[0.0, 1.0])(volumes, requests, tmp_path)
     for ax, image in zip(figure.axes, slices[:2], strict=True):
         np.testing.assert_allclose(ax.images[0].get_array(), np.rot90(image[0].numpy()), atol=1e-6)
+
+
+def test_array_shards_of_two_ranks_show_as_their_nifti_files_do_slices_and_volumes(slices, tmp_path):
+    volumes = torch.zeros(4, 1, *slices.shape[2:], 5)
+    volumes[..., 2] = slices[:4]  # only the central slice (z = 2 of 5) holds the image
+    for samples, kind in ((slices[:4], "slice"), (volumes, "ct")):
+        requests = [SampleRequest(f"{kind}_{i}", i, {"sex": "F"}) for i in range(4)]
+        shards, files = tmp_path / kind / "shards", tmp_path / kind / "nifti"
+        shards.mkdir(parents=True), files.mkdir()
+        for rank in (1, 0):  # the second rank's batch lands first: the sheet waits for both shards
+            batch = slice(2 * rank, 2 * rank + 2)
+            provenances = [{"seed": r.seed, "conditions": dict(r.conditions)} for r in requests[batch]]
+            ArrayShardWriter().write_batch(samples[batch], requests[batch], provenances, shards)
+            if rank == 1:
+                assert image_preview(requests=requests)(samples[batch], requests[batch], shards) is None
+        for request, sample in zip(requests, samples, strict=True):
+            NiftiSampleWriter(spacing_mm=(2.0, 2.0, 2.0))(sample, files / request.name, {"conditions": {}})
+        from_shards = image_preview(requests=requests, window=[0.0, 1.0])(samples[:2], requests[:2], shards)
+        from_files = image_preview(requests=requests, window=[0.0, 1.0])(samples[:2], requests[:2], files)
+        assert (shards / CONTACT_SHEET_NAME).is_file() and len(from_shards.axes) == 4
+        for ax, reference, image in zip(from_shards.axes, from_files.axes, slices[:4], strict=True):
+            np.testing.assert_allclose(ax.images[0].get_array(), reference.images[0].get_array(), atol=1e-6)
+            np.testing.assert_allclose(ax.images[0].get_array(), np.rot90(image[0].numpy()), atol=1e-6)
 
 
 def test_a_cine_job_assembles_its_frames_into_a_nifti_loop_gif_and_contraction_curve(shared_data, tmp_path):
