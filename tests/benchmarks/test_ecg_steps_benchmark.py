@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from benchmarks.ecg_steps import MEASURES, compare, fidelity
-from benchmarks.ecg_throughput import steady_rate
+from benchmarks.throughput import steady_rate
 
 
 def _requested_and_measured(seed: int, noise: float) -> tuple[dict, dict]:

@@ -1,13 +1,15 @@
-"""ECG samples per second end to end for a large generation job: 1 process vs ``--nproc`` ranks (issue 16 item 4).
+"""Samples per second end to end for a large generation job of any bundle: 1 process vs ``--nproc`` ranks (issue 16
+item 4).
 
-Run ``python -m benchmarks.ecg_throughput --samples 2000 --steps 12``. Each job is ``monai-gen generate
-ecg_generative_diffusion`` in a fresh process (Python start-up, config, weights, sampling, writing, the contact sheet),
-with ``OMP_NUM_THREADS`` = ``--threads`` per process, for every ``--formats`` (``wfdb``: one record + sidecar per
-ECG; ``array``: one safetensors shard per batch) x ``--nproc`` setting, in that order. Per job it reports the wall
-time and the **steady-state rate**: samples finished between the first and the last batch's files (their
-modification times), divided by that span, i.e. without start-up and the first batch. Beside them, the **bound**:
-the denoiser's time per sample and forward at the job's forward batch (measured in this process, median of
-repeats), times steps x guidance passes, gives the most ECGs per second one process can reach.
+Run ``python -m benchmarks.throughput --samples 2000 --steps 12`` (the ECG bundle) or ``python -m benchmarks.throughput
+--bundle brain_mri_generative_diffusion --samples 256 --batch-size 16``. Each job is ``monai-gen generate BUNDLE`` in
+a fresh process (Python start-up, config, weights, sampling, writing, the contact sheet), with ``OMP_NUM_THREADS`` =
+``--threads`` per process, for every ``--formats`` (the bundle's clinical files, e.g. ``wfdb`` / ``nifti``: one file
+set + sidecar per sample; ``array``: one safetensors shard per batch) x ``--nproc`` setting, in that order. Per job it
+reports the wall time and the **steady-state rate**: samples finished between the first and the last batch's files
+(their modification times), divided by that span, i.e. without start-up and the first batch. For the ECG bundle, beside
+them, the **bound**: the denoiser's time per sample and forward at the job's forward batch (measured in this process,
+median of repeats), times steps x guidance passes, gives the most ECGs per second one process can reach.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ def steady_rate(output_dir: Path, *, batch_size: int, first_batches: int = 1) ->
 def run_job(
     samples: int,
     *,
+    bundle: str = BUNDLE,
     steps: int,
     output_format: str,
     nproc: int,
@@ -71,7 +74,7 @@ def run_job(
         "-m",
         "monai_gen.cli.main",
         "generate",
-        BUNDLE,
+        bundle,
         "--num-samples",
         str(samples),
         "--steps",
@@ -95,6 +98,7 @@ def run_job(
     if done.returncode:
         raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
     return {
+        "bundle": bundle,
         "samples": samples,
         "steps": steps,
         "output_format": output_format,
@@ -125,23 +129,27 @@ def forward_bound(batch: int, steps: int, *, precision: str, repeats: int) -> di
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--bundle", default=BUNDLE, help="a shipped bundle's name or folder (default: the ECG bundle)")
     parser.add_argument("--samples", type=int, default=10000)
     parser.add_argument("--steps", type=int, default=25)
-    parser.add_argument("--formats", nargs="+", default=["array", "wfdb"], choices=["array", "wfdb"])
+    parser.add_argument(
+        "--formats", nargs="+", default=None,
+        help="output formats to time (default: array and the bundle's clinical format, wfdb or nifti)",
+    )
     parser.add_argument("--nproc", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of each process")
     parser.add_argument(
         "--batch-size",
         type=int,
         default=64,
-        help="ECGs per batch (a fixed size: the steady-state rate needs several batches per rank)",
+        help="samples per batch (a fixed size: the steady-state rate needs several batches per rank)",
     )
     parser.add_argument("--override", action="append", default=[], help="passed to monai-gen generate (ID=VALUE)")
     parser.add_argument(
         "--bound-batch",
         type=int,
         default=None,
-        help="forward batch of the bound (default 2 x the job's batch: the guided passes run as one batch)",
+        help="forward batch of the ECG bound (default 2 x the job's batch: the guided passes run as one batch)",
     )
     parser.add_argument("--precision", default="float32", choices=["float32", "bfloat16"], help="of the bound")
     parser.add_argument("--output", type=Path, default=None)
@@ -153,14 +161,19 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "load_average_start": os.getloadavg(),
         "jobs": [],
     }
-    bound_batch = args.bound_batch or 2 * args.batch_size
-    results["bound"] = forward_bound(bound_batch, args.steps, precision=args.precision, repeats=10)
-    print(f"bound: {results['bound']}", flush=True)
-    for output_format in args.formats:
+    ecg = args.bundle == BUNDLE
+    formats = args.formats or ["array", "wfdb" if ecg else "nifti"]
+    results["bundle"] = args.bundle
+    if ecg:
+        bound_batch = args.bound_batch or 2 * args.batch_size
+        results["bound"] = forward_bound(bound_batch, args.steps, precision=args.precision, repeats=10)
+        print(f"bound: {results['bound']}", flush=True)
+    for output_format in formats:
         for nproc in args.nproc:
-            with tempfile.TemporaryDirectory(prefix="ecg_throughput_") as folder:
+            with tempfile.TemporaryDirectory(prefix="throughput_") as folder:
                 job = run_job(
                     args.samples,
+                    bundle=args.bundle,
                     steps=args.steps,
                     output_format=output_format,
                     nproc=nproc,
