@@ -251,6 +251,11 @@ def _add_generation_options(parser: argparse.ArgumentParser, conditions: Conditi
     parser.add_argument("--steps", type=_positive_int, default=None, help="sampling steps")
     parser.add_argument("--guidance-scale", type=float, default=None, help="classifier-free guidance scale (1 = none)")
     parser.add_argument(
+        "--phenotype-guidance", action="append", type=_name_scale, default=None, metavar="NAME=SCALE",
+        help="guidance of one condition on top of --guidance-scale (repeatable; 1 = none), e.g. qrs=6 steers the "
+        "QRS duration harder toward the asked value; bundles with a phenotype_guidance option",
+    )
+    parser.add_argument(
         "--batch-size", type=_batch_size, default=None,
         help="samples per forward pass, or auto: the most that fit in half the device's free memory, measured on a "
         "probe batch, at most the bundle's max_batch_size (default: the bundle's batch_size, auto in the shipped "
@@ -310,6 +315,34 @@ def _bundle_conditions(argv: list[str]) -> ConditionSet | None:
     return read_bundle_info(find_bundle(argv[1])).conditions
 
 
+def _name_scale(text: str) -> tuple[str, float]:
+    """``NAME=SCALE`` (a condition and a guidance scale) -> the pair."""
+    name, sep, scale = text.partition("=")
+    name = name.strip().replace("-", "_")
+    try:
+        value = float(scale)
+    except ValueError:
+        value = None
+    if not (sep and name) or value is None:
+        raise argparse.ArgumentTypeError(f"expected NAME=SCALE (e.g. qrs=6), got {text!r}")
+    return name, value
+
+
+def _phenotype_guidance(args: argparse.Namespace, info: Any) -> dict[str, float] | None:
+    """``--phenotype-guidance`` as the bundle's ``phenotype_guidance`` (condition names resolved), or None."""
+    if not args.phenotype_guidance:
+        return None
+    _refused_unless_option(info.root, "phenotype_guidance", "--phenotype-guidance", True)
+    scales = {}
+    for name, scale in args.phenotype_guidance:
+        resolved = info.conditions.resolve_name(name)
+        if resolved is None:
+            raise ValueError(f"--phenotype-guidance {name}: not a condition of {info.root.name} "
+                             f"({', '.join(info.conditions.names)}).")
+        scales[resolved] = scale
+    return scales
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -367,6 +400,7 @@ def _generation_overrides(args: argparse.Namespace, info: Any) -> dict[str, Any]
         "sampler": args.sampler,
         "num_inference_steps": args.steps,
         "guidance_scale": args.guidance_scale,
+        "phenotype_guidance": _phenotype_guidance(args, info),
         "batch_size": args.batch_size,
         "device": _device_expression(args.device),
         "overwrite": args.overwrite or None,

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import os
 from collections import Counter
@@ -369,10 +370,10 @@ def _differences(recorded: Mapping[str, str], requested: Mapping[str, Any]) -> l
 
 
 def _cell(value: Any) -> Any:
-    """A manifest cell: plain scalars as they are, anything else as compact JSON-compatible text."""
+    """A manifest cell: plain scalars as they are, anything else as JSON text."""
     value = to_json_compatible(value)
     if isinstance(value, (list, dict)):
-        return str(value)
+        return json.dumps(value)
     if isinstance(value, float) and np.isnan(value):
         return ""
     return value
