@@ -11,7 +11,7 @@ counterfactual sweeps of :class:`~monai_gen.metrics.evaluation.SweepFidelity`).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ class GeneratorEvaluation:
             :class:`monai_gen.engines.sampling.ConditionalSampleGenerator`.
         cohorts: the real cohorts (disjoint subjects): a :class:`~monai_gen.engines.cohort.CohortSplit` (its
             ``train`` and ``test``) or ``(train, test)``.
-        measures, output_dir, max_samples, seed, model_id, figures: see :func:`evaluate_generator`.
+        measures, output_dir, max_samples, seed, model_id, sampling, figures: see :func:`evaluate_generator`.
         batch_size: samples per generator call.
     """
 
@@ -47,12 +47,13 @@ class GeneratorEvaluation:
         seed: int = 0,
         batch_size: int = 32,
         model_id: str = "",
+        sampling: Mapping[str, Any] | None = None,
         figures: Sequence[Callable[[EvaluationData, Path], Path]] = (),
     ) -> None:
         self.sample_generator, self.train, self.test = sample_generator, cohorts[0], cohorts[-1]
         self.measures, self.figures = list(measures), list(figures)
         self.output_dir, self.max_samples, self.seed = output_dir, max_samples, seed
-        self.batch_size, self.model_id = int(batch_size), model_id
+        self.batch_size, self.model_id, self.sampling = int(batch_size), model_id, sampling
 
     def generate(self, rows: Sequence[dict[str, Any]], seeds: Sequence[int]) -> torch.Tensor:
         """``(len(rows), C, *spatial)`` physical units: ``rows[i]`` (absent conditions unset) with seed ``seeds[i]``."""
@@ -63,5 +64,6 @@ class GeneratorEvaluation:
     def run(self) -> dict[str, Any]:
         return evaluate_generator(
             self.generate, self.train, self.test, measures=self.measures, output_dir=self.output_dir,
-            max_samples=self.max_samples, seed=self.seed, model_id=self.model_id, figures=self.figures,
+            max_samples=self.max_samples, seed=self.seed, model_id=self.model_id, sampling=self.sampling,
+            figures=self.figures,
         )

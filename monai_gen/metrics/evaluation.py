@@ -66,7 +66,7 @@ __all__ = [
 REPORT_FILES = ("evaluation.json", "evaluation.md")
 """What :func:`evaluate_generator` always writes into its output folder (figures come beside them)."""
 
-_REPORT_KEYS = ("model_id", "n_synthetic", "n_train_items", "n_test_items", "train_subjects", "test_subjects",
+_REPORT_KEYS = ("model_id", "sampling", "n_synthetic", "n_train_items", "n_test_items", "train_subjects", "test_subjects",
                 "measures", "figures")
 GenerateFn = Callable[[Sequence[dict[str, Any]], Sequence[int]], torch.Tensor]
 
@@ -590,6 +590,7 @@ def evaluate_generator(
     max_samples: int | None = 128,
     seed: int = 0,
     model_id: str = "",
+    sampling: Mapping[str, Any] | None = None,
     figures: Sequence[Callable[[EvaluationData, Path], Path]] = (),
 ) -> dict[str, Any]:
     """Generate one sample per held-out test item's conditions (up to ``max_samples``) and write the report.
@@ -603,6 +604,8 @@ def evaluate_generator(
         max_samples: cap on the number of test conditions used (evenly spread over the test items).
         seed: first seed (sample i uses ``seed + i``).
         model_id: written into the report.
+        sampling: how ``generate`` samples (sampler, steps, guidance...), written into the report so that each figure
+            says what produced it.
         figures: ``figure(data, output_dir) -> Path`` each writes one figure.
 
     Returns:
@@ -619,7 +622,8 @@ def evaluate_generator(
     synthetic = checked_samples(generate(requested, [seed + i for i in range(len(requested))]), test.items.shape)
     data = EvaluationData(synthetic, requested, train, test, seed, generate)
     report: dict[str, Any] = {
-        "model_id": model_id, "n_synthetic": len(requested), "n_train_items": len(train), "n_test_items": len(test),
+        "model_id": model_id, **({"sampling": dict(sampling)} if sampling else {}),
+        "n_synthetic": len(requested), "n_train_items": len(train), "n_test_items": len(test),
         "train_subjects": len(train.subjects()), "test_subjects": len(test.subjects()), "measures": names,
     }
     report.update({m.name: m(data) for m in measures})
@@ -636,12 +640,17 @@ def report_markdown(report: dict[str, Any], measures: Sequence[Measure]) -> str:
     lines = [
         f"# Generator evaluation {report.get('model_id', '')}".rstrip(), "",
         f"{report['n_synthetic']} synthetic samples for the conditions of held-out test items "
-        f"({report['test_subjects']} test subjects, {report['train_subjects']} training subjects).",
+        f"({report['test_subjects']} test subjects, {report['train_subjects']} training subjects)"
+        + (f", sampled with {_sampling_text(report['sampling'])}." if report.get("sampling") else "."),
     ]
     for measure in measures:
         lines += ["", *measure.markdown(report[measure.name])]
     lines += ["", *(f"![{name}]({name})" for name in report.get("figures", []))]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _sampling_text(sampling: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sampling.items())
 
 
 def report_summary(report: dict[str, Any], output_dir: str | os.PathLike) -> str:
@@ -657,6 +666,7 @@ def report_summary(report: dict[str, Any], output_dir: str | os.PathLike) -> str
     return "\n".join([
         f"evaluation of {report.get('model_id') or 'the generator'}: {report['n_synthetic']} synthetic samples for the "
         f"conditions of {report['test_subjects']} held-out test subjects ({report['train_subjects']} training subjects)",
+        *([f"  sampling: {_sampling_text(report['sampling'])}"] if report.get("sampling") else []),
         *sections,
         f"  wrote {', '.join(files)}",
     ])

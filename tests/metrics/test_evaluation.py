@@ -70,7 +70,8 @@ def test_an_oracle_generator_reaches_the_ceiling_and_the_report_is_written(split
         return path
 
     report = evaluate_generator(oracle_for(split.test), split.train, split.test, measures=measures(),
-                                output_dir=tmp_path, max_samples=None, seed=3, model_id="m-1", figures=[figure])
+                                output_dir=tmp_path, max_samples=None, seed=3, model_id="m-1", figures=[figure],
+                                sampling={"steps": 25, "phenotype_guidance": {"brightness": 6.0}})
     measured = report["measured_fidelity"]["conditions"]["brightness"]
     assert measured["synthetic"]["value"] == measured["real"]["value"] > 0.99
     probes = report["probe_fidelity"]["conditions"]
@@ -80,12 +81,16 @@ def test_an_oracle_generator_reaches_the_ceiling_and_the_report_is_written(split
     assert report["memorisation"]["min_to_test"] == 0.0
     assert report["n_synthetic"] == len(split.test) and report["test_subjects"] == 6 and report["figures"] == ["grid.png"]
     assert seen[0].seed == 3 and seen[0].requested[0] == {k: v for k, v in split.test.rows[0].items() if k != "subject_id"}
-    assert json.loads((tmp_path / "evaluation.json").read_text())["measures"] == [m.name for m in measures()]
+    written = json.loads((tmp_path / "evaluation.json").read_text())
+    assert written["measures"] == [m.name for m in measures()]
+    assert written["sampling"] == {"steps": 25, "phenotype_guidance": {"brightness": 6.0}}
     markdown = (tmp_path / "evaluation.md").read_text()
+    assert "sampled with steps 25, phenotype_guidance {'brightness': 6.0}." in markdown
     assert markdown.startswith("# Generator evaluation m-1") and "| brightness | mean intensity |" in markdown
     assert "## Memorisation (nearest-neighbour L2 distance, a.u.)" in markdown and "![grid.png](grid.png)" in markdown
     summary = report_summary(report, tmp_path)
     assert "brightness R 1.00" in summary and "pattern AUROC" in summary and str(tmp_path / "grid.png") in summary
+    assert "  sampling: steps 25, phenotype_guidance {'brightness': 6.0}" in summary
 
 
 def test_a_generator_ignoring_its_conditions_scores_no_fidelity(split, tmp_path):
