@@ -252,8 +252,9 @@ def _add_generation_options(parser: argparse.ArgumentParser, conditions: Conditi
     parser.add_argument("--guidance-scale", type=float, default=None, help="classifier-free guidance scale (1 = none)")
     parser.add_argument(
         "--phenotype-guidance", action="append", type=_name_scale, default=None, metavar="NAME=SCALE",
-        help="guidance of one condition on top of --guidance-scale (repeatable; 1 = none), e.g. qrs=6 steers the "
-        "QRS duration harder toward the asked value; bundles with a phenotype_guidance option",
+        help="guidance of one condition on top of --guidance-scale (repeatable; 1 = none), e.g. qrs=8 steers the "
+        "QRS duration harder toward the asked value; replaces that condition's default (the bundle's "
+        "phenotype_guidance), the others keep theirs",
     )
     parser.add_argument(
         "--batch-size", type=_batch_size, default=None,
@@ -329,11 +330,15 @@ def _name_scale(text: str) -> tuple[str, float]:
 
 
 def _phenotype_guidance(args: argparse.Namespace, info: Any) -> dict[str, float] | None:
-    """``--phenotype-guidance`` as the bundle's ``phenotype_guidance`` (condition names resolved), or None."""
+    """``--phenotype-guidance`` over the bundle's default ``phenotype_guidance`` (condition names resolved), or None.
+
+    A given scale replaces that condition's default; the other conditions keep the bundle's (``qrs=1`` turns one off).
+    """
     if not args.phenotype_guidance:
         return None
     _refused_unless_option(info.root, "phenotype_guidance", "--phenotype-guidance", True)
-    scales = {}
+    default = _inference_config(info.root)["phenotype_guidance"]
+    scales = dict(default) if isinstance(default, dict) else {}
     for name, scale in args.phenotype_guidance:
         resolved = info.conditions.resolve_name(name)
         if resolved is None:
