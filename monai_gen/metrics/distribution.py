@@ -45,9 +45,12 @@ class PCAFeatures:
 
 
 def frechet_distance(real_features: torch.Tensor, synthetic_features: torch.Tensor) -> float:
-    """Fréchet distance between Gaussians fitted to two feature sets ``(N, F)`` and ``(M, F)`` (0 = identical)."""
+    """Fréchet distance between Gaussians fitted to two feature sets ``(N, F)`` and ``(M, F)`` (0 = identical).
+
+    Clipped at 0: for identical sets the matrix square root leaves a rounding residue of either sign (-1e-13).
+    """
     _check_features(real_features, synthetic_features)
-    return float(get_fid_score(synthetic_features, real_features))
+    return max(0.0, float(get_fid_score(synthetic_features, real_features)))
 
 
 def linear_mmd(

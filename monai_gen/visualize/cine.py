@@ -33,7 +33,9 @@ def save_cine_gif(
     Args:
         frames: the cine, one 2D frame per time point.
         path: destination ``.gif``.
-        frame_time_ms: display time of each frame (GIF stores hundredths of a second, so it is rounded to 10 ms).
+        frame_time_ms: display time of each frame. GIF stores hundredths of a second, so each frame's time is a
+            multiple of 10 ms, chosen so the loop lasts ``T * frame_time_ms`` to the nearest 10 ms (a 1000 ms cycle
+            of 6 frames: 170, 160, 170, 170, 160, 170 ms), whichever identical frames a GIF encoder merges.
         window: ``(low, high)`` intensities shown black and white; None: the 0.5 / 99.5 percentiles of all frames.
 
     Raises:
@@ -47,9 +49,11 @@ def save_cine_gif(
     (low, high), = intensity_window(frames.reshape(1, -1, frames.shape[-1]), mode=window or "shared")
     grey = (np.clip((frames - low) / (high - low), 0.0, 1.0) * 255).round().astype(np.uint8)
     images = [Image.fromarray(frame, mode="L") for frame in grey]
+    ends = np.round(np.arange(len(images) + 1) * frame_time_ms / 10).astype(int) * 10  # each frame's end, in 10 ms
+    durations = [max(10, int(d)) for d in np.diff(ends)]
     path = Path(path)
     with atomic_output_path(path) as tmp:
-        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=round(frame_time_ms), loop=0)
+        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=durations, loop=0)
     return path
 
 
