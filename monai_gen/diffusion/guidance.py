@@ -70,6 +70,34 @@ class ConditionGuidance(nn.Module):
         self.denoise = denoise
         self.scales = dict(scales)
 
+    def for_batch(self, cond: Mapping[str, object]) -> ConditionGuidance:
+        """This guidance without the passes that cannot change the estimate of this batch ``cond``.
+
+        An attribute absent from every sample (mask 0 in every row, a phenotype the requests leave unset) has a
+        dropped estimate equal to the full one, so its pass costs a forward for nothing: its scale becomes 1, and
+        ``"all"`` is dropped when nothing is present. Mathematically the same output (to the float order of a smaller
+        batched forward); the masks are read on the host once per batch here, never per solver step.
+        """
+        present = {key: mask.reshape(mask.shape[0], -1).any(0).tolist() for key, mask in _full_masks(cond).items()}
+        scales: dict[str, float | list[float]] = {}
+        for key, scale in self.scales.items():
+            if key == ALL_CONDITIONS:
+                if any(any(columns) for columns in present.values()):
+                    scales[key] = scale
+            elif key not in present:
+                scales[key] = scale  # not in this batch at all: _dropped ignores it
+            elif isinstance(scale, (int, float)):
+                if any(present[key]):
+                    scales[key] = scale
+            else:
+                columns = present[key]
+                if len(scale) != len(columns):
+                    raise ValueError(
+                        f"scales[{key!r}] has {len(scale)} entries but there are {len(columns)} phenotypes."
+                    )
+                scales[key] = [float(s) if p else 1.0 for s, p in zip(scale, columns)]
+        return ConditionGuidance(self.denoise, scales)
+
     def _dropped(self, masks: dict[str, torch.Tensor]) -> list[tuple[float, dict[str, torch.Tensor]]]:
         """(weight ``s - 1``, masks with the attribute removed) for every attribute whose scale is not 1."""
         passes = []

@@ -129,7 +129,7 @@ class DiffusionSamplingInferer(Inferer):
             network = _Autocast(network, self.autocast_dtype)
         denoise = make_denoiser(network, self.schedule, self.prediction_type)
         if self.scales:
-            denoise = ConditionGuidance(denoise, self.scales)
+            denoise = ConditionGuidance(denoise, self.scales).for_batch(kwargs)  # no pass for unset phenotypes
         ts = self.ts.to(inputs.device)
         with torch.inference_mode():
             return run_sampler(

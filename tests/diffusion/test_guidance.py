@@ -74,6 +74,30 @@ def test_guided_real_model_matches_its_separate_passes(tiny_denoiser):
     torch.testing.assert_close(guided, full + 1.5 * (full - without), atol=1e-5, rtol=1e-4)
 
 
+def test_unset_phenotypes_cost_no_pass_and_change_nothing():
+    mask = torch.tensor([[1.0, 0.0, 0.0], [1.0, 0.0, 1.0]])  # phenotype 1 unset in every request
+    guidance = ConditionGuidance(_Linear(), {"all": 3.0, "condition_mask": [2.0, 5.0, 4.0]})
+    every_pass = guidance(X, T, conditions=VALUES, condition_mask=mask)
+    pruned = guidance.for_batch({"conditions": VALUES, "condition_mask": mask})
+    assert pruned.scales == {"all": 3.0, "condition_mask": [2.0, 1.0, 4.0]}
+    out = pruned(X, T, conditions=VALUES, condition_mask=mask)
+    torch.testing.assert_close(out, every_pass)
+    assert pruned.denoise.batches[-1] == 8  # full, all, phenotypes 0 and 2: four passes of 2, not five
+    nothing_set = guidance.for_batch({"conditions": VALUES, "condition_mask": torch.zeros(2, 3)})
+    assert nothing_set.scales == {"condition_mask": [1.0, 1.0, 1.0]}
+    assert nothing_set(X, T, conditions=VALUES, condition_mask=torch.zeros(2, 3)).equal(X)
+
+
+def test_pruned_guidance_samples_as_the_full_one(tiny_denoiser):
+    denoise = tiny_denoiser("epsilon", embedding_dim=3)
+    cond = {"conditions": torch.tensor([[0.5, 1.0], [-1.0, 0.0]]), "condition_mask": torch.tensor([[1.0, 0.0]] * 2)}
+    guidance = ConditionGuidance(denoise, {"all": 2.0, "condition_mask": [3.0, 4.0]})
+    kwargs = {"num_steps": 4, "seeds": [1, 2], **cond}
+    full = sample(guidance, CosineSchedule(0.05), (2, 2, 16), **kwargs)
+    pruned = sample(guidance.for_batch(cond), CosineSchedule(0.05), (2, 2, 16), **kwargs)
+    torch.testing.assert_close(pruned, full, atol=1e-5, rtol=1e-4)
+
+
 def test_bad_scales():
     with pytest.raises(ValueError, match="scales keys must be among"):
         ConditionGuidance(_Linear(), {"conditions": 2.0})
@@ -81,3 +105,5 @@ def test_bad_scales():
         ConditionGuidance(_Linear(), {"embedding_mask": [2.0]})
     with pytest.raises(ValueError, match="has 2 entries but there are 3 phenotypes"):
         ConditionGuidance(_Linear(), {"condition_mask": [2.0, 1.0]})(X, T, conditions=VALUES)
+    with pytest.raises(ValueError, match="has 2 entries but there are 3 phenotypes"):
+        ConditionGuidance(_Linear(), {"condition_mask": [2.0, 1.0]}).for_batch({"conditions": VALUES})
