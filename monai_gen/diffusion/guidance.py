@@ -95,7 +95,7 @@ class ConditionGuidance(nn.Module):
                     raise ValueError(
                         f"scales[{key!r}] has {len(scale)} entries but there are {len(columns)} phenotypes."
                     )
-                scales[key] = [float(s) if p else 1.0 for s, p in zip(scale, columns)]
+                scales[key] = [float(s) if p else 1.0 for s, p in zip(scale, columns, strict=True)]
         return ConditionGuidance(self.denoise, scales)
 
     def _dropped(self, masks: dict[str, torch.Tensor]) -> list[tuple[float, dict[str, torch.Tensor]]]:
