@@ -9,7 +9,9 @@ set + sidecar per sample; ``array``: one safetensors shard per batch) x ``--npro
 reports the wall time and the **steady-state rate**: samples finished between the first and the last batch's files
 (their modification times), divided by that span, i.e. without start-up and the first batch. For the ECG bundle, beside
 them, the **bound**: the denoiser's time per sample and forward at the job's forward batch (measured in this process,
-median of repeats), times steps x guidance passes, gives the most ECGs per second one process can reach.
+median of repeats), times steps x guided passes, gives the most ECGs per second one process can reach. ``--set NAME=VALUE``
+makes every sample ask that phenotype (``monai-gen generate --NAME VALUE``): the ECG bundle guides heart rate, QRS and
+QT each on their own (``phenotype_guidance``), so a job asking all three runs 5 passes per step, an unconditioned one 1.
 """
 
 from __future__ import annotations
@@ -32,8 +34,10 @@ import monai
 import torch
 
 from benchmarks.generation import BUNDLE, denoiser_forward, load_bundle_model
+from monai_gen.bundle.registry import bundle_component
+from monai_gen.diffusion.guidance import ConditionGuidance
 
-__all__ = ["steady_rate", "run_job", "forward_bound", "main"]
+__all__ = ["steady_rate", "run_job", "guided_passes", "forward_bound", "main"]
 
 
 def steady_rate(output_dir: Path, *, batch_size: int, first_batches: int = 1) -> dict[str, float]:
@@ -112,19 +116,49 @@ def run_job(
     }
 
 
-def forward_bound(batch: int, steps: int, *, precision: str, repeats: int) -> dict[str, float]:
-    """The denoiser's seconds per sample and forward at forward batch ``batch`` (guided: twice the job's batch)."""
+def guided_passes(model: dict[str, Any], request: dict[str, Any]) -> int:
+    """Network passes per solver step for a job whose every sample asks ``request`` (``{phenotype: value}``), with
+    the bundle's guidance (``inferer`` of its ``common.json``): 1 unguided, 2 with one guidance scale, one more per
+    phenotype with its own scale that the request sets (unset phenotypes cost nothing: ``ConditionGuidance.for_batch``).
+    """
+    scales = bundle_component(model["root"], "inferer").scales
+    if not scales:
+        return 1
+    values, mask = model["conditions"].encode_rows([request])
+    cond = {"conditions": values, "condition_mask": mask}
+    return ConditionGuidance(None, scales).for_batch(cond).passes(cond)
+
+
+def forward_bound(batch_size: int, steps: int, *, request: dict[str, Any], precision: str, repeats: int,
+                  forward_batch: int | None = None) -> dict[str, Any]:
+    """The most samples per second one process can reach: the denoiser's seconds per sample and forward at the job's
+    forward batch (``guided_passes`` x ``batch_size``, the guided passes run as one batch) x steps x passes."""
     model = load_bundle_model(torch.device("cpu"))
+    passes = guided_passes(model, request)
+    batch = forward_batch or passes * batch_size
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bfloat16" else contextlib.nullcontext()
     with autocast:
         result = denoiser_forward(model, batch, torch.device("cpu"), repeats)
     per_sample = result["seconds_per_forward"] / batch
     return {
+        "request": request,
+        "guided_passes": passes,
         "forward_batch": batch,
         "precision": precision,
         "seconds_per_sample_forward": per_sample,
-        "bound_samples_per_second": 1.0 / (per_sample * steps * 2),
+        "bound_samples_per_second": 1.0 / (per_sample * steps * passes),
     }
+
+
+def _phenotype_setting(text: str) -> tuple[str, Any]:
+    """``NAME=VALUE`` -> (name, float value or the category text)."""
+    name, sep, value = text.partition("=")
+    if not sep or not name or not value:
+        raise argparse.ArgumentTypeError(f"--set takes NAME=VALUE (e.g. qrs=100), got {text!r}.")
+    try:
+        return name, float(value)
+    except ValueError:
+        return name, value
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -146,16 +180,22 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--override", action="append", default=[], help="passed to monai-gen generate (ID=VALUE)")
     parser.add_argument(
+        "--set", action="append", default=[], type=_phenotype_setting, metavar="NAME=VALUE",
+        help="a phenotype every sample asks (monai-gen generate --NAME VALUE; repeatable); none: unconditioned samples",
+    )
+    parser.add_argument(
         "--bound-batch",
         type=int,
         default=None,
-        help="forward batch of the ECG bound (default 2 x the job's batch: the guided passes run as one batch)",
+        help="forward batch of the ECG bound (default: guided passes x the job's batch, run as one batch)",
     )
     parser.add_argument("--precision", default="float32", choices=["float32", "bfloat16"], help="of the bound")
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     extra = [item for value in args.override for item in ("--override", value)]
+    request = dict(args.set)
+    extra += [item for name, value in request.items() for item in (f"--{name}", f"{value:g}" if isinstance(value, float) else value)]
     results: dict[str, Any] = {
         "versions": {"python": platform.python_version(), "torch": torch.__version__, "monai": monai.__version__},
         "load_average_start": os.getloadavg(),
@@ -163,10 +203,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     }
     ecg = args.bundle == BUNDLE
     formats = args.formats or ["array", "wfdb" if ecg else "nifti"]
-    results["bundle"] = args.bundle
+    results["bundle"], results["request"] = args.bundle, request
     if ecg:
-        bound_batch = args.bound_batch or 2 * args.batch_size
-        results["bound"] = forward_bound(bound_batch, args.steps, precision=args.precision, repeats=10)
+        results["bound"] = forward_bound(args.batch_size, args.steps, request=request, precision=args.precision,
+                                         repeats=10, forward_batch=args.bound_batch)
         print(f"bound: {results['bound']}", flush=True)
     for output_format in formats:
         for nproc in args.nproc:

@@ -98,6 +98,11 @@ class ConditionGuidance(nn.Module):
                 scales[key] = [float(s) if p else 1.0 for s, p in zip(scale, columns, strict=True)]
         return ConditionGuidance(self.denoise, scales)
 
+    def passes(self, cond: Mapping[str, object]) -> int:
+        """Network passes per evaluation for the batch ``cond`` (the full estimate plus one per guided attribute),
+        all run as one forward of ``passes x B`` samples."""
+        return 1 + len(self._dropped(_full_masks(cond)))
+
     def _dropped(self, masks: dict[str, torch.Tensor]) -> list[tuple[float, dict[str, torch.Tensor]]]:
         """(weight ``s - 1``, masks with the attribute removed) for every attribute whose scale is not 1."""
         passes = []

@@ -83,6 +83,8 @@ def test_unset_phenotypes_cost_no_pass_and_change_nothing():
     out = pruned(X, T, conditions=VALUES, condition_mask=mask)
     torch.testing.assert_close(out, every_pass)
     assert pruned.denoise.batches[-1] == 8  # full, all, phenotypes 0 and 2: four passes of 2, not five
+    cond = {"conditions": VALUES, "condition_mask": mask}
+    assert (guidance.passes(cond), pruned.passes(cond)) == (5, 4)
     nothing_set = guidance.for_batch({"conditions": VALUES, "condition_mask": torch.zeros(2, 3)})
     assert nothing_set.scales == {"condition_mask": [1.0, 1.0, 1.0]}
     assert nothing_set(X, T, conditions=VALUES, condition_mask=torch.zeros(2, 3)).equal(X)
