@@ -8,8 +8,8 @@ request (conditions, pass-through columns, seed, model id, sampler, steps, guida
 disk, so re-running a killed job generates only what is missing; because every sample draws its noise from its own
 seed, the resumed output is identical to an uninterrupted run at the same batch size (another batch size, or a
 batch whose requests set other phenotypes under per-phenotype guidance, changes only float rounding in the batched
-kernels, about 1e-5 of the signal, which can flip one ADC step of a written file). A folder whose finished samples were made for a different request is an error that says what differs,
-unless the job is told to ``overwrite`` them.
+kernels, about 1e-5 of the signal, which can flip one ADC step of a written file). A folder whose finished samples
+were made for a different request is an error that says what differs, unless the job is told to ``overwrite`` them.
 
 Under ``torchrun`` (a joined ``torch.distributed`` process group) the job is sharded: the batches of the
 single-process run are dealt out in turn, batch ``b`` to rank ``b mod world_size``, so every sample is generated in
