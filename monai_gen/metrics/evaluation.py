@@ -272,22 +272,42 @@ class Memorisation:
         self.unit, self.name = unit, name
 
     def __call__(self, data: EvaluationData) -> dict[str, Any]:
-        section = memorisation_report(data.synthetic, data.train.items, data.test.items).as_dict()
+        subjects = [row[data.test.subject_key] for row in data.test.rows]  # synthetic item i: test item i's conditions
+        several = len(set(map(str, subjects))) > 1
+        section = memorisation_report(data.synthetic, data.train.items, data.test.items,
+                                      synthetic_subjects=subjects if several else None,
+                                      test_subjects=subjects if several else None).as_dict()
         section["summary"] = (
             f"{section['fraction_closer_to_train']:.2f} of synthetic items nearer a training than a test item "
             f"(expected {section['expected_fraction']:.2f}, p {section['p_value']:.2g})"
         )
+        if several:
+            section["summary"] += (
+                f"; against the other subjects' test items {section['other_subjects_fraction_closer_to_train']:.2f} "
+                f"(real test items {section['other_subjects_real_fraction_closer_to_train']:.2f}, size ratio "
+                f"{section['other_subjects_expected_fraction']:.2f})"
+            )
         return section
 
     def markdown(self, section: dict[str, Any]) -> list[str]:
         m, unit = section, f", {self.unit}" if self.unit else ""
-        return [
+        lines = [
             f"## Memorisation (nearest-neighbour L2 distance{unit})", "",
             "| to training | to test | closer to training | expected if not memorised | p (train < test) |",
             "| --- | --- | --- | --- | --- |",
             f"| mean {m['mean_to_train']:.3f}, min {m['min_to_train']:.3f} | mean {m['mean_to_test']:.3f}, min "
             f"{m['min_to_test']:.3f} | {m['fraction_closer_to_train']:.2f} | {m['expected_fraction']:.2f} | {m['p_value']:.3g} |",
         ]
+        if m.get("other_subjects_fraction_closer_to_train") is not None:
+            lines += [
+                "", "Each synthetic item is drawn for a test subject's conditions, so it resembles that subject; "
+                "leaving that subject's test items out of its reference:", "",
+                "| closer to training: synthetic | real test items (the level of a generator that does not copy) | "
+                "size ratio |", "| --- | --- | --- |",
+                f"| {m['other_subjects_fraction_closer_to_train']:.2f} | "
+                f"{m['other_subjects_real_fraction_closer_to_train']:.2f} | {m['other_subjects_expected_fraction']:.2f} |",
+            ]
+        return lines
 
 
 def checked_samples(samples: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:

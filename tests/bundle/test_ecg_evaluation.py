@@ -53,6 +53,10 @@ def test_oracle_generator_matches_the_real_ceiling(cohorts, tmp_path):
     assert report["limb_lead_residual"]["synthetic_median"] < 0.1
     assert report["qrs_alignment"]["synthetic"] == report["qrs_alignment"]["real_test"] > 0.9
     assert report["edge_artefacts"]["synthetic"] == report["edge_artefacts"]["real_test"] < 0.2
+    memo = report["memorisation"]  # the real beats themselves: pooled nearest test is 0, per subject the real level
+    assert memo["fraction_closer_to_train"] == 0.0
+    assert memo["other_subjects_fraction_closer_to_train"] == memo["other_subjects_real_fraction_closer_to_train"]
+    assert 0.0 < memo["other_subjects_real_fraction_closer_to_train"] < 1.0
     assert json.loads((tmp_path / "evaluation.json").read_text())["n_synthetic"] == len(test)
     markdown = (tmp_path / "evaluation.md").read_text()
     assert "| qt |" in markdown and "## Limb-lead consistency" in markdown and "![examples.png](examples.png)" in markdown
@@ -70,6 +74,8 @@ def test_a_generator_that_copies_training_beats_is_flagged(cohorts, tmp_path):
     report = evaluate_generator(copier, train, test, measures=[Memorisation()], output_dir=tmp_path, max_samples=20)
     memo = report["memorisation"]
     assert memo["min_to_train"] == 0.0 and memo["fraction_closer_to_train"] == 1.0 and memo["p_value"] < 1e-3
+    assert memo["other_subjects_fraction_closer_to_train"] == 1.0
+    assert "against the other subjects' test items 1.00" in memo["summary"]
 
 
 def test_beats_stepping_at_their_window_border_are_counted(cohorts, tmp_path):
