@@ -33,11 +33,11 @@ def test_qrs_guidance_moves_the_measured_qrs_toward_the_asked_value_and_is_recor
     assert np.isfinite(plain).all() and np.isfinite(guided).all()
     assert np.median(guided) > np.median(plain) + 10, (np.median(plain), np.median(guided))  # 106 -> 129 ms at writing
     records = {name: json.loads(next((tmp_path / name).glob("shard_*.json")).read_text()) for name in ("guided", "plain")}
-    assert records["guided"]["phenotype_guidance"] == {"heart_rate": 3.0, "qrs": 6.0, "qt": 6.0}
-    assert records["plain"]["phenotype_guidance"] == {"heart_rate": 3.0, "qrs": 1.0, "qt": 6.0}
+    assert records["guided"]["phenotype_guidance"] == {"heart_rate": 3.0, "qrs": 6.0, "qt": 6.0, "sex": 3.0}
+    assert records["plain"]["phenotype_guidance"] == {"heart_rate": 3.0, "qrs": 1.0, "qt": 6.0, "sex": 3.0}
     assert records["plain"]["guidance_scale"] == 3.0
     row = read_manifest(tmp_path / "plain" / "manifest.csv")[0]
-    assert json.loads(row["phenotype_guidance"]) == {"heart_rate": 3.0, "qrs": 1.0, "qt": 6.0}
+    assert json.loads(row["phenotype_guidance"]) == {"heart_rate": 3.0, "qrs": 1.0, "qt": 6.0, "sex": 3.0}
 
 
 @pytest.mark.parametrize(
