@@ -10,6 +10,7 @@ bundle folder) do the same thing. Phenotype options are read from the chosen bun
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -239,7 +240,8 @@ def _add_bundle_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bundle", help="bundle name (see `monai-gen bundles`) or bundle folder")
     parser.add_argument(
         "--override", action="append", default=[], metavar="ID=VALUE",
-        help="any other config id of the bundle, e.g. --override batch_size=8 (repeatable)",
+        help="any other config id of the bundle, e.g. --override batch_size=8 or 'phenotype_guidance={\"qrs\": 6}' "
+             "(a JSON list / object; ID#KEY=VALUE sets one entry; repeatable)",
     )
 
 
@@ -372,12 +374,19 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ValueError(f"--override expects ID=VALUE, got {item!r}.")
-        overrides[key] = _literal(value)
+        try:
+            overrides[key] = _literal(value)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"--override {key}: {value!r} starts like a JSON list / object but is not one "
+                             f"({error.msg} at character {error.pos}).") from None
     return overrides
 
 
 def _literal(text: str) -> Any:
-    """A command-line value as the config would hold it: number, bool, null or string."""
+    """A command-line value as the config would hold it: number, bool, null, a JSON list / object
+    (``{"qrs": 6.0}``) or string; ``json.JSONDecodeError`` for text that starts like JSON and is not."""
+    if text.strip()[:1] in ("{", "["):
+        return json.loads(text)
     lowered = text.strip().lower()
     if lowered in ("none", "null"):
         return None

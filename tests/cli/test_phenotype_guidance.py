@@ -53,3 +53,18 @@ def test_bad_phenotype_guidance_is_a_one_line_error(bundle, option, message, run
     code, text = run_cli(["generate", bundle, "--phenotype-guidance", option, "--output-dir", str(tmp_path / "out")])
     assert code == 2 and message in text, text
     assert "Traceback" not in text and not (tmp_path / "out").exists()
+
+
+def test_a_json_override_replaces_the_whole_guidance_table(run_cli, tmp_path):
+    code, text = run_cli(["generate", "ecg_generative_diffusion", "--qrs", "120", "--num-samples", "1", "--steps", "2",
+                          "--output-format", "array", "--output-dir", str(tmp_path), "--override", "progress=false",
+                          "--override", 'phenotype_guidance={"qrs": 4.5}'])
+    assert code == 0, text
+    assert json.loads(next(tmp_path.glob("shard_*.json")).read_text())["phenotype_guidance"] == {"qrs": 4.5}
+
+
+def test_an_override_that_is_not_json_is_a_one_line_error(run_cli, tmp_path):
+    code, text = run_cli(["generate", "ecg_generative_diffusion", "--output-dir", str(tmp_path / "out"),
+                          "--override", "phenotype_guidance={qrs: 6}"])
+    assert code == 2 and "--override phenotype_guidance: '{qrs: 6}' starts like a JSON list / object but is not one" in text
+    assert "Traceback" not in text and not (tmp_path / "out").exists()
