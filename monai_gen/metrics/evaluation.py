@@ -274,9 +274,9 @@ class Memorisation:
     def __call__(self, data: EvaluationData) -> dict[str, Any]:
         subjects = [row[data.test.subject_key] for row in data.test.rows]  # synthetic item i: test item i's conditions
         several = len(set(map(str, subjects))) > 1
+        per_item = subjects if several else None  # one list serves both: synthetic item i pairs with test item i
         section = memorisation_report(data.synthetic, data.train.items, data.test.items,
-                                      synthetic_subjects=subjects if several else None,
-                                      test_subjects=subjects if several else None).as_dict()
+                                      synthetic_subjects=per_item, test_subjects=per_item).as_dict()
         section["summary"] = (
             f"{section['fraction_closer_to_train']:.2f} of synthetic items nearer a training than a test item "
             f"(expected {section['expected_fraction']:.2f}, p {section['p_value']:.2g})"
