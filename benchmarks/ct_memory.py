@@ -127,8 +127,8 @@ def run_child(args: argparse.Namespace) -> dict[str, Any]:
     seconds = time.perf_counter() - start
     volume = window.inverse(decoded.float().cpu())
     result = {
-        "mode": args.child, "autoencoder": type(autoencoder).__name__, "device": str(device), "threads": args.threads, "volume_shape": list(volume.shape[2:]),
-        "latent_shape": list(latent.shape[1:]), "compression": factor, "seconds": seconds,
+        "mode": args.child, "autoencoder": type(autoencoder).__name__, "device": str(device), "threads": args.threads,
+        "volume_shape": list(volume.shape[2:]), "latent_shape": list(latent.shape[1:]), "compression": factor, "seconds": seconds,
         "peak_rss_mb": _peak_rss_mb(), "baseline_rss_mb": baseline,
         "parameters": sum(p.numel() for p in autoencoder.parameters()),
     }
