@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -49,6 +50,8 @@ from monai_gen.utils.atomic import atomic_output_path
 
 __all__ = ["ConditionTargets", "feature_network", "ImageFeatureExtractor", "train_feature_extractor",
            "cached_feature_extractor"]
+
+logger = logging.getLogger(__name__)
 
 _FORMAT = "monai_gen.image_feature_extractor/1"
 
@@ -300,8 +303,13 @@ def train_feature_extractor(
 
 
 def _fingerprint(items: torch.Tensor, rows: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]) -> str:
+    """Digest of what an extractor learns from: the items' float32 bytes, the rows' target values (the ``continuous``
+    and ``categorical`` names of ``settings``; other fields, such as file paths, vary with where the data lives) and
+    the settings."""
+    targets = [*settings["continuous"], *settings["categorical"]]
     digest = hashlib.sha256(torch.as_tensor(items, dtype=torch.float32).contiguous().numpy().tobytes())
-    digest.update(json.dumps([list(rows), dict(settings)], sort_keys=True, default=str).encode())
+    target_rows = [{name: row.get(name) for name in targets} for row in rows]
+    digest.update(json.dumps([target_rows, dict(settings)], sort_keys=True, default=str).encode())
     return digest.hexdigest()
 
 
@@ -309,6 +317,7 @@ def cached_feature_extractor(
     path: str | os.PathLike,
     cohort: Any,
     *,
+    reuse: Sequence[str | os.PathLike] = (),
     continuous: Sequence[str] = (),
     categorical: Mapping[str, Sequence[str]] | None = None,
     widths: Sequence[int] = (8, 16, 32, 64),
@@ -318,22 +327,33 @@ def cached_feature_extractor(
     seed: int = 0,
     device: torch.device | str = "cpu",
 ) -> ImageFeatureExtractor:
-    """The extractor saved at ``path`` if it was trained on this cohort with these settings, else a new one trained
-    by :func:`train_feature_extractor` and saved there.
+    """The extractor saved at ``path``, or at one of ``reuse``, that was trained on this cohort with these settings;
+    else a new one trained by :func:`train_feature_extractor` and saved at ``path``.
+
+    A saved extractor is reused only when its fingerprint (a digest of the training items' bytes, their target values and the
+    settings) matches; a file that does not match is left unused, with a warning naming it, and never read silently.
 
     Args:
         path: the safetensors file (e.g. in the evaluation's output folder).
         cohort: the real *training* cohort (its ``items`` and ``rows``; never the test subjects).
+        reuse: other saved extractors to use when they match, tried after ``path``, e.g. the one a bundle ships
+            (``models/feature_extractor.safetensors``); they are never written.
         continuous, categorical, widths, max_epochs, batch_size, learning_rate, seed, device: see
             :func:`train_feature_extractor`.
     """
     settings = {"continuous": list(continuous), "categorical": dict(categorical or {}), "widths": list(widths),
                 "max_epochs": max_epochs, "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed}
     fingerprint = _fingerprint(cohort.items, cohort.rows, settings)
-    if Path(path).is_file():
-        saved = ImageFeatureExtractor.load(path, device=device)
-        if saved.fingerprint == fingerprint:
-            return saved
+    unmatched = []
+    for candidate in dict.fromkeys(Path(p) for p in (path, *reuse)):
+        if candidate.is_file():
+            saved = ImageFeatureExtractor.load(candidate, device=device)
+            if saved.fingerprint == fingerprint:
+                return saved
+            unmatched.append(str(candidate))
+    if unmatched:
+        logger.warning("feature extractor %s was trained on other images or settings than these %d; training a new "
+                       "one into %s", " and ".join(unmatched), len(cohort.items), path)
     extractor = train_feature_extractor(cohort.items, cohort.rows, device=device, **settings)
     extractor.fingerprint = fingerprint
     extractor.save(path)

@@ -159,6 +159,7 @@ def cached_slice_feature_extractor(
     path: str | os.PathLike,
     cohort: Any,
     *,
+    reuse: Sequence[str | os.PathLike] = (),
     planes: Sequence[str] = tuple(SLICE_PLANES),
     n_slices: int | None = 8,
     slice_step: int = 1,
@@ -182,6 +183,8 @@ def cached_slice_feature_extractor(
     Args:
         path: the safetensors file (e.g. in the evaluation's output folder).
         cohort: the real *training* cohort of volumes ``(N, C, X, Y, Z)`` (its ``items`` and ``rows``).
+        reuse: other saved extractors to use when they match (e.g. the bundle's shipped one), see
+            :func:`~monai_gen.metrics.image_features.cached_feature_extractor`.
         planes, n_slices, slice_step, slice_size, pad_value: the training slices, see :func:`slice_items`.
         continuous, categorical, widths, max_epochs, batch_size, learning_rate, seed, device: see
             :func:`~monai_gen.metrics.image_features.train_feature_extractor`.
@@ -191,6 +194,6 @@ def cached_slice_feature_extractor(
     targets = dict(categorical or {})
     if len(planes) > 1:
         targets[SLICE_PLANE] = list(planes)
-    return cached_feature_extractor(path, slices, continuous=continuous, categorical=targets, widths=widths,
+    return cached_feature_extractor(path, slices, reuse=reuse, continuous=continuous, categorical=targets, widths=widths,
                                     max_epochs=max_epochs, batch_size=batch_size, learning_rate=learning_rate,
                                     seed=seed, device=device)

@@ -83,6 +83,25 @@ def test_cached_extractor_is_reused_for_the_same_data_and_retrained_for_other_da
     assert ImageFeatureExtractor.load(path).fingerprint == fewer.fingerprint
 
 
+def test_a_matching_shipped_extractor_is_used_over_a_stale_cached_one(split, tmp_path, caplog):
+    """The evaluation's cache may hold an extractor trained on other data (an earlier run); the shipped one that matches
+    must be read, not retrained silently, and a file that matches nothing is named in a warning."""
+    train = split[0]
+    shipped = cached_feature_extractor(tmp_path / "shipped.safetensors", train, max_epochs=1, **TARGETS)
+    stale_path = tmp_path / "cache.safetensors"
+    cached_feature_extractor(stale_path, train.subset(range(30)), max_epochs=1, **TARGETS)
+    stale_written = os.stat(stale_path).st_mtime_ns
+    used = cached_feature_extractor(stale_path, train, reuse=[tmp_path / "shipped.safetensors"], max_epochs=1,
+                                    **TARGETS)
+    assert used.fingerprint == shipped.fingerprint and os.stat(stale_path).st_mtime_ns == stale_written
+    torch.testing.assert_close(used(split[1].items), shipped(split[1].items), rtol=0, atol=0)
+    with caplog.at_level("WARNING", logger="monai_gen.metrics.image_features"):
+        retrained = cached_feature_extractor(stale_path, train.subset(range(20)), reuse=[tmp_path / "shipped.safetensors"],
+                                             max_epochs=1, **TARGETS)
+    assert retrained.training["n_items"] == 20 and ImageFeatureExtractor.load(stale_path).training["n_items"] == 20
+    assert str(stale_path) in caplog.text and "shipped.safetensors" in caplog.text and "other images" in caplog.text
+
+
 def test_bad_inputs_are_refused(split, extractor, tmp_path):
     with pytest.raises(ValueError, match=r"\(N, \*\(1, 64, 64\)\)"):
         extractor(torch.zeros(2, 1, 32, 32))
