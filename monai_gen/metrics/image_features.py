@@ -30,6 +30,7 @@ import json
 import logging
 import math
 import os
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -330,14 +331,15 @@ def cached_feature_extractor(
     """The extractor saved at ``path``, or at one of ``reuse``, that was trained on this cohort with these settings;
     else a new one trained by :func:`train_feature_extractor` and saved at ``path``.
 
-    A saved extractor is reused only when its fingerprint (a digest of the training items' bytes, their target values and the
-    settings) matches; a file that does not match is left unused, with a warning naming it, and never read silently.
+    A saved extractor is reused only when its fingerprint (a digest of the training items' bytes, their target values
+    and the settings) matches; a matching one from ``reuse`` is copied to ``path``, so that folder holds the extractor
+    that was used. A file that does not match is not used, and a warning names it.
 
     Args:
         path: the safetensors file (e.g. in the evaluation's output folder).
         cohort: the real *training* cohort (its ``items`` and ``rows``; never the test subjects).
         reuse: other saved extractors to use when they match, tried after ``path``, e.g. the one a bundle ships
-            (``models/feature_extractor.safetensors``); they are never written.
+            (``models/feature_extractor.safetensors``); they are only read.
         continuous, categorical, widths, max_epochs, batch_size, learning_rate, seed, device: see
             :func:`train_feature_extractor`.
     """
@@ -349,6 +351,9 @@ def cached_feature_extractor(
         if candidate.is_file():
             saved = ImageFeatureExtractor.load(candidate, device=device)
             if saved.fingerprint == fingerprint:
+                if candidate != Path(path):
+                    with atomic_output_path(path) as copy:
+                        shutil.copyfile(candidate, copy)
                 return saved
             unmatched.append(str(candidate))
     if unmatched:

@@ -194,6 +194,6 @@ def cached_slice_feature_extractor(
     targets = dict(categorical or {})
     if len(planes) > 1:
         targets[SLICE_PLANE] = list(planes)
-    return cached_feature_extractor(path, slices, reuse=reuse, continuous=continuous, categorical=targets, widths=widths,
-                                    max_epochs=max_epochs, batch_size=batch_size, learning_rate=learning_rate,
-                                    seed=seed, device=device)
+    return cached_feature_extractor(path, slices, reuse=reuse, continuous=continuous, categorical=targets,
+                                    widths=widths, max_epochs=max_epochs, batch_size=batch_size,
+                                    learning_rate=learning_rate, seed=seed, device=device)

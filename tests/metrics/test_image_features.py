@@ -8,6 +8,7 @@ import os
 import pytest
 import torch
 
+from monai_gen.engines.cohort import Cohort
 from monai_gen.engines.weights import save_tensors
 from monai_gen.metrics.evaluation import EvaluationData, ProbeFidelity
 from monai_gen.metrics.image import FeatureSpace
@@ -84,22 +85,39 @@ def test_cached_extractor_is_reused_for_the_same_data_and_retrained_for_other_da
 
 
 def test_a_matching_shipped_extractor_is_used_over_a_stale_cached_one(split, tmp_path, caplog):
-    """The evaluation's cache may hold an extractor trained on other data (an earlier run); the shipped one that matches
-    must be read, not retrained silently, and a file that matches nothing is named in a warning."""
+    """The evaluation's folder may hold an extractor trained on other data (an earlier run); the shipped one that
+    matches must be used (and copied there), not retrained silently, and a file that matches nothing is named in a
+    warning."""
     train = split[0]
     shipped = cached_feature_extractor(tmp_path / "shipped.safetensors", train, max_epochs=1, **TARGETS)
     stale_path = tmp_path / "cache.safetensors"
     cached_feature_extractor(stale_path, train.subset(range(30)), max_epochs=1, **TARGETS)
-    stale_written = os.stat(stale_path).st_mtime_ns
+    shipped_written = os.stat(tmp_path / "shipped.safetensors").st_mtime_ns
     used = cached_feature_extractor(stale_path, train, reuse=[tmp_path / "shipped.safetensors"], max_epochs=1,
                                     **TARGETS)
-    assert used.fingerprint == shipped.fingerprint and os.stat(stale_path).st_mtime_ns == stale_written
+    assert used.fingerprint == shipped.fingerprint
+    # the stale file is replaced by the extractor that was used; the shipped one is only read
+    assert stale_path.read_bytes() == (tmp_path / "shipped.safetensors").read_bytes()
+    assert os.stat(tmp_path / "shipped.safetensors").st_mtime_ns == shipped_written
     torch.testing.assert_close(used(split[1].items), shipped(split[1].items), rtol=0, atol=0)
     with caplog.at_level("WARNING", logger="monai_gen.metrics.image_features"):
-        retrained = cached_feature_extractor(stale_path, train.subset(range(20)), reuse=[tmp_path / "shipped.safetensors"],
-                                             max_epochs=1, **TARGETS)
+        retrained = cached_feature_extractor(stale_path, train.subset(range(20)),
+                                             reuse=[tmp_path / "shipped.safetensors"], max_epochs=1, **TARGETS)
     assert retrained.training["n_items"] == 20 and ImageFeatureExtractor.load(stale_path).training["n_items"] == 20
     assert str(stale_path) in caplog.text and "shipped.safetensors" in caplog.text and "other images" in caplog.text
+
+
+def test_the_cache_ignores_where_the_files_live_but_not_a_target_value(split, tmp_path):
+    """Rows carry bookkeeping such as file paths, which differ between checkouts (the shipped CT extractor never matched
+    under another bundle root); only the items, the target values and the settings decide a match."""
+    path, train = tmp_path / "cache.safetensors", split[0]
+    first = cached_feature_extractor(path, train, max_epochs=1, **TARGETS)
+    moved = Cohort(train.items, [{**row, "image": f"/elsewhere/{i}.nii.gz"} for i, row in enumerate(train.rows)])
+    written = os.stat(path).st_mtime_ns
+    assert cached_feature_extractor(path, moved, max_epochs=1, **TARGETS).fingerprint == first.fingerprint
+    assert os.stat(path).st_mtime_ns == written
+    older = Cohort(train.items, [{**row, "age": float(row["age"]) + 1.0} for row in train.rows])
+    assert cached_feature_extractor(path, older, max_epochs=1, **TARGETS).fingerprint != first.fingerprint
 
 
 def test_bad_inputs_are_refused(split, extractor, tmp_path):
